@@ -1,0 +1,185 @@
+"""The hit record and how a request becomes one. Pure: no I/O, no clock unless passed in.
+
+Input policy (documented in docs/input-limits.md):
+
+* the query string is read up to ``max_query_bytes``; the rest is cut at the last ``&`` and
+  the hit is flagged ``query_truncated``;
+* at most ``max_params`` parameters are kept (``too_many_params``);
+* a value longer than ``max_value_chars`` is cut (``value_truncated``);
+* a repeated parameter keeps its FIRST value (``repeated_param``), so a link cannot be
+  re-pointed by appending ``&cid=...``;
+* bytes that are not UTF-8 become U+FFFD (``invalid_utf8``); control characters (C0, DEL, C1)
+  become U+FFFD (``control_chars``), so nothing we store can reach a header or a terminal raw;
+* a malformed percent escape such as ``%zz`` is kept literally.
+
+Flags are stored with the hit: bad input is recorded as such, never answered with an error.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import astuple, dataclass, fields
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from .clientip import ClientIP
+from .useragent import parse_user_agent
+
+KINDS = ("view", "open", "click", "event")
+UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "utm_id")
+ID_KEYS = ("e", "eid", "cid", "uid", "sid", "url", "ref")
+COLUMN_KEYS = frozenset((*ID_KEYS, *UTM_KEYS))
+MAX_KEY_CHARS = 128
+MAX_HEADER_CHARS = 2048
+
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+@dataclass(slots=True)
+class Hit:
+    """One row of the hit log. Field order is the column order of the ``hits`` table."""
+
+    ts: int  # server time, UTC, milliseconds since the epoch
+    kind: str
+    event: str | None = None
+    eid: str | None = None
+    cid: str | None = None
+    uid: str | None = None
+    sid: str | None = None
+    url: str | None = None
+    ref: str | None = None
+    utm_source: str | None = None
+    utm_medium: str | None = None
+    utm_campaign: str | None = None
+    utm_term: str | None = None
+    utm_content: str | None = None
+    utm_id: str | None = None
+    params: str | None = None  # JSON object of every other parameter
+    referer: str | None = None
+    ip: str | None = None
+    ua: str | None = None
+    browser: str | None = None
+    browser_version: str | None = None
+    os: str | None = None
+    os_version: str | None = None
+    device: str | None = None
+    is_bot: int = 0
+    dnt: int = 0
+    gpc: int = 0
+    method: str = "GET"
+    flags: str | None = None  # comma-separated input problems, e.g. "value_truncated"
+
+    def row(self) -> tuple[Any, ...]:
+        return astuple(self)
+
+
+COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Hit))
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_query_bytes: int = 8192
+    max_params: int = 50
+    max_value_chars: int = 2048
+
+
+def clean_text(text: str, limit: int, flags: set[str]) -> str:
+    """Replace control characters and cut to ``limit`` characters, noting what was done."""
+    if _UNSAFE.search(text):
+        flags.add("control_chars")
+        text = _UNSAFE.sub("\ufffd", text)
+    if len(text) > limit:
+        flags.add("value_truncated")
+        text = text[:limit]
+    return text
+
+
+def _decode(raw: bytes, flags: set[str]) -> str:
+    data = unquote_to_bytes(raw.replace(b"+", b" ")) if b"%" in raw or b"+" in raw else raw
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        flags.add("invalid_utf8")
+        return data.decode("utf-8", "replace")
+
+
+def parse_query(raw: bytes, limits: Limits, flags: set[str]) -> dict[str, str]:
+    """Parse a raw query string under ``limits``; first value of a repeated key wins."""
+    if len(raw) > limits.max_query_bytes:
+        flags.add("query_truncated")
+        cut = raw.rfind(b"&", 0, limits.max_query_bytes + 1)
+        raw = raw[: max(cut, 0)]
+    params: dict[str, str] = {}
+    for piece in raw.split(b"&"):
+        if not piece:
+            continue
+        if len(params) >= limits.max_params:
+            flags.add("too_many_params")
+            break
+        raw_key, _, raw_value = piece.partition(b"=")
+        key = clean_text(_decode(raw_key, flags), MAX_KEY_CHARS, flags)
+        if not key:
+            continue
+        if key in params:
+            flags.add("repeated_param")
+            continue
+        params[key] = clean_text(_decode(raw_value, flags), limits.max_value_chars, flags)
+    return params
+
+
+def request_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
+    """The few headers a hit needs, from ASGI's raw header list (first occurrence wins)."""
+    wanted = {}
+    for name, value in raw:
+        if name in _WANTED_HEADERS and name not in wanted:
+            wanted[name] = value
+    return wanted
+
+
+_WANTED_HEADERS = frozenset((b"user-agent", b"referer", b"dnt", b"sec-gpc", b"x-forwarded-for"))
+
+
+def _header(headers: Mapping[bytes, bytes], name: bytes, flags: set[str]) -> str | None:
+    value = headers.get(name)
+    if value is None:
+        return None
+    return clean_text(value.decode("latin-1"), MAX_HEADER_CHARS, flags)
+
+
+def build_hit(
+    *,
+    kind: str,
+    now_ms: int,
+    method: str,
+    params: Mapping[str, str],
+    headers: Mapping[bytes, bytes],
+    peer: str | None,
+    client_ip: ClientIP,
+    flags: set[str],
+) -> Hit:
+    """Assemble a hit from already-parsed request parts; ``params`` may come from a token."""
+    hit = Hit(ts=now_ms, kind=kind, method=method)
+    extra: dict[str, str] = {}
+    for key, value in params.items():
+        if key in COLUMN_KEYS:
+            setattr(hit, "event" if key == "e" else key, value)
+        else:
+            extra[key] = value
+    if extra:
+        hit.params = json.dumps(extra, ensure_ascii=False, separators=(",", ":"))
+    ua = _header(headers, b"user-agent", flags)
+    if ua:
+        parsed = parse_user_agent(ua)
+        hit.ua = ua[:512]
+        hit.browser, hit.browser_version, hit.os, hit.os_version, hit.device = parsed[:5]
+        hit.is_bot = int(parsed.is_bot)
+    hit.referer = _header(headers, b"referer", flags)
+    hit.dnt = int(headers.get(b"dnt") == b"1")
+    hit.gpc = int(headers.get(b"sec-gpc") == b"1")
+    forwarded = headers.get(b"x-forwarded-for")
+    hit.ip = client_ip(peer, None if forwarded is None else forwarded.decode("latin-1"))
+    if flags:
+        hit.flags = ",".join(sorted(flags))
+    return hit
