@@ -1,0 +1,45 @@
+"""The Store protocol every backend implements, and its exceptions.
+
+Exceptions::
+
+    StoreError
+     └── StoreUnavailable   transient: locked, busy, read-only, disk full, I/O error.
+                            The writer keeps the batch and retries it.
+
+Anything else a backend raises while writing means the rows themselves were refused; the writer
+then isolates and drops (and counts) the offending rows instead of retrying forever.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from ..hits import Hit
+from ..query import HitQuery
+
+
+class StoreError(Exception):
+    """Base class for store failures."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot take writes right now; retrying later may succeed."""
+
+
+class Store(Protocol):
+    async def open(self) -> None:
+        """Connect and bring the schema up to date (safe to run from several processes)."""
+
+    async def write(self, hits: Sequence[Hit]) -> Counter[str]:
+        """Store ``hits`` in one transaction; return new rows per kind (a duplicate eid adds 0)."""
+
+    async def query(self, query: HitQuery) -> list[dict[str, Any]]:
+        """Hits matching ``query``, newest first, as column dicts including ``id``."""
+
+    async def count(self, query: HitQuery) -> int:
+        """How many hits match ``query``, ignoring its limit."""
+
+    async def aclose(self) -> None:
+        """Close connections; idempotent."""

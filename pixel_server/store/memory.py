@@ -1,0 +1,65 @@
+"""An in-memory store for tests: the Store protocol in a list, with an outage switch."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from ..hits import COLUMNS, Hit
+from ..query import HitQuery
+from .base import StoreUnavailable
+
+
+class MemoryStore:
+    """Keeps rows in a list. Set ``down = True`` to make writes fail as an outage would."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self.batches: list[int] = []
+        self.down = False
+        self.gate: asyncio.Event | None = None  # when set, each write waits for it
+
+    async def open(self) -> None:
+        return None
+
+    async def write(self, hits: Sequence[Hit]) -> Counter[str]:
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.down:
+            raise StoreUnavailable("memory store is down")
+        seen = {row["eid"] for row in self.rows if row["eid"] is not None}
+        added: Counter[str] = Counter()
+        for hit in hits:
+            if hit.eid is not None and hit.eid in seen:
+                continue
+            if hit.eid is not None:
+                seen.add(hit.eid)
+            self.rows.append(
+                {"id": len(self.rows) + 1, **dict(zip(COLUMNS, hit.row(), strict=True))}
+            )
+            added[hit.kind] += 1
+        self.batches.append(len(hits))
+        return added
+
+    async def query(self, query: HitQuery) -> list[dict[str, Any]]:
+        def matches(row: dict[str, Any]) -> bool:
+            if query.since_ms is not None and row["ts"] < query.since_ms:
+                return False
+            if query.until_ms is not None and row["ts"] >= query.until_ms:
+                return False
+            if query.before_id is not None and row["id"] >= query.before_id:
+                return False
+            return all(
+                row["event" if key == "e" else key] == value for key, value in query.equals.items()
+            )
+
+        return [row for row in reversed(self.rows) if matches(row)][: query.page_size]
+
+    async def count(self, query: HitQuery) -> int:
+        return len(await self.query(replace(query, limit=len(self.rows) or 1)))
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,132 @@
+"""SQLite store: WAL mode, one writer connection on its own thread, reads through aiosqlite.
+
+Writes use the standard library driver on a dedicated single thread instead of aiosqlite, so a
+whole batch (``BEGIN IMMEDIATE``, ``executemany``, ``COMMIT``) is one hop off the event loop
+rather than three. ``BEGIN IMMEDIATE`` takes the write lock up front, so ``busy_timeout``
+applies and several processes can share the file without surfacing "database is locked".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from ..hits import COLUMNS, Hit
+from ..query import HitQuery
+from .base import StoreUnavailable
+from .schema import migrate
+
+BUSY_TIMEOUT_MS = 10_000
+# S608: these statements are built from our own column names and placeholders, never from input
+INSERT_SQL = (
+    f"INSERT INTO hits ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"  # noqa: S608
+    " ON CONFLICT DO NOTHING"
+)
+SELECT_COLUMNS = "id, " + ", ".join(COLUMNS)
+
+
+def connect(
+    path: str, synchronous: str = "FULL", busy_timeout_ms: int = BUSY_TIMEOUT_MS
+) -> sqlite3.Connection:
+    """A connection in autocommit mode (we issue BEGIN/COMMIT ourselves) with our pragmas."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+    return conn
+
+
+class SQLiteStore:
+    """A hit store in one SQLite file. Safe to share between processes on one host."""
+
+    def __init__(
+        self, path: str, synchronous: str = "FULL", busy_timeout_ms: int = BUSY_TIMEOUT_MS
+    ) -> None:
+        self.path = path
+        self._synchronous = synchronous
+        self._busy_timeout_ms = busy_timeout_ms
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+
+    async def __aenter__(self) -> SQLiteStore:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def open(self) -> None:
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixel-sqlite")
+        self._conn = await self._run(connect, self.path, self._synchronous, self._busy_timeout_ms)
+        await self._run(migrate, self._conn)
+        self._reader = await aiosqlite.connect(self.path)
+        await self._reader.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+        self._reader.row_factory = sqlite3.Row
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        assert self._executor is not None, "store is not open"
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def write(self, hits: Sequence[Hit]) -> Counter[str]:
+        by_kind: dict[str, list[tuple[Any, ...]]] = {}
+        for hit in hits:
+            by_kind.setdefault(hit.kind, []).append(hit.row())
+        result: Counter[str] = await self._run(self._write_rows, by_kind)
+        return result
+
+    def _write_rows(self, by_kind: dict[str, list[tuple[Any, ...]]]) -> Counter[str]:
+        """One transaction; one executemany per kind so duplicates are counted per kind."""
+        conn = self._conn
+        assert conn is not None
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        added: Counter[str] = Counter()
+        try:
+            for kind, rows in by_kind.items():
+                added[kind] = conn.executemany(INSERT_SQL, rows).rowcount
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError):
+                raise StoreUnavailable(str(exc)) from exc
+            raise
+        return added
+
+    async def query(self, query: HitQuery) -> list[dict[str, Any]]:
+        assert self._reader is not None, "store is not open"
+        where, args = query.where("?")
+        sql = f"SELECT {SELECT_COLUMNS} FROM hits{where} ORDER BY id DESC LIMIT ?"  # noqa: S608
+        async with self._reader.execute(sql, [*args, query.page_size]) as cursor:
+            rows = await cursor.fetchall()
+        return [dict(row) for row in rows]
+
+    async def count(self, query: HitQuery) -> int:
+        assert self._reader is not None, "store is not open"
+        where, args = query.where("?")
+        sql = f"SELECT count(*) FROM hits{where}"  # noqa: S608 - see INSERT_SQL
+        async with self._reader.execute(sql, args) as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def aclose(self) -> None:
+        if self._reader is not None:
+            reader, self._reader = self._reader, None
+            await reader.close()
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await self._run(conn.close)
+        if self._executor is not None:
+            executor, self._executor = self._executor, None
+            executor.shutdown(wait=True)

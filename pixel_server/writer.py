@@ -1,0 +1,210 @@
+"""Group-commit writer: one task owns the store's write side, fed by a bounded queue.
+
+A request submits its hit and awaits the returned future; the writer takes everything queued
+(up to ``batch_max``), writes it in one transaction, then resolves the futures. Under light
+load a batch is one hit; under heavy load hits pile up during each commit and the next batch is
+larger, with no timer involved. The response is sent after the future resolves, so a 200 means
+the hit is committed.
+
+Bounds and what happens past them:
+
+* queue full (``queue_max`` hits held, in-flight batch included): ``submit`` returns None,
+  the hit is counted in ``pixel_hits_dropped{reason="queue_full"}`` and the caller answers
+  at once;
+* store failing or slow: the batch is kept and retried with backoff; waiting requests are
+  released after ``ack_timeout`` seconds (their hits stay queued and are written later);
+* rows the store refuses (not an outage): written one by one, the refused ones dropped and
+  counted ``reason="rejected"``;
+* shutdown: :meth:`aclose` writes everything queued, retrying for up to ``drain_timeout``
+  seconds; whatever is still unwritten then is logged and counted ``reason="shutdown"``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Sequence
+
+from .hits import Hit
+from .metrics import Metrics
+from .store.base import Store, StoreUnavailable
+
+log = logging.getLogger("pixel_server.writer")
+
+Entry = tuple[Hit, "asyncio.Future[bool]", int]
+MAX_BACKOFF = 1.0
+
+
+class Writer:
+    """Owns writes to ``store``. Use as ``async with Writer(...)``."""
+
+    def __init__(
+        self,
+        store: Store,
+        metrics: Metrics,
+        *,
+        queue_max: int = 50_000,
+        batch_max: int = 2_000,
+        ack_timeout: float = 2.0,
+        drain_timeout: float = 10.0,
+    ) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.queue_max = queue_max
+        self.batch_max = batch_max
+        self.ack_timeout = ack_timeout
+        self.drain_timeout = drain_timeout
+        self.healthy = True
+        self.last_error: str | None = None
+        self.written = 0  # hits committed by this writer (new rows and duplicates alike)
+        self._pending: deque[Entry] = deque()
+        self._inflight: list[Entry] = []
+        self._wake = asyncio.Event()
+        self._generation = 0  # advanced by the watchdog; entries carry the one they arrived in
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+        self._received = {
+            kind: metrics.received.labels(kind) for kind in ("view", "open", "click", "event")
+        }
+        metrics.queue_depth.set_function(lambda: self.depth)
+
+    @property
+    def depth(self) -> int:
+        return len(self._pending) + len(self._inflight)
+
+    @property
+    def saturated(self) -> bool:
+        return self.depth >= 0.8 * self.queue_max
+
+    async def __aenter__(self) -> Writer:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="pixel-writer")
+        self._watchdog = asyncio.create_task(self._release_stale(), name="pixel-writer-watchdog")
+
+    def submit(self, hit: Hit) -> asyncio.Future[bool] | None:
+        """Queue ``hit``. The future resolves True once committed, False if released unwritten."""
+        if self._closing or self.depth >= self.queue_max:
+            self.metrics.dropped.labels(
+                hit.kind, "closing" if self._closing else "queue_full"
+            ).inc()
+            return None
+        self._received[hit.kind].inc()
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending.append((hit, future, self._generation))
+        self._wake.set()
+        return future
+
+    async def _run(self) -> None:
+        backoff = 0.05
+        while True:
+            if not self._pending:
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            count = min(len(self._pending), self.batch_max)
+            self._inflight = [self._pending.popleft() for _ in range(count)]
+            try:
+                await self._write(self._inflight)
+            except StoreUnavailable as exc:
+                self._fail(str(exc))
+                # keep order: the batch goes back in front of what arrived meanwhile
+                self._pending.extendleft(reversed(self._inflight))
+                self._inflight = []
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                continue
+            except Exception as exc:  # rows refused, not an outage: isolate them
+                self._fail(repr(exc))
+                await self._write_one_by_one(self._inflight)
+            self._inflight = []
+            self.healthy, backoff = True, 0.05
+
+    async def _write(self, batch: Sequence[Entry]) -> None:
+        started = time.perf_counter()
+        added = await self.store.write([hit for hit, _, _ in batch])
+        self.metrics.commit_seconds.observe(time.perf_counter() - started)
+        self.metrics.batch_size.observe(len(batch))
+        self.written += len(batch)
+        offered = Counter(hit.kind for hit, _, _ in batch)
+        for kind, n in offered.items():
+            self.metrics.stored.labels(kind).inc(added[kind])
+            if added[kind] < n:
+                self.metrics.duplicates.labels(kind).inc(n - added[kind])
+        for _, future, _ in batch:
+            if not future.done():
+                future.set_result(True)
+
+    async def _write_one_by_one(self, batch: Sequence[Entry]) -> None:
+        for entry in batch:
+            while True:
+                try:
+                    await self._write([entry])
+                    break
+                except StoreUnavailable as exc:
+                    self._fail(str(exc))
+                    await asyncio.sleep(MAX_BACKOFF)
+                except Exception:
+                    log.exception("store refused a hit; dropped")
+                    self.metrics.dropped.labels(entry[0].kind, "rejected").inc()
+                    if not entry[1].done():
+                        entry[1].set_result(False)
+                    break
+
+    def _fail(self, reason: str) -> None:
+        if self.healthy:
+            log.error("store write failed, will retry: %s", reason)
+        self.healthy, self.last_error = False, reason
+        self.metrics.store_errors.inc()
+
+    async def _release_stale(self) -> None:
+        """Answer requests whose hit has waited over ``ack_timeout`` (the hit stays queued)."""
+        tick = max(self.ack_timeout / 2, 0.01)
+        while True:
+            await asyncio.sleep(tick)
+            self._generation += 1
+            oldest_allowed = self._generation - 2
+            for _, future, generation in self._inflight:
+                if generation <= oldest_allowed and not future.done():
+                    future.set_result(False)
+            for _, future, generation in self._pending:
+                if generation > oldest_allowed:
+                    break
+                if not future.done():
+                    future.set_result(False)
+
+    async def aclose(self) -> None:
+        """Write everything queued (bounded by ``drain_timeout``), then stop. Idempotent."""
+        if self._task is None:
+            return
+        task, self._task = self._task, None
+        self._closing = True
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), self.drain_timeout)
+        except TimeoutError:
+            task.cancel()
+            lost = self.depth
+            log.error("shutdown: %d queued hits could not be stored before the deadline", lost)
+            for hit, future, _ in [*self._inflight, *self._pending]:
+                self.metrics.dropped.labels(hit.kind, "shutdown").inc()
+                if not future.done():
+                    future.set_result(False)
+            self._pending.clear()
+            self._inflight = []
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        log.info(
+            "final flush done: %d hits written by this worker, %d left", self.written, self.depth
+        )

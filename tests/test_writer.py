@@ -1,0 +1,173 @@
+"""The group-commit writer: batching, acknowledgement, bounds, outages and the drain."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Sequence
+
+import pytest
+
+from pixel_server.hits import Hit
+from pixel_server.metrics import Metrics
+from pixel_server.store.memory import MemoryStore
+from pixel_server.writer import Writer
+
+
+def hit(i: int, kind: str = "view") -> Hit:
+    return Hit(ts=i, kind=kind, eid=f"e{i}")
+
+
+def sample(metrics: Metrics, name: str, **labels: str) -> float:
+    return metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+async def test_future_resolves_only_after_commit() -> None:
+    """A submitted hit's future is pending until the store has written it."""
+    store = MemoryStore()
+    store.gate = asyncio.Event()
+    async with Writer(store, Metrics()) as writer:
+        future = writer.submit(hit(1))
+        assert future is not None
+        await asyncio.sleep(0.05)
+        assert not future.done()
+        assert store.rows == []
+        store.gate.set()
+        assert await future is True
+        assert len(store.rows) == 1
+
+
+async def test_batches_grow_while_a_commit_is_in_flight() -> None:
+    """Hits arriving during a slow commit are written together in the next transaction."""
+    store = MemoryStore()
+    store.gate = asyncio.Event()
+    async with Writer(store, Metrics()) as writer:
+        first = writer.submit(hit(0))
+        await asyncio.sleep(0.01)  # the writer is now blocked inside the first write
+        rest = [writer.submit(hit(i)) for i in range(1, 501)]
+        store.gate.set()
+        await asyncio.gather(*[f for f in (first, *rest) if f is not None])
+    assert store.batches == [1, 500]
+
+
+async def test_batch_size_is_capped() -> None:
+    """No transaction holds more than batch_max hits."""
+    store = MemoryStore()
+    store.gate = asyncio.Event()
+    async with Writer(store, Metrics(), batch_max=100) as writer:
+        futures = [writer.submit(hit(i)) for i in range(350)]
+        store.gate.set()
+        await asyncio.gather(*[f for f in futures if f is not None])
+    assert max(store.batches) == 100
+    assert sum(store.batches) == 350
+
+
+async def test_full_queue_drops_and_counts_exactly() -> None:
+    """Past queue_max, submit refuses the hit and the drop counter says how many."""
+    store = MemoryStore()
+    store.gate = asyncio.Event()
+    metrics = Metrics()
+    async with Writer(store, metrics, queue_max=10) as writer:
+        results = [writer.submit(hit(i)) for i in range(25)]
+        accepted = [f for f in results if f is not None]
+        assert len(accepted) == 10
+        assert writer.saturated
+        store.gate.set()
+        await asyncio.gather(*accepted)
+    assert sample(metrics, "pixel_hits_dropped_total", kind="view", reason="queue_full") == 15
+    assert len(store.rows) == 10
+
+
+async def test_outage_releases_waiters_after_ack_timeout_then_stores_everything() -> None:
+    """While the store is down, requests are answered after ack_timeout; hits are kept and
+    written once it is back."""
+    store = MemoryStore()
+    store.down = True
+    metrics = Metrics()
+    async with Writer(store, metrics, ack_timeout=0.2) as writer:
+        futures = [writer.submit(hit(i)) for i in range(50)]
+        done = await asyncio.wait_for(
+            asyncio.gather(*[f for f in futures if f is not None]), timeout=2
+        )
+        assert done == [False] * 50  # answered, not yet committed
+        assert not writer.healthy
+        assert sample(metrics, "pixel_store_errors_total") >= 1
+        store.down = False
+        for _ in range(100):
+            if len(store.rows) == 50:
+                break
+            await asyncio.sleep(0.05)
+        assert writer.healthy
+    assert sorted(row["eid"] for row in store.rows) == sorted(f"e{i}" for i in range(50))
+
+
+async def test_close_drains_every_queued_hit() -> None:
+    """aclose writes everything still queued before returning."""
+    store = MemoryStore()
+    writer = Writer(store, Metrics())
+    writer.start()
+    for i in range(1000):
+        writer.submit(hit(i))
+    await writer.aclose()
+    assert len(store.rows) == 1000
+    await writer.aclose()  # idempotent
+
+
+async def test_drain_deadline_counts_what_could_not_be_stored() -> None:
+    """If the store stays down past drain_timeout, the unwritten hits are counted as lost."""
+    store = MemoryStore()
+    store.down = True
+    metrics = Metrics()
+    writer = Writer(store, metrics, drain_timeout=0.3)
+    writer.start()
+    for i in range(7):
+        writer.submit(hit(i))
+    await writer.aclose()
+    assert sample(metrics, "pixel_hits_dropped_total", kind="view", reason="shutdown") == 7
+
+
+async def test_submit_after_close_is_refused_and_counted() -> None:
+    """Nothing is accepted once the writer is closing."""
+    metrics = Metrics()
+    writer = Writer(MemoryStore(), metrics)
+    writer.start()
+    await writer.aclose()
+    assert writer.submit(hit(1)) is None
+    assert sample(metrics, "pixel_hits_dropped_total", kind="view", reason="closing") == 1
+
+
+class PickyStore(MemoryStore):
+    """Refuses (not an outage) any batch containing eid 'poison'."""
+
+    async def write(self, hits: Sequence[Hit]) -> Counter[str]:
+        if any(h.eid == "poison" for h in hits):
+            raise ValueError("row refused")
+        return await super().write(hits)
+
+
+async def test_a_refused_row_is_isolated_and_the_rest_stored() -> None:
+    """One bad row does not block its batch: the others are stored, it is dropped and counted."""
+    store = PickyStore()
+    store.gate = asyncio.Event()
+    metrics = Metrics()
+    async with Writer(store, metrics) as writer:
+        futures = [writer.submit(hit(i)) for i in range(3)]
+        futures.append(writer.submit(Hit(ts=0, kind="view", eid="poison")))
+        store.gate.set()
+        results = await asyncio.gather(*[f for f in futures if f is not None])
+    assert results == [True, True, True, False]
+    assert len(store.rows) == 3
+    assert sample(metrics, "pixel_hits_dropped_total", kind="view", reason="rejected") == 1
+
+
+@pytest.mark.parametrize("kind", ["view", "open", "click"])
+async def test_stored_and_duplicates_are_counted_by_kind(kind: str) -> None:
+    """pixel_hits_stored counts new rows; a repeated eid counts as a duplicate instead."""
+    metrics = Metrics()
+    async with Writer(MemoryStore(), metrics) as writer:
+        for _ in range(3):
+            future = writer.submit(hit(1, kind))
+            assert future is not None
+            await future
+    assert sample(metrics, "pixel_hits_stored_total", kind=kind) == 1
+    assert sample(metrics, "pixel_hits_duplicate_total", kind=kind) == 2
