@@ -1,0 +1,139 @@
+"""The read API under ``/api``: hits as JSON pages, CSV and NDJSON, behind bearer tokens.
+
+Every error, here and for unknown ``/api`` paths, has one shape::
+
+    {"error": {"status": 400, "code": "bad_filter", "message": "..."}}
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import replace
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from .export import csv_header, csv_row, iter_rows, ndjson_row, present
+from .query import MAX_LIMIT, HitQuery, QueryError
+from .runtime import Runtime
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class ApiError(Exception):
+    """Raised inside an API endpoint; becomes the JSON error shape with ``status``."""
+
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers
+
+
+def error_response(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    body = {"error": {"status": status, "code": code, "message": message}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's 404/405 for /api paths in our error shape; plain text elsewhere."""
+    assert isinstance(exc, HTTPException)
+    if request.url.path.startswith("/api"):
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail), exc.headers)
+    return Response(str(exc.detail), status_code=exc.status_code, headers=exc.headers)
+
+
+def check_token(request: Request, tokens: tuple[str, ...]) -> None:
+    if not tokens:
+        raise ApiError(
+            403, "api_disabled", "The read API is disabled: set PIXEL_API_TOKENS to enable it."
+        )
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    # compare against every token, always, so timing says nothing about which was close
+    matched = False
+    for token in tokens:
+        matched |= hmac.compare_digest(given.strip().encode(), token.encode())
+    if scheme.lower() != "bearer" or not matched:
+        raise ApiError(
+            401,
+            "unauthorized",
+            "Send a valid token: Authorization: Bearer <token>.",
+            {"WWW-Authenticate": 'Bearer realm="pixel_server"'},
+        )
+
+
+class HitsApi:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/hits", self._guard(self.hits), methods=["GET"]),
+            Route("/hits.csv", self._guard(self.hits_csv), methods=["GET"]),
+            Route("/hits.ndjson", self._guard(self.hits_ndjson), methods=["GET"]),
+        ]
+
+    def _guard(self, handler: Handler) -> Handler:
+        async def endpoint(request: Request) -> Response:
+            try:
+                check_token(request, self.rt.settings.api_token_list)
+                return await handler(request)
+            except ApiError as exc:
+                return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+        return endpoint
+
+    def _query(self, request: Request, max_limit: int | None = MAX_LIMIT) -> HitQuery:
+        try:
+            return HitQuery.from_params(dict(request.query_params), max_limit=max_limit)
+        except QueryError as exc:
+            raise ApiError(400, "bad_filter", str(exc)) from None
+
+    async def hits(self, request: Request) -> Response:
+        """``GET /api/hits``: one page, newest first, with ``next_cursor`` for the next."""
+        query = self._query(request)
+        query = replace(query, limit=query.page_size)
+        assert self.rt.store is not None
+        rows = await self.rt.store.query(query)
+        more = len(rows) == query.limit
+        return JSONResponse(
+            {
+                "hits": [present(row) for row in rows],
+                "next_cursor": str(rows[-1]["id"]) if rows and more else None,
+            }
+        )
+
+    def _stream(
+        self, request: Request, header: str, line: Callable[..., str]
+    ) -> AsyncIterator[str]:
+        query = self._query(request, None)  # validated before the response starts
+        store = self.rt.store
+        assert store is not None
+
+        async def body() -> AsyncIterator[str]:
+            if header:
+                yield header
+            async for row in iter_rows(store, replace(query, limit=None), query.limit):
+                yield line(row)
+
+        return body()
+
+    async def hits_csv(self, request: Request) -> Response:
+        """``GET /api/hits.csv``: every matching hit (``limit`` caps the count), streamed."""
+        body = self._stream(request, csv_header(), csv_row)
+        return StreamingResponse(
+            body,
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="hits.csv"'},
+        )
+
+    async def hits_ndjson(self, request: Request) -> Response:
+        """``GET /api/hits.ndjson``: like the CSV export, one JSON object per line."""
+        body = self._stream(request, "", ndjson_row)
+        return StreamingResponse(body, media_type="application/x-ndjson")

@@ -1,0 +1,144 @@
+"""The tracking endpoints as plain ASGI callables: parse, record, respond.
+
+They skip Starlette's Request/Response objects because they are the hot path. Each answers
+only after its hit is committed (or released after ``PIXEL_ACK_TIMEOUT``). A pixel answers
+with the GIF whatever happens; a redirect goes only to a target that is signed and still
+passes validation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from starlette.types import Receive, Scope, Send
+
+from .hits import MAX_KEY_CHARS, UTM_KEYS, clean_text, parse_query
+from .responses import send_gif, send_page, send_redirect
+from .runtime import Runtime
+from .signing import InvalidToken
+from .urls import TargetRejected, normalize_target
+
+log = logging.getLogger("pixel_server.endpoints")
+
+ALLOW = [(b"allow", b"GET, HEAD")]
+CONTROL_KEYS = frozenset(("u", "x", "a"))  # see signing.py
+
+
+def token_params(payload: dict[str, Any], max_chars: int) -> tuple[dict[str, str], set[str]]:
+    """The hit fields carried by a verified token, cleaned like query parameters."""
+    flags: set[str] = set()
+    params: dict[str, str] = {}
+    for key, value in payload.items():
+        if key in CONTROL_KEYS or not isinstance(key, str):
+            continue
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        params[clean_text(key, MAX_KEY_CHARS, flags)] = clean_text(text, max_chars, flags)
+    return params, flags
+
+
+def with_utm(target: str, payload: dict[str, Any]) -> str:
+    """``target`` plus the token's UTM values that its query does not already set."""
+    parts = urlsplit(target)
+    present = {key for key, _ in parse_qsl(parts.query, keep_blank_values=True)}
+    extra = [
+        (key, str(payload[key])) for key in UTM_KEYS if payload.get(key) and key not in present
+    ]
+    if not extra:
+        return target
+    query = f"{parts.query}&{urlencode(extra)}" if parts.query else urlencode(extra)
+    return urlunsplit(parts._replace(query=query))
+
+
+class _Endpoint:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+
+class PixelEndpoint(_Endpoint):
+    """``GET|HEAD /p.gif?...``: a view, identified by its query parameters."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = scope["method"]
+        if method != "GET" and method != "HEAD":
+            await send_page(send, 405, "Method not allowed", False, ALLOW)
+            return
+        try:
+            flags: set[str] = set()
+            params = parse_query(scope["query_string"], self.rt.limits, flags)
+            await self.rt.record("view", scope, params, flags)
+        except Exception:  # the GIF goes out whatever happens; the loss is logged and counted
+            log.exception("pixel hit not recorded")
+            self.rt.metrics.dropped.labels("view", "internal_error").inc()
+        await send_gif(send, method == "HEAD")
+
+
+class SignedPixelEndpoint(_Endpoint):
+    """``GET|HEAD /p/<token>.gif``: an email open; ids come only from the signed token."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = scope["method"]
+        if method != "GET" and method != "HEAD":
+            await send_page(send, 405, "Method not allowed", False, ALLOW)
+            return
+        try:
+            payload = self.rt.pixel_tokens.loads(scope["path_params"]["token"])
+        except InvalidToken as exc:
+            # forged or tampered: still a GIF, but never counted as an open
+            self.rt.metrics.tokens_invalid.labels("pixel", exc.reason).inc()
+        else:
+            try:
+                params, flags = token_params(payload, self.rt.limits.max_value_chars)
+                await self.rt.record("open", scope, params, flags)
+            except Exception:
+                log.exception("open not recorded")
+                self.rt.metrics.dropped.labels("open", "internal_error").inc()
+        await send_gif(send, method == "HEAD")
+
+
+class RedirectEndpoint(_Endpoint):
+    """``GET|HEAD /r/<token>``: a click, then 302 to the signed target.
+
+    The query string of the request is ignored: it can neither change the target nor add
+    ids. A bad token answers 400 (410 once expired), a target that no longer passes
+    validation 403; none of these carries a Location header.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = scope["method"]
+        head = method == "HEAD"
+        if method != "GET" and not head:
+            await send_page(send, 405, "Method not allowed", False, ALLOW)
+            return
+        metrics = self.rt.metrics
+        try:
+            payload = self.rt.link_tokens.loads(scope["path_params"]["token"])
+            target = payload.get("u")
+            if not isinstance(target, str):
+                raise InvalidToken("bad_payload")
+        except InvalidToken as exc:
+            metrics.tokens_invalid.labels("link", exc.reason).inc()
+            if exc.reason == "expired":
+                await send_page(send, 410, "This link has expired", head)
+            else:
+                await send_page(send, 400, "This link is not valid", head)
+            return
+        try:
+            # validated again at redirect time: the policy may have tightened since signing
+            if normalize_target(target, self.rt.target_policy) != target:
+                raise TargetRejected("not_canonical", "target is not in canonical form")
+        except TargetRejected as exc:
+            metrics.redirects_refused.labels(exc.reason).inc()
+            await send_page(send, 403, "This link's destination is not allowed", head)
+            return
+        location = with_utm(target, payload) if payload.get("a") else target
+        try:
+            params, flags = token_params(payload, self.rt.limits.max_value_chars)
+            params["url"] = location
+            await self.rt.record("click", scope, params, flags)
+        except Exception:  # the visitor still gets where they were going
+            log.exception("click not recorded")
+            metrics.dropped.labels("click", "internal_error").inc()
+        await send_redirect(send, location)

@@ -1,0 +1,47 @@
+"""Operations endpoints: liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .runtime import Runtime
+
+
+class Ops:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/healthz", self.healthz, methods=["GET"]),
+            Route("/readyz", self.readyz, methods=["GET"]),
+            Route("/metrics", self.metrics, methods=["GET"]),
+        ]
+
+    async def healthz(self, request: Request) -> Response:
+        """200 while the process is up and serving."""
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        """200 when the last write succeeded and the queue is under 80%; else 503 and why."""
+        writer = self.rt.writer
+        problems: list[str] = []
+        if writer is None:
+            problems.append("writer not started")
+        else:
+            if not writer.healthy:
+                problems.append(f"store not writable: {writer.last_error}")
+            if writer.saturated:
+                problems.append(f"queue {writer.depth}/{writer.queue_max} is over 80% full")
+        body = {
+            "status": "degraded" if problems else "ready",
+            "queue_depth": 0 if writer is None else writer.depth,
+            "problems": problems,
+        }
+        return JSONResponse(body, status_code=503 if problems else 200)
+
+    async def metrics(self, request: Request) -> Response:
+        return Response(self.rt.metrics.render(), media_type=CONTENT_TYPE_LATEST)

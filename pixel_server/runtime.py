@@ -1,0 +1,99 @@
+"""What the endpoints share: settings-derived helpers, built once, plus the store and writer
+that the lifespan opens and closes."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.types import Scope
+
+from .clientip import ClientIP
+from .config import Settings, split_list
+from .hits import Limits, build_hit, request_headers
+from .keys import Keyring
+from .metrics import Metrics
+from .signing import PIXEL_SALT, REDIRECT_SALT, TokenSigner
+from .store.base import Store
+from .store.sqlite import SQLiteStore
+from .urls import TargetPolicy
+from .useragent import warm_up
+from .writer import Writer
+
+log = logging.getLogger("pixel_server")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    keyring: Keyring
+    metrics: Metrics = field(default_factory=Metrics)
+    store: Store | None = None  # None: the lifespan opens SQLite at settings.db
+    writer: Writer | None = None
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.limits = Limits(s.max_query_bytes, s.max_params, s.max_value_chars)
+        self.client_ip = ClientIP(s.ip_mode, s.trusted_proxies)
+        self.pixel_tokens = TokenSigner(self.keyring, PIXEL_SALT, s.max_token_bytes)
+        self.link_tokens = TokenSigner(self.keyring, REDIRECT_SALT, s.max_token_bytes)
+        self.target_policy = TargetPolicy.from_strings(
+            split_list(s.redirect_hosts), allow_ip=s.redirect_allow_ip
+        )
+
+    async def record(
+        self, kind: str, scope: Scope, params: Mapping[str, str], flags: set[str]
+    ) -> bool:
+        """Build the hit, queue it and wait for its commit. True once it is stored."""
+        client = scope.get("client")
+        hit = build_hit(
+            kind=kind,
+            now_ms=time.time_ns() // 1_000_000,
+            method=scope["method"],
+            params=params,
+            headers=request_headers(scope["headers"]),
+            peer=client[0] if client else None,
+            client_ip=self.client_ip,
+            flags=flags,
+        )
+        assert self.writer is not None, "lifespan has not started"
+        future = self.writer.submit(hit)
+        return False if future is None else await future
+
+
+@asynccontextmanager
+async def lifespan(rt: Runtime) -> AsyncIterator[None]:
+    """Open the store and writer; on shutdown drain the writer, then close the store."""
+    s = rt.settings
+    store: Any = rt.store if rt.store is not None else SQLiteStore(s.db, s.sqlite_synchronous)
+    await store.open()
+    try:
+        rt.store = store
+        warm_up()
+        async with Writer(
+            store,
+            rt.metrics,
+            queue_max=s.queue_max,
+            batch_max=s.batch_max,
+            ack_timeout=s.ack_timeout,
+            drain_timeout=s.drain_timeout,
+        ) as writer:
+            rt.writer = writer
+            log.info("serving; store=%s", getattr(store, "path", type(store).__name__))
+            yield
+    finally:
+        await store.aclose()
+
+
+def app_lifespan(rt: Runtime) -> Any:
+    @asynccontextmanager
+    async def run(_app: Starlette) -> AsyncIterator[None]:
+        async with lifespan(rt):
+            yield
+
+    return run

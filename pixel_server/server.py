@@ -1,0 +1,52 @@
+"""Running the app under uvicorn, one process or several workers sharing the socket."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+
+import uvicorn
+from uvicorn.supervisors import Multiprocess
+
+from .config import Settings
+from .logs import log_config
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """``settings`` as PIXEL_* variables, so worker processes build the very same settings."""
+    env = {}
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        env[f.metadata["env"]] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env
+
+
+def run(settings: Settings) -> int:
+    """Serve until SIGTERM/SIGINT; return the exit status (0 after a graceful stop)."""
+    os.environ.update(settings_env(settings))
+    # uvicorn re-raises the stop signal once its graceful shutdown is done, which would end
+    # the process with status -15; with these no-op handlers in place it returns normally.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    signal.signal(signal.SIGINT, lambda *_: None)
+    config = uvicorn.Config(
+        "pixel_server.app:app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        lifespan="on",
+        log_config=log_config(settings.log_level),
+        access_log=settings.access_log,
+        # client IPs come from our own trusted-proxy logic (clientip.py), not uvicorn's
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=settings.graceful_timeout,
+    )
+    server = uvicorn.Server(config)
+    if settings.workers > 1:
+        sock = config.bind_socket()
+        Multiprocess(config, sockets=[sock]).run()
+    else:
+        server.run()
+    return 0 if server.started or settings.workers > 1 else 1

@@ -1,0 +1,50 @@
+"""Hits as a readable terminal table. Every cell is escaped: a user agent or a parameter
+carrying ESC sequences cannot move the cursor or recolour a terminal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .export import iso_time
+
+TABLE = (
+    ("time (UTC)", 19),
+    ("kind", 5),
+    ("cid", 16),
+    ("uid", 16),
+    ("utm_source", 12),
+    ("browser", 14),
+    ("os", 10),
+    ("device", 7),
+    ("bot", 3),
+    ("ip", 15),
+)
+
+
+def escape(value: Any) -> str:
+    """Printable text only: anything else becomes a visible escape such as ``\\x1b``."""
+    text = "" if value is None else str(value)
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)
+
+
+def _cell(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def hits_table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no hits"
+    lines = ["  ".join(name.ljust(width) for name, width in TABLE)]
+    for row in rows:
+        shown = {
+            **row,
+            "time (UTC)": iso_time(row["ts"])[:19].replace("T", " "),
+            "bot": "yes" if row["is_bot"] else "",
+            "browser": " ".join(filter(None, (row["browser"], row["browser_version"]))),
+        }
+        lines.append(
+            "  ".join(_cell(escape(shown[name]), width).ljust(width) for name, width in TABLE)
+        )
+    return "\n".join(line.rstrip() for line in lines)

@@ -1,0 +1,168 @@
+"""Shared fixtures: settings and app factories, an in-process client, a real server process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from starlette.applications import Starlette
+
+from pixel_server.app import create_app
+from pixel_server.config import Settings
+from pixel_server.runtime import Runtime
+from pixel_server.store.base import Store
+
+SECRET = "test-secret-key-0123456789abcdef"
+API_TOKEN = "test-api-token"
+CHROME_UA = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/124.0.0.0 Safari/537.36"
+)
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    """Settings on a fresh SQLite file under tmp_path; keyword overrides use field names."""
+
+    def make(**overrides: Any) -> Settings:
+        base: dict[str, Any] = {
+            "db": str(tmp_path / "pixel.db"),
+            "secret_key": SECRET,
+            "api_tokens": API_TOKEN,
+        }
+        base.update(overrides)
+        settings = Settings(**base)
+        settings.validate()
+        return settings
+
+    return make
+
+
+@dataclass
+class Harness:
+    app: Starlette
+    client: httpx.AsyncClient
+    auth: dict[str, str] = field(default_factory=lambda: {"authorization": f"Bearer {API_TOKEN}"})
+
+    @property
+    def rt(self) -> Runtime:
+        runtime: Runtime = self.app.state.runtime
+        return runtime
+
+    def metric(self, name: str, **labels: str) -> float:
+        value = self.rt.metrics.registry.get_sample_value(name, labels)
+        return 0.0 if value is None else value
+
+    async def hits(self, **params: str) -> list[dict[str, Any]]:
+        response = await self.client.get("/api/hits", params=params, headers=self.auth)
+        assert response.status_code == 200, response.text
+        rows: list[dict[str, Any]] = response.json()["hits"]
+        return rows
+
+
+@asynccontextmanager
+async def running(settings: Settings, store: Store | None = None) -> AsyncIterator[Harness]:
+    app = create_app(settings, store=store)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(manager.app, client=("203.0.113.77", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield Harness(app, client)
+
+
+@pytest.fixture
+async def harness(make_settings: Callable[..., Settings]) -> AsyncIterator[Harness]:
+    async with running(make_settings()) as h:
+        yield h
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class ServerProcess:
+    """A real ``pixel-server serve`` process on a free loopback port."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    db: Path
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+    def rows(self, sql: str = "SELECT eid FROM hits") -> list[tuple[Any, ...]]:
+        with sqlite3.connect(self.db) as conn:
+            return conn.execute(sql).fetchall()
+
+
+def start_server(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> ServerProcess:
+    port = free_port()
+    db = tmp_path / "pixel.db"
+    log = tmp_path / f"server-{port}.log"
+    full_env = {
+        **os.environ,
+        "PIXEL_DB": str(db),
+        "PIXEL_PORT": str(port),
+        "PIXEL_SECRET_KEY": SECRET,
+        "PIXEL_API_TOKENS": API_TOKEN,
+        **(env or {}),
+    }
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pixel_server", "serve", *args],
+            env=full_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+        )
+    server = ServerProcess(proc, port, db, log)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{server.url}/readyz", timeout=1).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    server.stop(signal.SIGKILL)
+    raise RuntimeError(f"server did not become ready:\n{log.read_text()}")
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    started: list[ServerProcess] = []
+
+    def make(*args: str, env: dict[str, str] | None = None) -> ServerProcess:
+        server = start_server(tmp_path, *args, env=env)
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        if server.proc.poll() is None:
+            server.stop(signal.SIGKILL)
