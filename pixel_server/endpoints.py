@@ -53,18 +53,26 @@ def with_utm(target: str, payload: dict[str, Any]) -> str:
 
 
 class _Endpoint:
+    """A GET/HEAD-only ASGI endpoint; subclasses implement :meth:`handle`."""
+
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-
-
-class PixelEndpoint(_Endpoint):
-    """``GET|HEAD /p.gif?...``: a view, identified by its query parameters."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"]
         if method != "GET" and method != "HEAD":
             await send_page(send, 405, "Method not allowed", False, ALLOW)
             return
+        await self.handle(scope, send, method == "HEAD")
+
+    async def handle(self, scope: Scope, send: Send, head: bool) -> None:
+        raise NotImplementedError
+
+
+class PixelEndpoint(_Endpoint):
+    """``GET|HEAD /p.gif?...``: a view, identified by its query parameters."""
+
+    async def handle(self, scope: Scope, send: Send, head: bool) -> None:
         try:
             flags: set[str] = set()
             params = parse_query(scope["query_string"], self.rt.limits, flags)
@@ -72,17 +80,13 @@ class PixelEndpoint(_Endpoint):
         except Exception:  # the GIF goes out whatever happens; the loss is logged and counted
             log.exception("pixel hit not recorded")
             self.rt.metrics.dropped.labels("view", "internal_error").inc()
-        await send_gif(send, method == "HEAD")
+        await send_gif(send, head)
 
 
 class SignedPixelEndpoint(_Endpoint):
     """``GET|HEAD /p/<token>.gif``: an email open; ids come only from the signed token."""
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        method = scope["method"]
-        if method != "GET" and method != "HEAD":
-            await send_page(send, 405, "Method not allowed", False, ALLOW)
-            return
+    async def handle(self, scope: Scope, send: Send, head: bool) -> None:
         try:
             payload = self.rt.pixel_tokens.loads(scope["path_params"]["token"])
         except InvalidToken as exc:
@@ -95,7 +99,7 @@ class SignedPixelEndpoint(_Endpoint):
             except Exception:
                 log.exception("open not recorded")
                 self.rt.metrics.dropped.labels("open", "internal_error").inc()
-        await send_gif(send, method == "HEAD")
+        await send_gif(send, head)
 
 
 class RedirectEndpoint(_Endpoint):
@@ -106,12 +110,7 @@ class RedirectEndpoint(_Endpoint):
     validation 403; none of these carries a Location header.
     """
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        method = scope["method"]
-        head = method == "HEAD"
-        if method != "GET" and not head:
-            await send_page(send, 405, "Method not allowed", False, ALLOW)
-            return
+    async def handle(self, scope: Scope, send: Send, head: bool) -> None:
         metrics = self.rt.metrics
         try:
             payload = self.rt.link_tokens.loads(scope["path_params"]["token"])

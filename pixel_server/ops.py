@@ -34,6 +34,9 @@ class Ops:
         else:
             if not writer.healthy:
                 problems.append(f"store not writable: {writer.last_error}")
+            # a healthy commit takes milliseconds; half the ack timeout is already an outage
+            if writer.stalled_for > writer.ack_timeout / 2:
+                problems.append(f"store stalled: a commit has waited {writer.stalled_for:.1f}s")
             if writer.saturated:
                 problems.append(f"queue {writer.depth}/{writer.queue_max} is over 80% full")
         body = {

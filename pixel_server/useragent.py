@@ -26,7 +26,7 @@ from user_agents.parsers import (
     parse_operating_system,
 )
 
-__all__ = ["MAX_UA_CHARS", "ParsedUA", "parse_user_agent", "warm_up"]
+__all__ = ["MAX_UA_CHARS", "ParsedUA", "device_type", "parse_user_agent", "warm_up"]
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +107,8 @@ def _to_user_agent(ua: str) -> Any:
     return obj
 
 
-def _device_type(agent: Any) -> str:
+def device_type(agent: Any) -> str:
+    """Our device class from user-agents' flags: bot, tablet, mobile, desktop or other."""
     if agent.is_bot:
         return "bot"
     if agent.is_tablet:
@@ -128,7 +129,7 @@ def _parse(ua: str) -> ParsedUA:
         browser_version=agent.browser.version_string or None,
         os=None if os == "Other" else os,
         os_version=agent.os.version_string or None,
-        device=_device_type(agent),
+        device=device_type(agent),
         is_bot=bool(agent.is_bot),
     )
 

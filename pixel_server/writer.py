@@ -61,6 +61,7 @@ class Writer:
         self.written = 0  # hits committed by this writer (new rows and duplicates alike)
         self._pending: deque[Entry] = deque()
         self._inflight: list[Entry] = []
+        self._write_started: float | None = None  # perf_counter() of the commit in progress
         self._wake = asyncio.Event()
         self._generation = 0  # advanced by the watchdog; entries carry the one they arrived in
         self._closing = False
@@ -74,6 +75,12 @@ class Writer:
     @property
     def depth(self) -> int:
         return len(self._pending) + len(self._inflight)
+
+    @property
+    def stalled_for(self) -> float:
+        """Seconds the current commit has been running (0 when none is)."""
+        started = self._write_started
+        return 0.0 if started is None else time.perf_counter() - started
 
     @property
     def saturated(self) -> bool:
@@ -131,8 +138,11 @@ class Writer:
             self.healthy, backoff = True, 0.05
 
     async def _write(self, batch: Sequence[Entry]) -> None:
-        started = time.perf_counter()
-        added = await self.store.write([hit for hit, _, _ in batch])
+        self._write_started = started = time.perf_counter()
+        try:
+            added = await self.store.write([hit for hit, _, _ in batch])
+        finally:
+            self._write_started = None
         self.metrics.commit_seconds.observe(time.perf_counter() - started)
         self.metrics.batch_size.observe(len(batch))
         self.written += len(batch)
@@ -168,12 +178,16 @@ class Writer:
         self.metrics.store_errors.inc()
 
     async def _release_stale(self) -> None:
-        """Answer requests whose hit has waited over ``ack_timeout`` (the hit stays queued)."""
-        tick = max(self.ack_timeout / 2, 0.01)
+        """Answer requests whose hit has waited ``ack_timeout`` (the hit stays queued).
+
+        Ticks every quarter timeout; an entry is released once 5 generations have begun since
+        its own, i.e. after between 1 and 1.25 times ``ack_timeout``.
+        """
+        tick = max(self.ack_timeout / 4, 0.005)
         while True:
             await asyncio.sleep(tick)
             self._generation += 1
-            oldest_allowed = self._generation - 2
+            oldest_allowed = self._generation - 5
             for _, future, generation in self._inflight:
                 if generation <= oldest_allowed and not future.done():
                     future.set_result(False)

@@ -9,9 +9,10 @@ from collections.abc import Callable
 from urllib.parse import quote
 
 import pytest
-from conftest import Harness, running
 
 from pixel_server.config import Settings
+
+from conftest import Harness, running
 
 ERROR_KEYS = {"status", "code", "message"}
 
@@ -172,3 +173,37 @@ def test_neutralise_prefixes_every_formula_start(cell: str) -> None:
     assert neutralise(cell) == "'" + cell
     assert neutralise("plain") == "plain"
     assert neutralise(5) == 5
+
+
+async def test_locked_store_degrades_readiness_but_pixels_keep_answering(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """While another program holds an exclusive lock on the file, pixels still answer within
+    the ack timeout, /readyz says degraded, and every hit is stored once the lock is gone."""
+    import asyncio
+    import sqlite3
+    import time
+
+    settings = make_settings(ack_timeout=0.4)
+    async with running(settings) as h:
+        locker = sqlite3.connect(settings.db, isolation_level=None)
+        locker.execute("BEGIN EXCLUSIVE")
+        try:
+            started = time.monotonic()
+            responses = await asyncio.gather(
+                *[h.client.get(f"/p.gif?cid=lock&eid=l{i}") for i in range(20)]
+            )
+            assert all(r.status_code == 200 and r.content[:6] == b"GIF89a" for r in responses)
+            assert time.monotonic() - started < 2.0
+            ready = await h.client.get("/readyz")
+            assert ready.status_code == 503
+            assert ready.json()["status"] == "degraded"
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+        for _ in range(100):
+            if (await h.client.get("/readyz")).status_code == 200:
+                break
+            await asyncio.sleep(0.05)
+        assert (await h.client.get("/readyz")).status_code == 200
+        assert len(await h.hits(cid="lock", limit="100")) == 20

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import SECRET, running
 
 from pixel_server.cli import main
 from pixel_server.config import Settings
+
+from conftest import SECRET, running
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

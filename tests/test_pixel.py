@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from conftest import CHROME_UA, Harness
 
 from pixel_server.responses import GIF
+
+from conftest import CHROME_UA, Harness
 
 CONTRACT_HEADERS = {
     "content-type": "image/gif",

@@ -6,12 +6,13 @@ import time
 from collections.abc import Callable
 
 import pytest
-from conftest import SECRET, Harness, running
-from test_urls import ALLOWLIST_HOSTILE, HOSTILE
 
 from pixel_server.config import Settings
 from pixel_server.keys import Keyring
 from pixel_server.signing import REDIRECT_SALT, TokenSigner
+
+from conftest import SECRET, Harness, running
+from test_urls import ALLOWLIST_HOSTILE, HOSTILE
 
 
 def assert_refused(response_status: int, headers: object, status: int) -> None:

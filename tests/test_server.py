@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+
 from conftest import API_TOKEN, ServerProcess
 
 pytestmark = pytest.mark.server

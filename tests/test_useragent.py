@@ -7,7 +7,7 @@ import random
 import sys
 import threading
 import time
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import pytest
 import ua_parser
@@ -15,7 +15,13 @@ import ua_parser.user_agent_parser
 import user_agents
 
 from pixel_server import useragent
-from pixel_server.useragent import MAX_UA_CHARS, ParsedUA, parse_user_agent, warm_up
+from pixel_server.useragent import (
+    MAX_UA_CHARS,
+    ParsedUA,
+    device_type,
+    parse_user_agent,
+    warm_up,
+)
 
 DEVICE_TYPES = {"desktop", "mobile", "tablet", "bot", "other"}
 
@@ -143,18 +149,6 @@ GARBAGE = {
 }
 
 
-def _device_type(agent: Any) -> str:
-    if agent.is_bot:
-        return "bot"
-    if agent.is_tablet:
-        return "tablet"
-    if agent.is_mobile:
-        return "mobile"
-    if agent.is_pc:
-        return "desktop"
-    return "other"
-
-
 def _expected_from_user_agents(ua: str) -> ParsedUA:
     """What user_agents.parse (slow legacy parser) says, in ParsedUA form."""
     agent = user_agents.parse(ua)
@@ -163,7 +157,7 @@ def _expected_from_user_agents(ua: str) -> ParsedUA:
         browser_version=agent.browser.version_string or None,
         os=None if agent.os.family == "Other" else agent.os.family,
         os_version=agent.os.version_string or None,
-        device=_device_type(agent),
+        device=device_type(agent),
         is_bot=bool(agent.is_bot),
     )
 
