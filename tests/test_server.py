@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 import threading
@@ -11,7 +12,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from conftest import API_TOKEN, ServerProcess
+from conftest import API_TOKEN, SECRET, ServerProcess
 
 pytestmark = pytest.mark.server
 
@@ -131,3 +132,19 @@ def test_sigkill_loses_nothing_acknowledged_and_keeps_the_file_sound(
     assert result
     assert set(result) <= {row[0] for row in server.rows()}
     assert server.rows("PRAGMA integrity_check") == [("ok",)]
+
+
+def test_logs_are_json_lines_without_secrets(server_factory: Callable[..., ServerProcess]) -> None:
+    """The server's log is one JSON object per line and never shows the key or API tokens."""
+    server = server_factory()
+    httpx.get(f"{server.url}/api/hits", headers={"authorization": "Bearer wrong-token"})
+    httpx.get(f"{server.url}/api/hits", headers={"authorization": f"Bearer {API_TOKEN}"})
+    httpx.get(f"{server.url}/r/k1.forged.token")
+    httpx.get(f"{server.url}/p.gif?cid=secret-test")
+    assert server.stop() == 0
+    text = server.log.read_text()
+    for line in text.splitlines():
+        entry = json.loads(line)
+        assert {"time", "level", "logger", "message"} <= set(entry)
+    for secret in (SECRET, API_TOKEN, "wrong-token", "secret-test"):
+        assert secret not in text
