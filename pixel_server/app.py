@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from starlette.applications import Starlette
+from starlette.datastructures import State
 from starlette.exceptions import HTTPException
 from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .api import HitsApi, http_error
 from .config import Settings
@@ -15,7 +17,49 @@ from .runtime import Runtime, app_lifespan
 from .store.base import Store
 
 
-def create_app(settings: Settings, store: Store | None = None) -> Starlette:
+class PixelApp:
+    """The ASGI entry point. The three tracking routes go straight to their endpoints; every
+    other request (and the lifespan) goes through Starlette.
+
+    The tracking routes are the hot path, and Starlette's middleware stack and router cost
+    about as much CPU as the pixel itself (docs/benchmarks.md). The matching here is the same
+    as the Starlette routes registered for them: ``{token}`` is one non-empty path segment.
+    """
+
+    def __init__(self, app: Starlette, rt: Runtime) -> None:
+        self.app = app
+        self.runtime = rt
+        self._pixel = PixelEndpoint(rt)
+        self._signed = SignedPixelEndpoint(rt)
+        self._redirect = RedirectEndpoint(rt)
+
+    @property
+    def state(self) -> State:
+        return self.app.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._route(scope)(scope, receive, send)
+
+    def _route(self, scope: Scope) -> ASGIApp:
+        if scope["type"] != "http":
+            return self.app
+        path: str = scope["path"]
+        endpoint: ASGIApp
+        if path == "/p.gif":
+            return self._pixel
+        if path.startswith("/p/") and path.endswith(".gif"):
+            token, endpoint = path[3:-4], self._signed
+        elif path.startswith("/r/"):
+            token, endpoint = path[3:], self._redirect
+        else:
+            return self.app
+        if not token or "/" in token:
+            return self.app
+        scope["path_params"] = {"token": token}
+        return endpoint
+
+
+def create_app(settings: Settings, store: Store | None = None) -> PixelApp:
     """The ASGI app. ``store`` replaces the SQLite store at ``settings.db`` (tests)."""
     rt = Runtime(settings, Keyring.from_settings(settings), store=store)
     app = Starlette(
@@ -29,10 +73,12 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
         exception_handlers={HTTPException: http_error},
         lifespan=app_lifespan(rt),
     )
+    # the only redirects this service makes are signed ones: no trailing-slash 307s
+    app.router.redirect_slashes = False
     app.state.runtime = rt
-    return app
+    return PixelApp(app, rt)
 
 
-def app_from_env() -> Starlette:
+def app_from_env() -> ASGIApp:
     """Factory for ``uvicorn --factory pixel_server.app:app_from_env`` and the worker processes."""
     return create_app(Settings.from_env())

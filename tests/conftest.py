@@ -18,9 +18,8 @@ from typing import Any
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
-from starlette.applications import Starlette
 
-from pixel_server.app import create_app
+from pixel_server.app import PixelApp, create_app
 from pixel_server.config import Settings
 from pixel_server.runtime import Runtime
 from pixel_server.store.base import Store
@@ -53,14 +52,13 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
 
 @dataclass
 class Harness:
-    app: Starlette
+    app: PixelApp
     client: httpx.AsyncClient
     auth: dict[str, str] = field(default_factory=lambda: {"authorization": f"Bearer {API_TOKEN}"})
 
     @property
     def rt(self) -> Runtime:
-        runtime: Runtime = self.app.state.runtime
-        return runtime
+        return self.app.runtime
 
     def metric(self, name: str, **labels: str) -> float:
         value = self.rt.metrics.registry.get_sample_value(name, labels)

@@ -195,3 +195,11 @@ async def test_link_token_is_not_accepted_as_a_pixel(harness: Harness) -> None:
     await harness.client.get(f"/p/{token}.gif")
     assert await harness.hits() == []
     assert harness.metric("pixel_tokens_invalid_total", token="pixel", reason="bad_signature") == 1
+
+
+@pytest.mark.parametrize("path", ["/p/.gif", "/p/a/b.gif", "/r/", "/r/a/b", "/p.gif/", "/p.gifx"])
+async def test_near_miss_tracking_paths_are_404(harness: Harness, path: str) -> None:
+    """The fast dispatch matches exactly what the Starlette routes match; the rest is 404."""
+    response = await harness.client.get(path)
+    assert response.status_code == 404
+    assert await harness.hits() == []
