@@ -90,6 +90,19 @@ class Settings:
     graceful_timeout: int = _setting(
         "PIXEL_GRACEFUL_TIMEOUT", 5, "Seconds in-flight requests get after SIGTERM."
     )
+    spill_dir: str = _setting(
+        "PIXEL_SPILL_DIR",
+        "",
+        "Spill journals while the store is down (default: DB path + `.spill`); `off` disables.",
+    )
+    spill_max_bytes: int = _setting(
+        "PIXEL_SPILL_MAX_BYTES", 1 << 30, "Largest spill journal per process; beyond: memory."
+    )
+    busy_timeout: float = _setting(
+        "PIXEL_BUSY_TIMEOUT",
+        1.0,
+        "Seconds a write waits for the SQLite lock before the store counts as unavailable.",
+    )
     sqlite_synchronous: str = _setting(
         "PIXEL_SQLITE_SYNCHRONOUS", "FULL", "SQLite synchronous mode: FULL (power-safe) or NORMAL."
     )
@@ -129,12 +142,20 @@ class Settings:
         for name in ("port", "workers", "queue_max", "batch_max", "max_params"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{env_name(name)} must be at least 1")
+        if not 0 < self.busy_timeout < self.ack_timeout:
+            raise ConfigError("PIXEL_BUSY_TIMEOUT must be above 0 and below PIXEL_ACK_TIMEOUT")
         if not (0 < self.port < 65536):
             raise ConfigError("PIXEL_PORT must be between 1 and 65535")
 
     @property
     def secret_path(self) -> Path:
         return Path(self.secret_file or f"{self.db}.key")
+
+    @property
+    def spill_path(self) -> Path | None:
+        if self.spill_dir == "off":
+            return None
+        return Path(self.spill_dir or f"{self.db}.spill")
 
     @property
     def base_url(self) -> str:

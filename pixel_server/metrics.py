@@ -69,6 +69,19 @@ class Metrics:
         self.store_errors = Counter(
             "pixel_store_errors", "Failed write attempts (each is retried).", registry=registry
         )
+        self.spilled = Counter(
+            "pixel_hits_spilled",
+            "Hits written to the spill journal while the store was unavailable.",
+            registry=registry,
+        )
+        self.replayed = Counter(
+            "pixel_hits_replayed",
+            "Hits moved from the spill journal into the store.",
+            registry=registry,
+        )
+        self.spill_bytes = Gauge(
+            "pixel_spill_bytes", "Bytes in spill journals not yet replayed.", registry=registry
+        )
         self.queue_depth = Gauge(
             "pixel_queue_depth", "Hits waiting to be written.", registry=registry
         )

@@ -34,6 +34,8 @@ class Ops:
         else:
             if not writer.healthy:
                 problems.append(f"store not writable: {writer.last_error}")
+            if writer.spill is not None and writer.spill.pending:
+                problems.append(f"{writer.spill.bytes} bytes in spill journals await replay")
             # a healthy commit takes milliseconds; half the ack timeout is already an outage
             if writer.stalled_for > writer.ack_timeout / 2:
                 problems.append(f"store stalled: a commit has waited {writer.stalled_for:.1f}s")

@@ -19,6 +19,7 @@ from .hits import Limits, build_hit, request_headers
 from .keys import Keyring
 from .metrics import Metrics
 from .signing import PIXEL_SALT, REDIRECT_SALT, TokenSigner
+from .spill import Spill
 from .store.base import Store
 from .store.sqlite import SQLiteStore
 from .urls import TargetPolicy
@@ -70,8 +71,11 @@ class Runtime:
 async def lifespan(rt: Runtime) -> AsyncIterator[None]:
     """Open the store and writer; on shutdown drain the writer, then close the store."""
     s = rt.settings
-    store: Any = rt.store if rt.store is not None else SQLiteStore(s.db, s.sqlite_synchronous)
+    store: Any = rt.store
+    if store is None:
+        store = SQLiteStore(s.db, s.sqlite_synchronous, int(s.busy_timeout * 1000))
     await store.open()
+    spill = None if s.spill_path is None else Spill(s.spill_path, s.spill_max_bytes)
     try:
         rt.store = store
         warm_up()
@@ -82,11 +86,14 @@ async def lifespan(rt: Runtime) -> AsyncIterator[None]:
             batch_max=s.batch_max,
             ack_timeout=s.ack_timeout,
             drain_timeout=s.drain_timeout,
+            spill=spill,
         ) as writer:
             rt.writer = writer
             log.info("serving; store=%s", getattr(store, "path", type(store).__name__))
             yield
     finally:
+        if spill is not None:
+            spill.close()
         await store.aclose()
 
 

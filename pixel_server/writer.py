@@ -11,8 +11,12 @@ Bounds and what happens past them:
 * queue full (``queue_max`` hits held, in-flight batch included): ``submit`` returns None,
   the hit is counted in ``pixel_hits_dropped{reason="queue_full"}`` and the caller answers
   at once;
-* store failing or slow: the batch is kept and retried with backoff; waiting requests are
-  released after ``ack_timeout`` seconds (their hits stay queued and are written later);
+* store unavailable (locked, read-only, ...): the batch, and every batch after it, is appended
+  to the spill journal and fsynced before the requests are answered (see spill.py); the
+  journal is replayed into the store, in chunks, as soon as the store takes writes again;
+* journal unusable too (disabled, full, disk error): the batch is kept in memory and retried
+  with backoff; waiting requests are released after ``ack_timeout`` seconds (their hits stay
+  queued and are written later, unless the process dies first);
 * rows the store refuses (not an outage): written one by one, the refused ones dropped and
   counted ``reason="rejected"``;
 * shutdown: :meth:`aclose` writes everything queued, retrying for up to ``drain_timeout``
@@ -22,6 +26,7 @@ Bounds and what happens past them:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter, deque
@@ -29,12 +34,41 @@ from collections.abc import Sequence
 
 from .hits import Hit
 from .metrics import Metrics
+from .spill import Spill
 from .store.base import Store, StoreUnavailable
 
 log = logging.getLogger("pixel_server.writer")
 
 Entry = tuple[Hit, "asyncio.Future[bool]", int]
 MAX_BACKOFF = 1.0
+
+
+class Backoff:
+    """Retry pacing for an unavailable store: 50 ms doubling to 1 s."""
+
+    def __init__(self) -> None:
+        self.delay = 0.05
+        self.next_try = 0.0
+
+    def due(self) -> bool:
+        return time.monotonic() >= self.next_try
+
+    def defer(self) -> None:
+        self.next_try = time.monotonic() + self.delay
+        self.delay = min(self.delay * 2, MAX_BACKOFF)
+
+    def reset(self) -> None:
+        self.delay, self.next_try = 0.05, 0.0
+
+    async def sleep(self) -> None:
+        self.defer()
+        await asyncio.sleep(self.next_try - time.monotonic())
+
+    async def idle(self, wake: asyncio.Event) -> None:
+        """Wait for new hits or the next retry, whichever comes first."""
+        wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), max(self.next_try - time.monotonic(), 0))
 
 
 class Writer:
@@ -49,6 +83,7 @@ class Writer:
         batch_max: int = 2_000,
         ack_timeout: float = 2.0,
         drain_timeout: float = 10.0,
+        spill: Spill | None = None,
     ) -> None:
         self.store = store
         self.metrics = metrics
@@ -56,6 +91,7 @@ class Writer:
         self.batch_max = batch_max
         self.ack_timeout = ack_timeout
         self.drain_timeout = drain_timeout
+        self.spill = spill
         self.healthy = True
         self.last_error: str | None = None
         self.written = 0  # hits committed by this writer (new rows and duplicates alike)
@@ -71,6 +107,7 @@ class Writer:
             kind: metrics.received.labels(kind) for kind in ("view", "open", "click", "event")
         }
         metrics.queue_depth.set_function(lambda: self.depth)
+        metrics.spill_bytes.set_function(lambda: 0 if spill is None else spill.bytes)
 
     @property
     def depth(self) -> int:
@@ -111,31 +148,93 @@ class Writer:
         return future
 
     async def _run(self) -> None:
-        backoff = 0.05
+        backoff = Backoff()
         while True:
+            replaying = self.spill is not None and self.spill.pending and not self._closing
             if not self._pending:
                 if self._closing:
                     return
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            count = min(len(self._pending), self.batch_max)
-            self._inflight = [self._pending.popleft() for _ in range(count)]
-            try:
-                await self._write(self._inflight)
-            except StoreUnavailable as exc:
-                self._fail(str(exc))
-                # keep order: the batch goes back in front of what arrived meanwhile
-                self._pending.extendleft(reversed(self._inflight))
+                if not replaying:
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+            if self._pending:
+                count = min(len(self._pending), self.batch_max)
+                self._inflight = [self._pending.popleft() for _ in range(count)]
+                stored = await self._store_or_spill(self._inflight)
+                if not stored:  # neither store nor journal took it: keep it, in order
+                    self._pending.extendleft(reversed(self._inflight))
+                    self._inflight = []
+                    await backoff.sleep()
+                    continue
                 self._inflight = []
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF)
-                continue
-            except Exception as exc:  # rows refused, not an outage: isolate them
-                self._fail(repr(exc))
-                await self._write_one_by_one(self._inflight)
-            self._inflight = []
-            self.healthy, backoff = True, 0.05
+            if replaying and backoff.due():
+                if await self._replay_chunk():
+                    backoff.reset()
+                else:
+                    backoff.defer()
+            elif replaying and not self._pending:
+                await backoff.idle(self._wake)
+
+    async def _store_or_spill(self, batch: list[Entry]) -> bool:
+        """Write ``batch`` to the store, or durably to the journal; False if neither worked."""
+        spilling = self.spill is not None and self.spill.active
+        if not spilling and await self._try_store(batch):
+            return True
+        if await self._spill(batch):
+            return True
+        # the journal failed too (full, disk error); the store may be back meanwhile
+        return spilling and await self._try_store(batch)
+
+    async def _try_store(self, batch: list[Entry]) -> bool:
+        try:
+            await self._write(batch)
+        except StoreUnavailable as exc:
+            self._fail(str(exc))
+            return False
+        except Exception as exc:  # rows refused, not an outage: isolate them
+            self._fail(repr(exc))
+            await self._write_one_by_one(batch)
+        self.healthy = self.spill is None or not self.spill.pending
+        return True
+
+    async def _spill(self, batch: list[Entry]) -> bool:
+        if self.spill is None:
+            return False
+        try:
+            await asyncio.to_thread(self.spill.append, [hit.row() for hit, _, _ in batch])
+        except OSError as exc:
+            self._fail(f"spill journal: {exc}")
+            return False
+        self.metrics.spilled.inc(len(batch))
+        for _, future, _ in batch:
+            if not future.done():
+                future.set_result(True)
+        return True
+
+    async def _replay_chunk(self) -> bool:
+        """Move one chunk of the oldest journal into the store. False if the store refused."""
+        spill = self.spill
+        assert spill is not None
+        journal = spill.next_to_replay()
+        if journal is None:
+            return True
+        try:
+            offset = spill.offset(journal)
+            if offset is None:
+                offset = await self.store.spill_offset(journal.name)
+            rows, end = await asyncio.to_thread(journal.read, offset, self.batch_max)
+            if rows:
+                await self.store.write([Hit(*row) for row in rows], progress=(journal.name, end))
+                self.metrics.replayed.inc(len(rows))
+            if spill.advanced(journal, end):
+                await self.store.forget_spill(journal.name)
+                log.info("spill journal %s fully replayed into the store", journal.name)
+        except Exception as exc:
+            self._fail(f"replay of {journal.name}: {exc}")
+            return False
+        self.healthy = not spill.pending
+        return True
 
     async def _write(self, batch: Sequence[Entry]) -> None:
         self._write_started = started = time.perf_counter()

@@ -178,13 +178,14 @@ def test_neutralise_prefixes_every_formula_start(cell: str) -> None:
 async def test_locked_store_degrades_readiness_but_pixels_keep_answering(
     make_settings: Callable[..., Settings],
 ) -> None:
-    """While another program holds an exclusive lock on the file, pixels still answer within
-    the ack timeout, /readyz says degraded, and every hit is stored once the lock is gone."""
+    """While another program holds an exclusive lock on the file, pixels still answer quickly
+    (their hits go to the spill journal), /readyz says degraded, and every hit is in the
+    store once the lock is gone."""
     import asyncio
     import sqlite3
     import time
 
-    settings = make_settings(ack_timeout=0.4)
+    settings = make_settings(ack_timeout=1.0, busy_timeout=0.2)
     async with running(settings) as h:
         locker = sqlite3.connect(settings.db, isolation_level=None)
         locker.execute("BEGIN EXCLUSIVE")
@@ -207,3 +208,5 @@ async def test_locked_store_degrades_readiness_but_pixels_keep_answering(
             await asyncio.sleep(0.05)
         assert (await h.client.get("/readyz")).status_code == 200
         assert len(await h.hits(cid="lock", limit="100")) == 20
+        assert h.metric("pixel_hits_spilled_total") == 20
+        assert h.metric("pixel_hits_replayed_total") == 20

@@ -24,9 +24,9 @@ def test_defaults_need_no_environment() -> None:
 def test_values_are_parsed_by_type() -> None:
     """ints, floats and booleans are read from their strings."""
     settings = Settings.from_env(
-        {"PIXEL_PORT": "9001", "PIXEL_ACK_TIMEOUT": "0.5", "PIXEL_REDIRECT_ALLOW_IP": "yes"}
+        {"PIXEL_PORT": "9001", "PIXEL_ACK_TIMEOUT": "1.5", "PIXEL_REDIRECT_ALLOW_IP": "yes"}
     )
-    assert (settings.port, settings.ack_timeout, settings.redirect_allow_ip) == (9001, 0.5, True)
+    assert (settings.port, settings.ack_timeout, settings.redirect_allow_ip) == (9001, 1.5, True)
 
 
 @pytest.mark.parametrize(

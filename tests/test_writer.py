@@ -139,10 +139,12 @@ async def test_submit_after_close_is_refused_and_counted() -> None:
 class PickyStore(MemoryStore):
     """Refuses (not an outage) any batch containing eid 'poison'."""
 
-    async def write(self, hits: Sequence[Hit]) -> Counter[str]:
+    async def write(
+        self, hits: Sequence[Hit], progress: tuple[str, int] | None = None
+    ) -> Counter[str]:
         if any(h.eid == "poison" for h in hits):
             raise ValueError("row refused")
-        return await super().write(hits)
+        return await super().write(hits, progress)
 
 
 async def test_a_refused_row_is_isolated_and_the_rest_stored() -> None:

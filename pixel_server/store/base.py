@@ -32,8 +32,20 @@ class Store(Protocol):
     async def open(self) -> None:
         """Connect and bring the schema up to date (safe to run from several processes)."""
 
-    async def write(self, hits: Sequence[Hit]) -> Counter[str]:
-        """Store ``hits`` in one transaction; return new rows per kind (a duplicate eid adds 0)."""
+    async def write(
+        self, hits: Sequence[Hit], progress: tuple[str, int] | None = None
+    ) -> Counter[str]:
+        """Store ``hits`` in one transaction; return new rows per kind (a duplicate eid adds 0).
+
+        ``progress`` = (journal name, offset) is recorded in the same transaction when the hits
+        are replayed from a spill journal (see spill.py).
+        """
+
+    async def spill_offset(self, journal: str) -> int:
+        """How far ``journal`` has been replayed (0 if never)."""
+
+    async def forget_spill(self, journal: str) -> None:
+        """Drop the replay record of a journal that has been deleted."""
 
     async def query(self, query: HitQuery) -> list[dict[str, Any]]:
         """Hits matching ``query``, newest first, as column dicts including ``id``."""

@@ -19,13 +19,22 @@ class MemoryStore:
     def __init__(self) -> None:
         self.rows: list[dict[str, Any]] = []
         self.batches: list[int] = []
+        self.progress: dict[str, int] = {}
         self.down = False
         self.gate: asyncio.Event | None = None  # when set, each write waits for it
 
     async def open(self) -> None:
         return None
 
-    async def write(self, hits: Sequence[Hit]) -> Counter[str]:
+    async def spill_offset(self, journal: str) -> int:
+        return self.progress.get(journal, 0)
+
+    async def forget_spill(self, journal: str) -> None:
+        self.progress.pop(journal, None)
+
+    async def write(
+        self, hits: Sequence[Hit], progress: tuple[str, int] | None = None
+    ) -> Counter[str]:
         if self.gate is not None:
             await self.gate.wait()
         if self.down:
@@ -42,6 +51,8 @@ class MemoryStore:
             )
             added[hit.kind] += 1
         self.batches.append(len(hits))
+        if progress is not None:
+            self.progress[progress[0]] = progress[1]
         return added
 
     async def query(self, query: HitQuery) -> list[dict[str, Any]]:

@@ -32,6 +32,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX hits_cid_ts ON hits (cid, ts);
     CREATE UNIQUE INDEX hits_eid ON hits (eid) WHERE eid IS NOT NULL;
     """,
+    # 2: how far each spill journal has been replayed (committed with the replayed rows)
+    """
+    CREATE TABLE spill_replay (journal TEXT PRIMARY KEY, offset INTEGER NOT NULL);
+    """,
 )
 
 

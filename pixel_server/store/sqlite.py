@@ -30,6 +30,10 @@ INSERT_SQL = (
     " ON CONFLICT DO NOTHING"
 )
 SELECT_COLUMNS = "id, " + ", ".join(COLUMNS)
+PROGRESS_SQL = (
+    "INSERT INTO spill_replay (journal, offset) VALUES (?, ?)"
+    " ON CONFLICT (journal) DO UPDATE SET offset = excluded.offset"
+)
 
 
 def connect(
@@ -76,17 +80,34 @@ class SQLiteStore:
         assert self._executor is not None, "store is not open"
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    async def write(self, hits: Sequence[Hit]) -> Counter[str]:
+    async def write(
+        self, hits: Sequence[Hit], progress: tuple[str, int] | None = None
+    ) -> Counter[str]:
         by_kind: dict[str, list[tuple[Any, ...]]] = {}
         for hit in hits:
             by_kind.setdefault(hit.kind, []).append(hit.row())
-        result: Counter[str] = await self._run(self._write_rows, by_kind)
+        result: Counter[str] = await self._run(self._write_rows, by_kind, progress)
         return result
 
-    def _write_rows(self, by_kind: dict[str, list[tuple[Any, ...]]]) -> Counter[str]:
+    async def spill_offset(self, journal: str) -> int:
+        sql = "SELECT offset FROM spill_replay WHERE journal = ?"
+        row = await self._run(lambda: self._connection.execute(sql, (journal,)).fetchone())
+        return int(row[0]) if row else 0
+
+    async def forget_spill(self, journal: str) -> None:
+        sql = "DELETE FROM spill_replay WHERE journal = ?"
+        await self._run(self._connection.execute, sql, (journal,))
+
+    @property
+    def _connection(self) -> sqlite3.Connection:
+        assert self._conn is not None, "store is not open"
+        return self._conn
+
+    def _write_rows(
+        self, by_kind: dict[str, list[tuple[Any, ...]]], progress: tuple[str, int] | None
+    ) -> Counter[str]:
         """One transaction; one executemany per kind so duplicates are counted per kind."""
-        conn = self._conn
-        assert conn is not None
+        conn = self._connection
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
@@ -95,6 +116,8 @@ class SQLiteStore:
         try:
             for kind, rows in by_kind.items():
                 added[kind] = conn.executemany(INSERT_SQL, rows).rowcount
+            if progress is not None:
+                conn.execute(PROGRESS_SQL, progress)
             conn.execute("COMMIT")
         except BaseException as exc:
             if conn.in_transaction:
