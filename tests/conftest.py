@@ -8,6 +8,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -118,7 +119,7 @@ class ServerProcess:
 
 def start_server(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> ServerProcess:
     port = free_port()
-    db = tmp_path / "pixel.db"
+    db = Path(env["PIXEL_DB"]) if env and "PIXEL_DB" in env else tmp_path / "pixel.db"
     log = tmp_path / f"server-{port}.log"
     full_env = {
         **os.environ,
@@ -164,3 +165,43 @@ def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     for server in started:
         if server.proc.poll() is None:
             server.stop(signal.SIGKILL)
+
+
+def load(
+    server: ServerProcess,
+    clients: int,
+    stop: threading.Event,
+    prefix: str,
+    acked: list[str] | None = None,
+    latencies: list[float] | None = None,
+) -> list[str]:
+    """Send unique-eid pixels from ``clients`` threads until ``stop`` or the server goes away;
+    return (and append to ``acked``) every eid that was answered 200, and append each
+    response time to ``latencies``."""
+    acked = [] if acked is None else acked
+    lock = threading.Lock()
+
+    def client(n: int) -> None:
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            i = 0
+            while not stop.is_set():
+                eid = f"{prefix}-{n}-{i}"
+                started = time.monotonic()
+                try:
+                    response = http.get(f"/p.gif?cid=load&eid={eid}")
+                except httpx.TransportError:
+                    return  # the server closed: stop this client
+                if latencies is not None:
+                    with lock:
+                        latencies.append(time.monotonic() - started)
+                if response.status_code == 200:
+                    with lock:
+                        acked.append(eid)
+                i += 1
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return acked
