@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 IP_MODES = ("truncate", "full", "none")
+SERVERS = ("uvicorn", "granian")
 SYNC_MODES = ("FULL", "NORMAL")
 
 
@@ -33,6 +34,9 @@ class Settings:
     host: str = _setting("PIXEL_HOST", "127.0.0.1", "Address to listen on.")
     port: int = _setting("PIXEL_PORT", 8000, "TCP port to listen on.")
     workers: int = _setting("PIXEL_WORKERS", 1, "Worker processes (they share the SQLite file).")
+    server: str = _setting(
+        "PIXEL_SERVER", "uvicorn", "HTTP server: uvicorn, or granian (`pip install granian`)."
+    )
     db: str = _setting("PIXEL_DB", "./pixel.db", "SQLite database file, created on first start.")
     public_url: str = _setting(
         "PIXEL_PUBLIC_URL", "", "Base URL printed by `link`/`pixel` (default http://HOST:PORT)."
@@ -137,6 +141,8 @@ class Settings:
     def validate(self) -> None:
         if self.ip_mode not in IP_MODES:
             raise ConfigError(f"PIXEL_IP_MODE must be one of {', '.join(IP_MODES)}")
+        if self.server not in SERVERS:
+            raise ConfigError(f"PIXEL_SERVER must be one of {', '.join(SERVERS)}")
         if self.sqlite_synchronous.upper() not in SYNC_MODES:
             raise ConfigError(f"PIXEL_SQLITE_SYNCHRONOUS must be one of {', '.join(SYNC_MODES)}")
         for name in ("port", "workers", "queue_max", "batch_max", "max_params"):

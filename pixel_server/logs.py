@@ -40,5 +40,7 @@ def log_config(level: str) -> dict[str, Any]:
             "uvicorn": {"handlers": ["default"], "level": level, "propagate": False},
             "uvicorn.error": {"level": level},
             "uvicorn.access": {"handlers": ["default"], "level": level, "propagate": False},
+            "_granian": {"handlers": ["default"], "level": level, "propagate": False},
+            "granian.access": {"handlers": ["default"], "level": level, "propagate": False},
         },
     }

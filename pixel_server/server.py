@@ -9,7 +9,7 @@ import signal
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
-from .config import Settings
+from .config import ConfigError, Settings
 from .logs import log_config
 
 
@@ -25,6 +25,42 @@ def settings_env(settings: Settings) -> dict[str, str]:
 def run(settings: Settings) -> int:
     """Serve until SIGTERM/SIGINT; return the exit status (0 after a graceful stop)."""
     os.environ.update(settings_env(settings))
+    if settings.server == "granian":
+        return run_granian(settings)
+    return run_uvicorn(settings)
+
+
+def run_granian(settings: Settings) -> int:
+    """Granian: HTTP parsing and connection handling in Rust, each worker in its own process.
+
+    On SIGTERM it stops its workers, each of which stops accepting, finishes in-flight
+    requests and runs the lifespan shutdown (our drain). ``workers_kill_timeout`` bounds the
+    whole stop like uvicorn's graceful timeout plus our drain timeout.
+    """
+    try:
+        from granian.constants import HTTPModes, Interfaces, Loops
+        from granian.server import Server as Granian
+    except ImportError:
+        raise ConfigError("PIXEL_SERVER=granian needs granian: pip install granian") from None
+    Granian(
+        "pixel_server.app:app_from_env",
+        factory=True,
+        address=settings.host,
+        port=settings.port,
+        interface=Interfaces.ASGI,
+        workers=settings.workers,
+        runtime_threads=1,
+        loop=Loops.uvloop,
+        http=HTTPModes.http1,
+        websockets=False,
+        log_dictconfig=log_config(settings.log_level),
+        log_access=settings.access_log,
+        workers_kill_timeout=int(settings.graceful_timeout + settings.drain_timeout + 1),
+    ).serve()
+    return 0
+
+
+def run_uvicorn(settings: Settings) -> int:
     # uvicorn re-raises the stop signal once its graceful shutdown is done, which would end
     # the process with status -15; with these no-op handlers in place it returns normally.
     signal.signal(signal.SIGTERM, lambda *_: None)

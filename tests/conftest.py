@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -112,6 +113,16 @@ class ServerProcess:
             self.proc.send_signal(sig)
         return self.proc.wait(timeout)
 
+    def kill_all(self) -> None:
+        """SIGKILL the server and every process it started (granian's workers too)."""
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        pids = children.read_text().split() if children.exists() else []
+        self.proc.kill()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+        self.proc.wait(10)
+
     def rows(self, sql: str = "SELECT eid FROM hits") -> list[tuple[Any, ...]]:
         with sqlite3.connect(self.db) as conn:
             return conn.execute(sql).fetchall()
@@ -148,7 +159,7 @@ def start_server(tmp_path: Path, *args: str, env: dict[str, str] | None = None) 
         except httpx.TransportError:
             pass
         time.sleep(0.05)
-    server.stop(signal.SIGKILL)
+    server.kill_all()
     raise RuntimeError(f"server did not become ready:\n{log.read_text()}")
 
 
@@ -164,7 +175,7 @@ def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     yield make
     for server in started:
         if server.proc.poll() is None:
-            server.stop(signal.SIGKILL)
+            server.kill_all()
 
 
 def load(

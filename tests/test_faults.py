@@ -23,6 +23,7 @@ import pytest
 from conftest import ServerProcess, load
 
 pytestmark = pytest.mark.server
+SERVERS = pytest.mark.parametrize("kind", ["uvicorn", "granian"])
 
 
 def stored_eids(server: ServerProcess) -> list[str]:
@@ -50,14 +51,16 @@ def start_load(
     return stop, thread, acked, latencies
 
 
+@SERVERS
 def test_sigterm_at_random_points_loses_nothing_acknowledged(
-    server_factory: Callable[..., ServerProcess], tmp_path: Path
+    server_factory: Callable[..., ServerProcess], tmp_path: Path, kind: str
 ) -> None:
     """10 rounds: load from 6 clients, SIGTERM at a random moment; exit 0 within 10 s and
     every hit answered 200 is stored, once."""
     rng = random.Random(20261128)
     for round_no in range(10):
-        server = server_factory(env={"PIXEL_DB": str(tmp_path / f"r{round_no}.db")})
+        db = str(tmp_path / f"r{round_no}.db")
+        server = server_factory(env={"PIXEL_DB": db, "PIXEL_SERVER": kind})
         stop, thread, acked, _ = start_load(server, 6, f"r{round_no}")
         time.sleep(rng.uniform(0.2, 1.0))
         started = time.monotonic()
@@ -69,16 +72,16 @@ def test_sigterm_at_random_points_loses_nothing_acknowledged(
         assert_all_stored(server, acked)
 
 
+@SERVERS
 def test_kill_9_then_restart_loses_nothing_acknowledged(
-    server_factory: Callable[..., ServerProcess],
+    server_factory: Callable[..., ServerProcess], kind: str
 ) -> None:
-    """kill -9 mid-load: every acknowledged hit is stored once, the file passes
-    integrity_check, and the server starts again on it."""
-    server = server_factory()
+    """kill -9 mid-load (every process of the server): every acknowledged hit is stored once,
+    the file passes integrity_check, and the server starts again on it."""
+    server = server_factory(env={"PIXEL_SERVER": kind})
     stop, thread, acked, _ = start_load(server, 6, "k")
     time.sleep(1.0)
-    server.proc.send_signal(signal.SIGKILL)
-    server.proc.wait(10)
+    server.kill_all()
     stop.set()
     thread.join(30)
     assert server.rows("PRAGMA integrity_check") == [("ok",)]
@@ -126,14 +129,19 @@ def ready_status(server: ServerProcess) -> int:
     return httpx.get(f"{server.url}/readyz", timeout=5).status_code
 
 
-@pytest.mark.parametrize("outage", [exclusive_lock, unwritable], ids=["locked", "unwritable"])
+@pytest.mark.parametrize(
+    ("outage", "kind"),
+    [(exclusive_lock, "uvicorn"), (unwritable, "uvicorn"), (exclusive_lock, "granian")],
+    ids=["locked", "unwritable", "locked-granian"],
+)
 def test_store_outage_keeps_pixels_fast_and_loses_nothing(
     server_factory: Callable[..., ServerProcess],
     outage: Callable[[Path], AbstractContextManager[None]],
+    kind: str,
 ) -> None:
     """For 8 s under load the store cannot be written: pixels keep answering 200 within the
     ack timeout, /readyz says degraded, and afterwards every acknowledged hit is stored."""
-    server = server_factory()
+    server = server_factory(env={"PIXEL_SERVER": kind})
     stop, thread, acked, latencies = start_load(server, 6, "o")
     time.sleep(0.5)
     with outage(server.db):
@@ -163,8 +171,7 @@ def test_kill_9_during_an_outage_loses_nothing_acknowledged(
     stop, thread, acked, _ = start_load(server, 6, "ko")
     with exclusive_lock(server.db):
         time.sleep(3)
-        server.proc.send_signal(signal.SIGKILL)
-        server.proc.wait(10)
+        server.kill_all()
         stop.set()
         thread.join(30)
     spilled = list(server.db.with_name(server.db.name + ".spill").glob("*.jsonl"))
