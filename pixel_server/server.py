@@ -9,6 +9,7 @@ import signal
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
+from .coalesce import CoalescingHttpToolsProtocol
 from .config import ConfigError, Settings
 from .logs import log_config
 
@@ -77,6 +78,8 @@ def run_uvicorn(settings: Settings) -> int:
         # client IPs come from our own trusted-proxy logic (clientip.py), not uvicorn's
         proxy_headers=False,
         server_header=False,
+        http=CoalescingHttpToolsProtocol,
+        ws="none",
         timeout_graceful_shutdown=settings.graceful_timeout,
     )
     server = uvicorn.Server(config)
