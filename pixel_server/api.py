@@ -43,7 +43,7 @@ def error_response(
 async def http_error(request: Request, exc: Exception) -> Response:
     """Starlette's 404/405 for /api paths in our error shape; plain text elsewhere."""
     assert isinstance(exc, HTTPException)
-    if request.url.path.startswith("/api"):
+    if request.scope["path"].startswith("/api"):  # not request.url: it re-decodes the query
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail), exc.headers)
     return Response(str(exc.detail), status_code=exc.status_code, headers=exc.headers)
