@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -22,6 +23,10 @@ from .signing import InvalidToken
 from .urls import TargetRejected, normalize_target
 
 log = logging.getLogger("pixel_server.endpoints")
+
+# A campaign's links share a few targets, and validation is a pure function of the target and
+# the (fixed) policy. Refusals raise, so they are never cached.
+valid_target = lru_cache(maxsize=4096)(normalize_target)
 
 ALLOW = [(b"allow", b"GET, HEAD")]
 CONTROL_KEYS = frozenset(("u", "x", "a"))  # see signing.py
@@ -126,7 +131,7 @@ class RedirectEndpoint(_Endpoint):
             return
         try:
             # validated again at redirect time: the policy may have tightened since signing
-            if normalize_target(target, self.rt.target_policy) != target:
+            if valid_target(target, self.rt.target_policy) != target:
                 raise TargetRejected("not_canonical", "target is not in canonical form")
         except TargetRejected as exc:
             metrics.redirects_refused.labels(exc.reason).inc()
