@@ -43,7 +43,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable
 from contextlib import closing, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,24 +54,16 @@ from asgi_lifespan import LifespanManager
 
 from pixel_server.app import PixelApp, create_app
 from pixel_server.config import Settings
-from pixel_server.hits import MAX_KEY_CHARS, Limits, parse_query
+from pixel_server.hits import INPUT_FLAGS, MAX_KEY_CHARS, Limits, parse_query
 from pixel_server.keys import Keyring
 from pixel_server.responses import GIF
 from pixel_server.signing import REDIRECT_SALT, InvalidToken, TokenSigner
+from pixel_server.testing import Answer, asgi_request
 from pixel_server.urls import TargetPolicy, TargetRejected, normalize_target
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 ACCEPTED_URL = re.compile(r"https?://[!-~]+")
-FLAGS = frozenset(
-    (
-        "query_truncated",
-        "too_many_params",
-        "value_truncated",
-        "repeated_param",
-        "invalid_utf8",
-        "control_chars",
-    )
-)
+FLAGS = INPUT_FLAGS
 URL_SAFE = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."
 # what an HTTP server can put in ASGI's query_string (httptools/h11 refuse other bytes)
 WIRE_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "#")
@@ -392,48 +384,21 @@ def fuzz_normalize_target(rng: random.Random, report: Report, cases: int) -> Non
 # --- (c) the ASGI app ---------------------------------------------------------------------------
 
 
+FUZZ_HEADERS = [(b"host", b"fuzz"), (b"user-agent", b"fuzz/1.0")]
+
+
 @dataclass
-class Answer:
-    status: int
-    headers: list[tuple[bytes, bytes]]
-    body: bytes
+class Outcome:
+    answer: Answer
     error: Exception | None = None  # raised out of the app (Starlette re-raises after its 500)
 
 
-async def asgi_get(app: PixelApp, method: str, path: str, query: bytes) -> Answer:
+async def asgi_get(app: PixelApp, method: str, path: str, query: bytes) -> Outcome:
     """One request straight through ASGI, with exactly these query bytes."""
-    scope: dict[str, Any] = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": quote(path, safe="/:@!$&'()*+,;=-._~").encode("ascii"),
-        "query_string": query,
-        "root_path": "",
-        "headers": [(b"host", b"fuzz"), (b"user-agent", b"fuzz/1.0")],
-        "client": ("203.0.113.9", 50000),
-        "server": ("fuzz", 80),
-        "state": {},
-    }
-    messages: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: MutableMapping[str, Any]) -> None:
-        messages.append(dict(message))
-
-    error: Exception | None = None
     try:
-        await app(scope, receive, send)
+        return Outcome(await asgi_request(app, method, path, query, FUZZ_HEADERS))
     except Exception as exc:
-        error = exc
-    if not messages:  # nothing was sent: a server would answer 500 for the app
-        messages.append({"type": "http.response.start", "status": 500, "headers": []})
-    body = b"".join(m.get("body", b"") for m in messages[1:])
-    return Answer(int(messages[0]["status"]), list(messages[0].get("headers", [])), body, error)
+        return Outcome(Answer(500, [], b""), exc)
 
 
 Case = tuple[str, str, str, bytes, Callable[[Answer], str | None]]
@@ -509,10 +474,11 @@ def asgi_case(rng: random.Random, app: PixelApp) -> Case:
 async def run_case(app: PixelApp, case: Case, report: Report) -> None:
     kind, method, path, query, check = case
     where = f"{kind} {method} {path!r} query={query!r}"
-    answer = await asgi_get(app, method, path, query)
+    outcome = await asgi_get(app, method, path, query)
+    answer = outcome.answer
     report.outcomes[f"{kind} {answer.status}"] += 1
-    if answer.error is not None:
-        report.fail("unexpected_exception", f"{where}: {answer.error!r}")
+    if outcome.error is not None:
+        report.fail("unexpected_exception", f"{where}: {outcome.error!r}")
     if answer.status >= 500:
         report.fail("server_error", f"{where}: {answer}")
         return

@@ -33,6 +33,17 @@ UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content
 ID_KEYS = ("e", "eid", "cid", "uid", "sid", "url", "ref")
 COLUMN_KEYS = frozenset((*ID_KEYS, *UTM_KEYS))
 MAX_KEY_CHARS = 128
+# every flag a hit can carry in its `flags` column (see the module docstring)
+INPUT_FLAGS = frozenset(
+    (
+        "query_truncated",
+        "too_many_params",
+        "value_truncated",
+        "repeated_param",
+        "invalid_utf8",
+        "control_chars",
+    )
+)
 MAX_HEADER_CHARS = 2048
 
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f]")

@@ -14,31 +14,25 @@ import threading
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import closing, contextmanager, suppress
 from typing import Any, TypeVar
-from urllib.parse import quote
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pixel_server.app import PixelApp
 from pixel_server.config import Settings
-from pixel_server.hits import MAX_KEY_CHARS, Limits, parse_query
+from pixel_server.hits import INPUT_FLAGS, MAX_KEY_CHARS, Limits, parse_query
 from pixel_server.keys import Keyring
 from pixel_server.responses import GIF
 from pixel_server.signing import REDIRECT_SALT, InvalidToken, TokenSigner
+from pixel_server.testing import asgi_request
 from pixel_server.urls import TargetPolicy, TargetRejected, normalize_target
 
 from conftest import Harness, running
 
 T = TypeVar("T")
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-FLAGS = {
-    "query_truncated",
-    "too_many_params",
-    "value_truncated",
-    "repeated_param",
-    "invalid_utf8",
-    "control_chars",
-}
+FLAGS = INPUT_FLAGS
 URL_SAFE = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."
 
 # --- strategies ----------------------------------------------------------------------------------
@@ -271,37 +265,10 @@ def app_thread(settings: Settings) -> Iterator[AppThread]:
             raise app.error
 
 
-async def asgi_get(
-    app: Callable[..., Coroutine[Any, Any, None]], method: str, path: str, query: bytes
-) -> tuple[int, bytes]:
+async def asgi_get(app: PixelApp, method: str, path: str, query: bytes) -> tuple[int, bytes]:
     """One request straight through ASGI, with the exact query bytes (httpx would re-encode)."""
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": quote(path, safe="/:@!$&'()*+,;=-._~").encode("ascii"),
-        "query_string": query,
-        "root_path": "",
-        "headers": [(b"host", b"testserver"), (b"user-agent", b"fuzz/1.0")],
-        "client": ("203.0.113.9", 50000),
-        "server": ("testserver", 80),
-        "state": {},
-    }
-    messages: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        messages.append(message)
-
-    await app(scope, receive, send)
-    status = messages[0]["status"]
-    body = b"".join(m.get("body", b"") for m in messages[1:])
-    return int(status), body
+    answer = await asgi_request(app, method, path, query)
+    return answer.status, answer.body
 
 
 METHODS = st.sampled_from(["GET", "HEAD"])
