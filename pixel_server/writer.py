@@ -225,7 +225,9 @@ class Writer:
                 offset = await self.store.spill_offset(journal.name)
             rows, end = await asyncio.to_thread(journal.read, offset, self.batch_max)
             if rows:
-                await self.store.write([Hit(*row) for row in rows], progress=(journal.name, end))
+                hits = [Hit(*row) for row in rows]
+                added = await self.store.write(hits, progress=(journal.name, end))
+                self._count(hits, added)
                 self.metrics.replayed.inc(len(rows))
             if spill.advanced(journal, end):
                 await self.store.forget_spill(journal.name)
@@ -244,15 +246,19 @@ class Writer:
             self._write_started = None
         self.metrics.commit_seconds.observe(time.perf_counter() - started)
         self.metrics.batch_size.observe(len(batch))
-        self.written += len(batch)
-        offered = Counter(hit.kind for hit, _, _ in batch)
+        self._count([hit for hit, _, _ in batch], added)
+        for _, future, _ in batch:
+            if not future.done():
+                future.set_result(True)
+
+    def _count(self, hits: Sequence[Hit], added: Counter[str]) -> None:
+        """Stored and duplicate counters for hits that were just committed to the store."""
+        self.written += len(hits)
+        offered = Counter(hit.kind for hit in hits)
         for kind, n in offered.items():
             self.metrics.stored.labels(kind).inc(added[kind])
             if added[kind] < n:
                 self.metrics.duplicates.labels(kind).inc(n - added[kind])
-        for _, future, _ in batch:
-            if not future.done():
-                future.set_result(True)
 
     async def _write_one_by_one(self, batch: Sequence[Entry]) -> None:
         for entry in batch:

@@ -50,6 +50,7 @@ async def test_outage_acknowledges_from_the_journal_then_replays(tmp_path: Path)
     assert store.progress == {}
     assert metrics.registry.get_sample_value("pixel_hits_spilled_total") == 100
     assert metrics.registry.get_sample_value("pixel_hits_replayed_total") == 100
+    assert metrics.registry.get_sample_value("pixel_hits_stored_total", {"kind": "view"}) == 100
 
 
 async def test_hits_keep_going_to_the_journal_until_it_is_replayed(tmp_path: Path) -> None:
