@@ -26,6 +26,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+## bench: pixel_server vs nginx, a naive app and raw ASGI anchors, same run, loopback (BENCH_ARGS="--only pixel --duration 5")
+bench: $(STAMP)
+	$(BIN)/python bench/bench.py $(BENCH_ARGS)
+
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .

@@ -1,0 +1,146 @@
+"""The load: wrk's command line (headers, pinning, the Lua scripts), its run and its output.
+
+``paced.lua`` holds each connection for a delay before each request (``pixel-p99-at-half``);
+``unique_ua.lua`` sends a never-seen User-Agent on every request (``unique-ua``).
+"""
+
+from __future__ import annotations
+
+import re
+import resource
+import subprocess
+import time
+from dataclasses import dataclass, field
+
+from measure import core_busy, core_ticks, tree_cpu_seconds
+from scenarios import BENCH_DIR, CONNECTIONS, HEADERS, Scenario
+
+
+@dataclass
+class WrkRun:
+    cmd: list[str]
+    duration_s: int
+    requests: int
+    non2xx: int
+    rps: float
+    socket_errors: dict[str, int]
+    latency_ms: dict[str, float | None]
+    wall_s: float = 0.0
+    server_user_s: float = 0.0
+    server_sys_s: float = 0.0
+    wrk_cpu_s: float = 0.0
+    core_busy_pct: dict[str, float] = field(default_factory=dict)
+    core_steal_pct: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> int:
+        """Responses wrk counted as 2xx/3xx."""
+        return self.requests - self.non2xx
+
+    @property
+    def uncounted_errors(self) -> int:
+        """Requests wrk gave up on after sending: the server may still have answered them."""
+        return sum(self.socket_errors.get(k, 0) for k in ("read", "write", "timeout"))
+
+
+_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+
+
+def to_ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
+    if match is None:
+        raise ValueError(f"not a wrk time: {text!r}")
+    return float(match.group(1)) * _UNIT_MS[match.group(2)]
+
+
+def parse_wrk(out: str, cmd: list[str], duration: int) -> WrkRun:
+    done = re.search(r"(\d+) requests in ", out)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if done is None or rps is None:
+        raise RuntimeError(f"cannot read wrk output:\n{out}")
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    names = ("connect", "read", "write", "timeout")
+    latency: dict[str, float | None] = {}
+    for pct in ("50", "75", "90", "99"):
+        found = re.search(rf"^\s+{pct}%\s+(\S+)\s*$", out, re.MULTILINE)
+        latency[f"p{pct}"] = to_ms(found.group(1)) if found else None
+    stats = re.search(r"Latency\s+(\S+)\s+(\S+)\s+(\S+)", out)
+    latency["avg"] = to_ms(stats.group(1)) if stats else None
+    latency["max"] = to_ms(stats.group(3)) if stats else None
+    return WrkRun(
+        cmd=cmd,
+        duration_s=duration,
+        requests=int(done.group(1)),
+        non2xx=int(non2xx.group(1)) if non2xx else 0,
+        rps=float(rps.group(1)),
+        socket_errors=dict(zip(names, map(int, errors.groups()), strict=True)) if errors else {},
+        latency_ms=latency,
+    )
+
+
+class Wrk:
+    """Runs wrk against one server; counts invocations so each unique-ua run gets a new nonce."""
+
+    def __init__(self, tools: dict[str, str], nonce: str) -> None:
+        self.tools = tools
+        self.nonce = nonce
+        self.invocation = 0
+
+    def command(
+        self, sc: Scenario, port: int, path: str, duration: int, delay_ms: float | None
+    ) -> list[str]:
+        tools = self.tools
+        cmd = [tools["taskset"], "-c", sc.wrk_cpus] if sc.wrk_cpus else []
+        cmd += [tools["wrk"], "-t1", f"-c{CONNECTIONS}", f"-d{duration}s", "--latency"]
+        for name, value in HEADERS.items():
+            cmd += ["-H", f"{name}: {value}"]
+        if sc.close:
+            cmd += ["-H", "Connection: close"]
+        script_args: list[str] = []
+        if sc.script == "unique_ua.lua":
+            self.invocation += 1
+            script_args = [f"{self.nonce}{self.invocation:04d}"]
+        elif sc.script == "paced.lua" and delay_ms is not None:
+            script_args = [f"{delay_ms:.3f}"]
+        if sc.script and script_args:
+            cmd += ["-s", str(BENCH_DIR / sc.script)]
+        cmd.append(f"http://127.0.0.1:{port}{path}")
+        if script_args:
+            cmd += ["--", *script_args]
+        return cmd
+
+    def run(
+        self, sc: Scenario, port: int, path: str, duration: int, pid: int, delay_ms: float | None
+    ) -> WrkRun:
+        """One wrk run, with the CPU of the server tree ``pid``, of wrk and of every core."""
+        cmd = self.command(sc, port, path, duration, delay_ms)
+        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cores0, (u0, s0), t0 = core_ticks(), tree_cpu_seconds(pid), time.monotonic()
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, check=False, timeout=duration + 60
+        )
+        t1, (u1, s1), cores1 = time.monotonic(), tree_cpu_seconds(pid), core_ticks()
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if proc.returncode != 0:
+            raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stderr or proc.stdout}")
+        run = parse_wrk(proc.stdout, cmd, duration)
+        run.wall_s = t1 - t0
+        run.server_user_s, run.server_sys_s = u1 - u0, s1 - s0
+        run.wrk_cpu_s = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+        run.core_busy_pct, run.core_steal_pct = core_busy(cores0, cores1)
+        return run
+
+
+def corrected_delay(delay_ms: float, achieved_rps: float) -> float:
+    """The per-connection delay that makes up for the response time, from a paced warm-up.
+
+    A connection sends every ``delay + response time`` ms, so the formula delay alone offers
+    less than the target. The warm-up at the formula delay shows that time; take it off
+    (but never below 0.7x the formula delay, in case the warm-up hit a stall).
+    """
+    if achieved_rps <= 0:
+        return delay_ms
+    cycle_ms = CONNECTIONS * 1000 / achieved_rps
+    overhead_ms = max(cycle_ms - delay_ms, 0.0)
+    return max(delay_ms - overhead_ms, 0.7 * delay_ms)

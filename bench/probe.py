@@ -1,0 +1,93 @@
+"""The requests that are not load: a server's readiness, and the one real request of each
+scenario, checked byte for byte (status, the exact 43-byte GIF, no-store; for the redirect a
+302 to the signed target). Also the request path of each scenario (tokens from the real CLI).
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import subprocess
+import time
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from scenarios import (
+    GIF,
+    HEADERS,
+    LINK_ARGS,
+    PIXEL_PATH,
+    REDIRECT_TARGET,
+    SIGNED_PIXEL_ARGS,
+    Scenario,
+)
+from servers import PIXEL_SERVER, READY_TIMEOUT_S, Server, StartError
+
+
+def cli_path(args: Sequence[str], env: dict[str, str]) -> str:
+    """Run a pixel-server command that prints a URL first; return that URL's path."""
+    out = subprocess.run(
+        [str(PIXEL_SERVER), *args], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    url = out.strip().splitlines()[0]
+    return urlsplit(url).path
+
+
+def request_path(sc: Scenario, env: dict[str, str]) -> str:
+    if sc.target == "redirect":
+        return cli_path(LINK_ARGS, env)
+    if sc.target == "signed":
+        return cli_path(SIGNED_PIXEL_ARGS, env)
+    return PIXEL_PATH
+
+
+def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers=HEADERS)
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def wait_ready(server: Server, proc: subprocess.Popen[bytes], port: int) -> None:
+    """Until the server answers (or, for nginx, accepts); StartError if it dies first."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise StartError(f"server exited with {proc.returncode} before it was ready")
+        try:
+            if server.ready_path is None:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    pass
+            else:
+                status, _, _ = http_get(port, server.ready_path, timeout=1)
+                if server.ready_status is not None and status != server.ready_status:
+                    raise ConnectionError(f"{server.ready_path} answered {status}")
+        except (OSError, http.client.HTTPException):
+            time.sleep(0.1)
+            continue
+        time.sleep(0.3)  # a server that lost the port race dies now; wait_ready must see it
+        if proc.poll() is not None:
+            raise StartError(f"server exited with {proc.returncode} right after start")
+        return
+    raise StartError(f"server not ready after {READY_TIMEOUT_S:.0f} s")
+
+
+def check_response(sc: Scenario, port: int, path: str) -> dict[str, Any]:
+    """One real request, checked byte for byte. It records one hit (or log line)."""
+    status, headers, body = http_get(port, path)
+    info: dict[str, Any] = {"path": path, "status": status, "body_bytes": len(body)}
+    if sc.target == "redirect":
+        info["location"] = headers.get("location")
+        ok = status == 302 and headers.get("location", "").startswith(REDIRECT_TARGET)
+    else:
+        info["content_type"] = headers.get("content-type")
+        info["cache_control"] = headers.get("cache-control")
+        info["body_is_empty_gif"] = body == GIF
+        ok = status == 200 and body == GIF and "no-store" in headers.get("cache-control", "")
+    if not ok:
+        raise RuntimeError(f"{sc.name}: unexpected response {info}")
+    return info
