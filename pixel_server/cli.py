@@ -25,7 +25,7 @@ from .export import csv_header, csv_row, iter_rows, ndjson_row
 from .hits import UTM_KEYS
 from .keys import Keyring
 from .logs import log_config
-from .query import HitQuery, QueryError, parse_duration_ms
+from .query import EQUALITY_FILTERS, HitQuery, QueryError, filter_names, parse_duration_ms
 from .signing import PIXEL_SALT, REDIRECT_SALT, TokenSigner
 from .store.sqlite import SQLiteStore
 from .terminal import hits_table
@@ -106,10 +106,9 @@ def collect_ids(options: dict[str, Any]) -> dict[str, str]:
 
 def filter_options(fn: F) -> F:
     """Hit log filters, shared by ``hits`` and ``export``."""
-    for name in reversed(("kind", "cid", "uid", "sid", "e", *UTM_KEYS)):
-        fn = click.option(f"--{name.replace('_', '-')}", name, help=f"Only hits with this {name}.")(
-            fn
-        )
+    for name in reversed(EQUALITY_FILTERS):
+        flag = "--event" if name == "e" else f"--{name.replace('_', '-')}"
+        fn = click.option(flag, name, help=f"Only hits with this {flag[2:]}.")(fn)
     fn = click.option("--until", help="Before this time (same forms as --since).")(fn)
     return click.option(
         "--since", help="From this time: ISO 8601, epoch ms, or a duration ago (2h, 7d)."
@@ -117,8 +116,7 @@ def filter_options(fn: F) -> F:
 
 
 def build_query(options: dict[str, Any], limit: int | None) -> HitQuery:
-    names = ("since", "until", "kind", "cid", "uid", "sid", "e", *UTM_KEYS)
-    params = {name: options.pop(name) for name in names}
+    params = {name: options.pop(name) for name in filter_names()}
     params = {name: value for name, value in params.items() if value}
     if limit is not None:
         params["limit"] = str(limit)
