@@ -22,7 +22,7 @@ import aiosqlite
 from ..hits import COLUMNS, Hit
 from ..query import HitQuery
 from .base import StoreUnavailable
-from .schema import migrate
+from .schema import begin_immediate, migrate
 
 BUSY_TIMEOUT_MS = 10_000
 # S608: these statements are built from our own column names and placeholders, never from input
@@ -40,9 +40,13 @@ PROGRESS_SQL = (
 def connect(
     path: str, synchronous: str = "FULL", busy_timeout_ms: int = BUSY_TIMEOUT_MS
 ) -> sqlite3.Connection:
-    """A connection in autocommit mode (we issue BEGIN/COMMIT ourselves) with our pragmas."""
+    """A write connection in autocommit mode (we issue BEGIN/COMMIT ourselves).
+
+    Its busy_timeout is 0: writers take the lock through :func:`begin_immediate`, which polls
+    at millisecond intervals for up to ``busy_timeout_ms`` instead of SQLite's 100 ms naps.
+    """
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    conn.execute("PRAGMA busy_timeout = 0")
     _enable_wal(conn, deadline=time.monotonic() + max(busy_timeout_ms, 5_000) / 1000)
     conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
     return conn
@@ -110,8 +114,20 @@ class SQLiteStore:
         return int(row[0]) if row else 0
 
     async def forget_spill(self, journal: str) -> None:
-        sql = "DELETE FROM spill_replay WHERE journal = ?"
-        await self._run(self._connection.execute, sql, (journal,))
+        await self._run(self._forget_spill, journal)
+
+    def _forget_spill(self, journal: str) -> None:
+        conn = self._connection
+        try:
+            begin_immediate(conn, self._busy_timeout_ms / 1000)
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        try:
+            conn.execute("DELETE FROM spill_replay WHERE journal = ?", (journal,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     @property
     def _connection(self) -> sqlite3.Connection:
@@ -124,7 +140,7 @@ class SQLiteStore:
         """One transaction; one executemany per kind so duplicates are counted per kind."""
         conn = self._connection
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            begin_immediate(conn, self._busy_timeout_ms / 1000)
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(str(exc)) from exc
         added: Counter[str] = Counter()
