@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 
 import click
 
-from .config import ConfigError, Settings
+from .config import ConfigError, Settings, env_text
 from .export import csv_header, csv_row, iter_rows, ndjson_row
 from .hits import UTM_KEYS
 from .keys import Keyring
@@ -66,9 +66,7 @@ def load_settings(options: dict[str, Any]) -> Settings:
         if name in FIELDS:
             value = options.pop(name)
             if value is not None:
-                env[FIELDS[name].metadata["env"]] = (
-                    str(value).lower() if isinstance(value, bool) else str(value)
-                )
+                env[FIELDS[name].metadata["env"]] = env_text(value)
     try:
         return Settings.from_env(env)
     except ConfigError as exc:
@@ -176,10 +174,7 @@ def link(url: str, expires: str | None, append_utm: bool, **options: Any) -> Non
     """
     settings = load_settings(options)
     payload: dict[str, Any] = collect_ids(options)
-    policy = TargetPolicy.from_strings(
-        [h for h in settings.redirect_hosts.split(",") if h.strip()],
-        allow_ip=settings.redirect_allow_ip,
-    )
+    policy = TargetPolicy.from_settings(settings)
     try:
         payload["u"] = normalize_target(url, policy)
     except TargetRejected as exc:

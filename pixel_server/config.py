@@ -180,6 +180,11 @@ def env_name(field_name: str) -> str:
     raise KeyError(field_name)
 
 
+def env_text(value: Any) -> str:
+    """A settings value as its ``PIXEL_*`` string (booleans as true/false)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def split_list(raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 

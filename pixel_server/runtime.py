@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.types import Scope
 
 from .clientip import ClientIP
-from .config import Settings, split_list
+from .config import Settings
 from .hits import Limits, build_hit, request_headers
 from .keys import Keyring
 from .metrics import Metrics
@@ -43,9 +43,7 @@ class Runtime:
         self.client_ip = ClientIP(s.ip_mode, s.trusted_proxies)
         self.pixel_tokens = TokenSigner(self.keyring, PIXEL_SALT, s.max_token_bytes)
         self.link_tokens = TokenSigner(self.keyring, REDIRECT_SALT, s.max_token_bytes)
-        self.target_policy = TargetPolicy.from_strings(
-            split_list(s.redirect_hosts), allow_ip=s.redirect_allow_ip
-        )
+        self.target_policy = TargetPolicy.from_settings(s)
 
     async def record(
         self, kind: str, scope: Scope, params: Mapping[str, str], flags: set[str]

@@ -10,7 +10,7 @@ import uvicorn
 from uvicorn.supervisors import Multiprocess
 
 from .coalesce import CoalescingHttpToolsProtocol
-from .config import ConfigError, Settings
+from .config import ConfigError, Settings, env_text
 from .logs import log_config
 
 
@@ -19,7 +19,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
     env = {}
     for f in dataclasses.fields(settings):
         value = getattr(settings, f.name)
-        env[f.metadata["env"]] = str(value).lower() if isinstance(value, bool) else str(value)
+        env[f.metadata["env"]] = env_text(value)
     return env
 
 

@@ -16,6 +16,8 @@ from urllib.parse import quote
 
 import idna
 
+from .config import Settings, split_list
+
 __all__ = ["TargetPolicy", "TargetRejected", "normalize_target"]
 
 # Every printable ASCII character except space.  The path, query and fragment keep these
@@ -62,6 +64,13 @@ class TargetPolicy:
             raise ValueError("max_length must be positive")
         hosts = tuple(_normalize_entry(h) for h in self.allow_hosts)
         object.__setattr__(self, "allow_hosts", hosts)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TargetPolicy:
+        """The policy of ``PIXEL_REDIRECT_HOSTS`` and ``PIXEL_REDIRECT_ALLOW_IP``."""
+        return cls.from_strings(
+            split_list(settings.redirect_hosts), allow_ip=settings.redirect_allow_ip
+        )
 
     @classmethod
     def from_strings(
