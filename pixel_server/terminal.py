@@ -1,9 +1,14 @@
 """Hits as a readable terminal table. Every cell is escaped: a user agent or a parameter
-carrying ESC sequences cannot move the cursor or recolour a terminal."""
+carrying ESC sequences cannot move the cursor or recolour a terminal.
+
+Cells are measured in terminal columns (wcwidth), not characters, so CJK text and emoji,
+which take two columns each, do not push the rest of the row out of line."""
 
 from __future__ import annotations
 
 from typing import Any
+
+import wcwidth
 
 from .export import iso_time
 
@@ -30,13 +35,19 @@ def escape(value: Any) -> str:
 
 
 def _cell(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
+    """``text`` cut and padded to exactly ``width`` terminal columns."""
+    shown = wcwidth.width(text)
+    if shown > width:
+        # clip() pads with a space where it would split a two-column character
+        text = wcwidth.clip(text, 0, width - 1) + "…"
+        shown = wcwidth.width(text)
+    return text + " " * (width - shown)
 
 
 def hits_table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "no hits"
-    lines = ["  ".join(name.ljust(width) for name, width in TABLE)]
+    lines = ["  ".join(_cell(name, width) for name, width in TABLE)]
     for row in rows:
         shown = {
             **row,
@@ -44,7 +55,5 @@ def hits_table(rows: list[dict[str, Any]]) -> str:
             "bot": "yes" if row["is_bot"] else "",
             "browser": " ".join(filter(None, (row["browser"], row["browser_version"]))),
         }
-        lines.append(
-            "  ".join(_cell(escape(shown[name]), width).ljust(width) for name, width in TABLE)
-        )
+        lines.append("  ".join(_cell(escape(shown[name]), width) for name, width in TABLE))
     return "\n".join(line.rstrip() for line in lines)

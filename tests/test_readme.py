@@ -1,0 +1,76 @@
+"""The README's examples work as pasted: every command line parses, every token shape is real."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import click
+import pytest
+from itsdangerous import URLSafeSerializer
+
+from pixel_server.cli import main
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+SHELL_BLOCKS = re.findall(r"```(?:sh|bash|console)\n(.*?)```", README, re.S)
+ENV_ASSIGNMENT = re.compile(r"[A-Z_][A-Z0-9_]*=")
+SHELL_OPERATORS = frozenset((">", ">>", "<", "|", "&&", "||", ";", "&"))
+
+
+def command_lines() -> list[list[str]]:
+    """Each `pixel-server ...` invocation in a shell block, continuations joined."""
+    found = []
+    for block in SHELL_BLOCKS:
+        for line in block.replace("\\\n", " ").splitlines():
+            lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+            lexer.whitespace_split, lexer.commenters = True, "#"
+            words = list(lexer)
+            for i, word in enumerate(words):
+                if word in SHELL_OPERATORS:
+                    del words[i:]  # the command ends at a redirection, pipe or list operator
+                    break
+            while words and ENV_ASSIGNMENT.match(words[0]):
+                words.pop(0)  # PIXEL_X=... pixel-server serve
+            if words and words[0] in ("pixel-server", ".venv/bin/pixel-server"):
+                found.append(words[1:])
+    return found
+
+
+def test_the_readme_shows_commands() -> None:
+    """The extraction below finds the README's examples (guards against a silent no-op)."""
+    commands = {words[0] for words in command_lines() if words}
+    assert {"serve", "link", "pixel", "hits", "export"} <= commands
+
+
+@pytest.mark.parametrize("words", command_lines(), ids=" ".join)
+def test_every_readme_command_line_parses(words: list[str]) -> None:
+    """Each example names a real command with options and arguments it accepts."""
+    name, *args = words
+    with click.Context(main) as ctx:
+        command = main.get_command(ctx, name)
+        assert command is not None, f"no command {name!r}"
+        sub = command.make_context(name, args, parent=ctx)  # raises on an unknown option
+        sub.close()
+
+
+TOKENS = re.findall(r"/(?:p|r)/(k[A-Za-z0-9_-]*\.[A-Za-z0-9_.-]+?)(?:\.gif)?(?=[\s\"`)])", README)
+
+
+def test_the_readme_shows_tokens() -> None:
+    """The README's pixel and link examples are extracted (guards against a silent no-op)."""
+    assert len(TOKENS) >= 2
+
+
+@pytest.mark.parametrize("token", TOKENS)
+def test_readme_tokens_have_the_real_shape(token: str) -> None:
+    """A shown token is <key id>.<payload>.<signature>, and its payload decodes to ids."""
+    if "…" in token:
+        pytest.fail(f"README shows an elided token {token!r}: show a real one")
+    kid, _, body = token.partition(".")
+    assert re.fullmatch(r"[A-Za-z0-9_-]{1,16}", kid)
+    payload, _, signature = body.rpartition(".")
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", signature), "HMAC-SHA256 is 43 base64url chars"
+    decoded = URLSafeSerializer("unused").load_payload(payload.encode())
+    assert isinstance(decoded, dict)
+    assert decoded.get("cid") == "spring"
