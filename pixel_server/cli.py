@@ -22,6 +22,7 @@ import click
 
 from .config import ConfigError, Settings, env_text
 from .export import csv_header, csv_row, iter_rows, ndjson_row
+from .files import replaced_on_success
 from .hits import UTM_KEYS
 from .keys import Keyring
 from .logs import log_config
@@ -71,6 +72,12 @@ def load_settings(options: dict[str, Any]) -> Settings:
         return Settings.from_env(env)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
+
+
+class Refused(click.ClickException):
+    """A command that cannot go on as configured: one ``Error:`` line, exit status 2."""
+
+    exit_code = 2
 
 
 def id_options(fn: F) -> F:
@@ -259,6 +266,9 @@ def export(fmt: str, output: str, limit: int | None, **options: Any) -> None:
 
     CSV cells that a spreadsheet would run as a formula (= + - @) are prefixed with '.
 
+    With -o the export goes to a temporary file next to the target, renamed over it when
+    complete: a failed export leaves an existing file as it was.
+
     \b
     Example:
       pixel-server export --since 2026-11-01 --cid spring --format csv -o spring.csv
@@ -285,8 +295,11 @@ def export(fmt: str, output: str, limit: int | None, **options: Any) -> None:
     if output == "-":
         asyncio.run(write(sys.stdout, progress=False))
         return
-    with open(output, "w", encoding="utf-8", newline="") as fh:
-        written = asyncio.run(write(fh, progress=True))
+    try:
+        with replaced_on_success(Path(output)) as fh:  # a failed export keeps the old file
+            written = asyncio.run(write(fh, progress=True))
+    except OSError as exc:
+        raise Refused(f"cannot write {output}: {exc.strerror or exc}") from None
     click.echo(f"wrote {written} hits to {output}", err=True)
 
 
