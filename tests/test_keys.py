@@ -106,11 +106,14 @@ def test_key_id_equal_to_the_key_files_id_is_accepted(
     assert Keyring.load(file_settings(key_id="k7")).signing_id == "k7"
 
 
+@pytest.mark.parametrize(
+    "text", [LEGACY_SECRET + "\n", f"k1:{LEGACY_SECRET}\n"], ids=["old-format", "with-id"]
+)
 def test_rotated_key_file_signs_with_the_new_key_and_verifies_the_old(
-    file_settings: Callable[..., Settings], tmp_path: Path
+    file_settings: Callable[..., Settings], tmp_path: Path, text: str
 ) -> None:
     """After rotate, k2 signs and a link signed with k1 before still verifies."""
-    path = write_key_file(tmp_path / "pixel.db.key", f"k1:{LEGACY_SECRET}\n")
+    path = write_key_file(tmp_path / "pixel.db.key", text)
     old_link = TokenSigner(Keyring.load(file_settings()), REDIRECT_SALT).dumps({"u": "old"})
     KeyFile.read(path).rotated(None).replace()
     keyring = Keyring.load(file_settings())
