@@ -61,7 +61,7 @@ class PixelApp:
 
 def create_app(settings: Settings, store: Store | None = None) -> PixelApp:
     """The ASGI app. ``store`` replaces the SQLite store at ``settings.db`` (tests)."""
-    rt = Runtime(settings, Keyring.from_settings(settings), store=store)
+    rt = Runtime(settings, Keyring.create_or_load(settings), store=store)
     app = Starlette(
         routes=[
             Route("/p.gif", PixelEndpoint(rt)),

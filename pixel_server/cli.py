@@ -22,8 +22,9 @@ import click
 
 from .config import ConfigError, Settings, env_text
 from .export import csv_header, csv_row, iter_rows, ndjson_row
+from .files import replaced_on_success
 from .hits import UTM_KEYS
-from .keys import Keyring
+from .keys import DEFAULT_KEY_ID, KeyFile, Keyring
 from .logs import log_config
 from .query import EQUALITY_FILTERS, HitQuery, QueryError, filter_names, parse_duration_ms
 from .signing import PIXEL_SALT, REDIRECT_SALT, TokenSigner
@@ -71,6 +72,20 @@ def load_settings(options: dict[str, Any]) -> Settings:
         return Settings.from_env(env)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
+
+
+class Refused(click.ClickException):
+    """A command that cannot go on as configured: one ``Error:`` line, exit status 2."""
+
+    exit_code = 2
+
+
+def keyring(settings: Settings, *, create: bool = False) -> Keyring:
+    """The signing keys for a command; only ``create=True`` (the server) may make a key."""
+    try:
+        return Keyring.create_or_load(settings) if create else Keyring.load(settings)
+    except ConfigError as exc:
+        raise Refused(str(exc)) from None
 
 
 def id_options(fn: F) -> F:
@@ -152,7 +167,7 @@ def serve(**options: Any) -> None:
 
     settings = load_settings(options)
     logging.config.dictConfig(log_config(settings.log_level))
-    Keyring.from_settings(settings)  # create the key once, before workers race for it
+    keyring(settings, create=True)  # create the key once, before workers race for it
     sys.exit(run(settings))
 
 
@@ -186,7 +201,7 @@ def link(url: str, expires: str | None, append_utm: bool, **options: Any) -> Non
             raise click.BadParameter(str(exc), param_hint="--expires") from None
     if append_utm:
         payload["a"] = 1
-    signer = TokenSigner(Keyring.from_settings(settings), REDIRECT_SALT)
+    signer = TokenSigner(keyring(settings), REDIRECT_SALT)
     click.echo(f"{settings.base_url}/r/{signer.dumps(payload)}")
 
 
@@ -211,7 +226,7 @@ def pixel(unsigned: bool, **options: Any) -> None:
     if unsigned:
         url = f"{settings.base_url}/p.gif" + (f"?{urlencode(payload)}" if payload else "")
     else:
-        signer = TokenSigner(Keyring.from_settings(settings), PIXEL_SALT)
+        signer = TokenSigner(keyring(settings), PIXEL_SALT)
         url = f"{settings.base_url}/p/{signer.dumps(payload)}.gif"
     click.echo(url)
     click.echo(
@@ -259,6 +274,9 @@ def export(fmt: str, output: str, limit: int | None, **options: Any) -> None:
 
     CSV cells that a spreadsheet would run as a formula (= + - @) are prefixed with '.
 
+    With -o the export goes to a temporary file next to the target, renamed over it when
+    complete: a failed export leaves an existing file as it was.
+
     \b
     Example:
       pixel-server export --since 2026-11-01 --cid spring --format csv -o spring.csv
@@ -285,9 +303,101 @@ def export(fmt: str, output: str, limit: int | None, **options: Any) -> None:
     if output == "-":
         asyncio.run(write(sys.stdout, progress=False))
         return
-    with open(output, "w", encoding="utf-8", newline="") as fh:
-        written = asyncio.run(write(fh, progress=True))
+    try:
+        with replaced_on_success(Path(output)) as fh:  # a failed export keeps the old file
+            written = asyncio.run(write(fh, progress=True))
+    except OSError as exc:
+        raise Refused(f"cannot write {output}: {exc.strerror or exc}") from None
     click.echo(f"wrote {written} hits to {output}", err=True)
+
+
+@main.group()
+def keys() -> None:
+    """Create, list and rotate the signing keys (secrets are never printed).
+
+    The key file is PIXEL_SECRET_FILE (default: PIXEL_DB + .key), one id:secret line per
+    key: the first signs, the others still verify links signed before a rotation.
+
+    \b
+    Example:
+      pixel-server keys init --db /var/lib/pixel/pixel.db
+      pixel-server keys show
+      pixel-server keys rotate
+    """
+
+
+@keys.command("init")
+@settings_options("db", "secret_file", "key_id")
+def keys_init(**options: Any) -> None:
+    """Create the key file with a new random key; refuses to overwrite one.
+
+    \b
+    Example:
+      pixel-server keys init --db /var/lib/pixel/pixel.db
+    """
+    settings = load_settings(options)
+    if settings.secret_key:
+        raise Refused("PIXEL_SECRET_KEY is set: that is the key, no key file is used")
+    path = settings.secret_path.absolute()
+    try:
+        created = KeyFile.create(path, settings.key_id or DEFAULT_KEY_ID)
+    except ConfigError as exc:
+        raise Refused(str(exc)) from None
+    if not created:
+        raise Refused(f"{path} already exists: not overwriting it (`pixel-server keys show`)")
+    ring = keyring(settings)
+    click.echo(f"created key {ring.signing_id} in {path} (mode 0600): back this file up")
+
+
+@keys.command("show")
+@settings_options("db", "secret_file", "key_id")
+def keys_show(**options: Any) -> None:
+    """List the key ids, which one signs, where each comes from, and a fingerprint.
+
+    The fingerprint is a one-way tag: equal fingerprints on two machines mean the same key.
+
+    \b
+    Example:
+      pixel-server keys show --db /var/lib/pixel/pixel.db
+    """
+    ring = keyring(load_settings(options))
+    for kid, source in ring.sources.items():
+        role = "signs" if kid == ring.signing_id else "verifies"
+        click.echo(f"{kid}\t{role}\t{ring.fingerprint(kid)}\t{source}")
+
+
+@keys.command("rotate")
+@click.option("--id", "new_id", help="Id of the new key [default: the next kN].")
+@settings_options("db", "secret_file")
+def keys_rotate(new_id: str | None, **options: Any) -> None:
+    """Put a new signing key on top of the key file; the old keys keep verifying.
+
+    Restart the server before you send links signed with the new key: it reads its keys
+    at start-up.
+
+    \b
+    Example:
+      pixel-server keys rotate --db /var/lib/pixel/pixel.db
+      pixel-server keys rotate --id 2026-spring
+    """
+    settings = load_settings(options)
+    if settings.secret_key:
+        raise Refused(
+            "the signing key is PIXEL_SECRET_KEY, not a key file: rotate it there "
+            "(PIXEL_SECRET_KEY=<new secret> PIXEL_KEY_ID=<new id> "
+            "PIXEL_VERIFY_KEYS=<old id>:<old secret>)"
+        )
+    keyring(settings)  # the current file must load (present, private, well-formed)
+    try:
+        rotated = KeyFile.read(settings.secret_path).rotated(new_id)
+        rotated.replace()
+    except ConfigError as exc:
+        raise Refused(str(exc)) from None
+    click.echo(
+        f"{rotated.path}: new key {rotated.signing_id} signs; "
+        f"{', '.join(kid for kid, _ in rotated.keys[1:])} still verify. "
+        "Restart the server before sending links signed with it."
+    )
 
 
 class _Null:

@@ -50,7 +50,11 @@ class Settings:
     secret_file: str = _setting(
         "PIXEL_SECRET_FILE", "", "Where the generated key lives (default: DB path + `.key`)."
     )
-    key_id: str = _setting("PIXEL_KEY_ID", "k1", "Id of the signing key, written into tokens.")
+    key_id: str = _setting(
+        "PIXEL_KEY_ID",
+        "",
+        "Id of the signing key, written into tokens (default: the key file's id, else k1).",
+    )
     verify_keys: str = _setting(
         "PIXEL_VERIFY_KEYS",
         "",

@@ -25,6 +25,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from .files import create_private, private_dir
+
 Row = tuple[Any, ...]
 
 
@@ -46,17 +48,17 @@ class Journal:
 
     @classmethod
     def create(cls, directory: Path) -> Journal:
-        directory.mkdir(parents=True, exist_ok=True)
+        private_dir(directory)
         path = directory / f"spill-{os.getpid()}-{time.time_ns()}.jsonl"
-        fh = path.open("ab")
+        fh = os.fdopen(create_private(path, os.O_WRONLY | os.O_APPEND), "ab")
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return cls(path, fh)
 
     @classmethod
     def claim(cls, path: Path) -> Journal | None:
         """Open and lock ``path`` if no live process holds it; None if one does."""
-        try:
-            fh = path.open("ab")
+        try:  # without O_CREAT: a journal replayed away meanwhile is not made again
+            fh = os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND), "ab")
         except FileNotFoundError:
             return None
         try:

@@ -19,6 +19,7 @@ from typing import Any
 
 import aiosqlite
 
+from ..files import ensure_private_file
 from ..hits import COLUMNS, Hit
 from ..query import HitQuery
 from .base import StoreUnavailable
@@ -87,7 +88,7 @@ class SQLiteStore:
         await self.aclose()
 
     async def open(self) -> None:
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        ensure_private_file(Path(self.path))  # 0600, so SQLite's -wal and -shm are 0600 too
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixel-sqlite")
         self._conn = await self._run(connect, self.path, self._synchronous, self._busy_timeout_ms)
         await self._run(migrate, self._conn)
