@@ -90,10 +90,12 @@ class HitsApi:
         return endpoint
 
     def _query(self, request: Request, max_limit: int | None = MAX_LIMIT) -> HitQuery:
+        # every (name, value) pair, so that a repeated filter is refused, not "last one wins"
+        params = request.query_params.multi_items()
         try:
-            return HitQuery.from_params(dict(request.query_params), max_limit=max_limit)
+            return HitQuery.from_params(params, max_limit=max_limit)
         except QueryError as exc:
-            raise ApiError(400, "bad_filter", str(exc)) from None
+            raise ApiError(400, exc.code, str(exc)) from None
 
     async def hits(self, request: Request) -> Response:
         """``GET /api/hits``: one page, newest first, with ``next_cursor`` for the next."""
