@@ -176,6 +176,8 @@ def encoded(text: str) -> str:
 
 
 NUMBERS = st.one_of(
+    st.integers(min_value=0, max_value=2000).map(str),  # plausible limits and cursors
+    st.integers(min_value=10**12, max_value=10**13 - 1).map(str),  # epoch milliseconds
     st.integers(min_value=-(10**30), max_value=10**30).map(str),
     st.integers(min_value=1, max_value=5000).map(lambda n: "9" * n),
     st.text(alphabet="0123456789\u00b2\u0663\uff11\u2070.,-+ e", min_size=1, max_size=25),
@@ -186,17 +188,40 @@ VALUES = st.one_of(
     st.dates().map(lambda d: d.isoformat()),
     st.datetimes().map(lambda d: d.isoformat()),
     st.datetimes().map(lambda d: d.strftime("%Y%m%dT%H%M%SZ")),
-    st.sampled_from(["view", "open", "click", "event", "", "10000-01-01", "2026-W45", "now"]),
+    st.sampled_from(["view", "open", "click", "event", "c0", "nl", "", "2h", "20261101"]),
+    st.sampled_from(["10000-01-01", "2026-W45", "now", "MTIz", "1.5", "-1"]),
     st.text(max_size=40),
     st.binary(max_size=20).map(lambda b: b.decode("latin-1")),
 )
-NAMES = st.one_of(st.sampled_from(PARAMS), st.text(max_size=12))
-PAIRS = st.lists(st.tuples(NAMES, VALUES), max_size=6)
-PATHS = st.sampled_from([*ENDPOINTS, *ENDPOINTS, "/api/hits/", "/api/hits.json", "/api/x"])
+TIMES = st.sampled_from(["2h", "7d", "20261101", "2026-11-01T08:00:00Z", "1793491200000", ""])
+IDS = st.sampled_from(["c0", "c1", "nl", "e3", ""])
+VALID = {
+    "since": TIMES,
+    "until": TIMES,
+    "limit": st.integers(min_value=1, max_value=1000).map(str),
+    "cursor": st.integers(min_value=1, max_value=40).map(str),
+    "kind": st.sampled_from(["view", "open", "click", "event"]),
+}
+
+
+def known_pair(name: str) -> st.SearchStrategy[tuple[str, str]]:
+    """A real parameter, two times in three with a value it accepts (so that many requests
+    get past validation and read the store), else with anything."""
+    valid = VALID.get(name, IDS)
+    return st.tuples(st.just(name), st.one_of(valid, valid, VALUES))
+
+
+PAIRS = st.lists(
+    st.one_of(*[st.sampled_from(PARAMS).flatmap(known_pair)] * 4, st.tuples(st.text(), VALUES)),
+    max_size=4,
+)
+PATHS = st.sampled_from([*ENDPOINTS * 4, "/api/hits/", "/api/hits.json", "/api/x"])
+RAW_TAILS = st.one_of(st.just(b""), st.just(b""), st.binary(max_size=30))
+TOKENS = st.sampled_from([True, True, True, False])
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(path=PATHS, pairs=PAIRS, raw_tail=st.binary(max_size=30), with_token=st.booleans())
+@given(path=PATHS, pairs=PAIRS, raw_tail=RAW_TAILS, with_token=TOKENS)
 def check_api_never_fails(
     h: Harness,
     loop: asyncio.AbstractEventLoop,
