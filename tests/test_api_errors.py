@@ -7,6 +7,7 @@ import asyncio
 import csv
 import io
 import json
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -17,10 +18,11 @@ from hypothesis import strategies as st
 from starlette.routing import BaseRoute, Mount, Route, Router
 
 from pixel_server.app import create_app
+from pixel_server.config import Settings
 from pixel_server.hits import Hit
 from pixel_server.query import EQUALITY_FILTERS, CursorError, parse_cursor
 
-from conftest import API_TOKEN, SECRET, Harness
+from conftest import API_TOKEN, Harness
 
 ENDPOINTS = ("/api/hits", "/api/hits.csv", "/api/hits.ndjson")
 PARAMS = ("since", "until", "limit", "cursor", *EQUALITY_FILTERS)
@@ -144,11 +146,9 @@ def paths(routes: list[BaseRoute], prefix: str = "") -> list[str]:
     return found
 
 
-def test_no_router_in_the_app_redirects_slashes() -> None:
+def test_no_router_in_the_app_redirects_slashes(make_settings: Callable[..., Settings]) -> None:
     """Starlette's trailing-slash 307 is off in the app's router and in every Mount's router."""
-    from pixel_server.config import Settings
-
-    app = create_app(Settings(secret_key=SECRET, api_tokens=API_TOKEN, db=":memory:"))
+    app = create_app(make_settings())
     found = routers(app.app.router)
     assert len(found) >= 2  # the app and /api
     assert [r for r in found if r.redirect_slashes] == []
