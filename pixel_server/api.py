@@ -3,13 +3,21 @@
 Every error, here and for unknown ``/api`` paths, has one shape::
 
     {"error": {"status": 400, "code": "bad_filter", "message": "..."}}
+
+A request is validated whole, and the exports read their first page, before the first byte is
+sent, so any error that can be answered is answered in that shape. A store failure later in an
+export cannot change the 200 already sent: the export is then cut off without the end of its
+chunked body, so that curl, browsers and HTTP libraries report a failed download instead of a
+complete but short file.
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import replace
+from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -21,6 +29,7 @@ from .query import MAX_LIMIT, HitQuery, QueryError
 from .runtime import Runtime
 
 Handler = Callable[[Request], Awaitable[Response]]
+log = logging.getLogger("pixel_server.api")
 
 
 class ApiError(Exception):
@@ -31,6 +40,23 @@ class ApiError(Exception):
     ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.headers = status, code, message, headers
+
+
+class ExportAborted(RuntimeError):
+    """Raised out of the ASGI app when an export fails after its 200 was sent, so the server
+    closes the connection without ending the chunked body (not an OSError, which Starlette
+    would read as the client going away)."""
+
+
+def store_unavailable(what: str) -> ApiError:
+    """Log the store failure being handled and build its 503."""
+    log.exception("%s failed: the hit store could not be read", what)
+    return ApiError(
+        503,
+        "store_unavailable",
+        "The hit store cannot be read right now; try again later.",
+        {"Retry-After": "5"},
+    )
 
 
 def error_response(
@@ -90,17 +116,22 @@ class HitsApi:
         return endpoint
 
     def _query(self, request: Request, max_limit: int | None = MAX_LIMIT) -> HitQuery:
+        # every (name, value) pair, so that a repeated filter is refused, not "last one wins"
+        params = request.query_params.multi_items()
         try:
-            return HitQuery.from_params(dict(request.query_params), max_limit=max_limit)
+            return HitQuery.from_params(params, max_limit=max_limit)
         except QueryError as exc:
-            raise ApiError(400, "bad_filter", str(exc)) from None
+            raise ApiError(400, exc.code, str(exc)) from None
 
     async def hits(self, request: Request) -> Response:
         """``GET /api/hits``: one page, newest first, with ``next_cursor`` for the next."""
         query = self._query(request)
         query = replace(query, limit=query.page_size)
         assert self.rt.store is not None
-        rows = await self.rt.store.query(query)
+        try:
+            rows = await self.rt.store.query(query)
+        except Exception:  # any store failure: logged, answered 503 in our shape
+            raise store_unavailable(request.scope["path"]) from None
         more = len(rows) == query.limit
         return JSONResponse(
             {
@@ -109,24 +140,41 @@ class HitsApi:
             }
         )
 
-    def _stream(
-        self, request: Request, header: str, line: Callable[..., str]
+    async def _stream(
+        self, request: Request, header: str, line: Callable[[dict[str, Any]], str]
     ) -> AsyncIterator[str]:
-        query = self._query(request, None)  # validated before the response starts
+        """The export body, after validating the request and reading the first page."""
+        query = self._query(request, None)
         store = self.rt.store
         assert store is not None
+        path = request.scope["path"]
+        rows = iter_rows(store, replace(query, limit=None), query.limit)
+        try:
+            first = await anext(rows, None)
+        except Exception:  # as in hits(): nothing is sent yet, so a 503
+            raise store_unavailable(path) from None
 
         async def body() -> AsyncIterator[str]:
+            sent = 0
             if header:
                 yield header
-            async for row in iter_rows(store, replace(query, limit=None), query.limit):
-                yield line(row)
+            if first is None:
+                return
+            try:
+                yield line(first)
+                sent = 1
+                async for row in rows:
+                    yield line(row)
+                    sent += 1
+            except Exception as exc:
+                log.error("%s aborted after %d rows, cut off unfinished: %r", path, sent, exc)
+                raise ExportAborted(f"{path} aborted after {sent} rows") from exc
 
         return body()
 
     async def hits_csv(self, request: Request) -> Response:
         """``GET /api/hits.csv``: every matching hit (``limit`` caps the count), streamed."""
-        body = self._stream(request, csv_header(), csv_row)
+        body = await self._stream(request, csv_header(), csv_row)
         return StreamingResponse(
             body,
             media_type="text/csv; charset=utf-8",
@@ -135,5 +183,5 @@ class HitsApi:
 
     async def hits_ndjson(self, request: Request) -> Response:
         """``GET /api/hits.ndjson``: like the CSV export, one JSON object per line."""
-        body = self._stream(request, "", ndjson_row)
+        body = await self._stream(request, "", ndjson_row)
         return StreamingResponse(body, media_type="application/x-ndjson")

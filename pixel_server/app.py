@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.applications import Starlette
 from starlette.datastructures import State
 from starlette.exceptions import HTTPException
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .api import HitsApi, http_error
@@ -73,10 +73,19 @@ def create_app(settings: Settings, store: Store | None = None) -> PixelApp:
         exception_handlers={HTTPException: http_error},
         lifespan=app_lifespan(rt),
     )
-    # the only redirects this service makes are signed ones: no trailing-slash 307s
-    app.router.redirect_slashes = False
+    without_slash_redirects(app.router)
     app.state.runtime = rt
     return PixelApp(app, rt)
+
+
+def without_slash_redirects(router: Router) -> None:
+    """The only redirects this service makes are signed ones. Starlette's routers answer a
+    near miss (``/api/hits/``) with a 307 to the other slash variant, built from the ``Host``
+    header; every ``Mount`` has a router of its own, so switch that off all the way down."""
+    router.redirect_slashes = False
+    for route in router.routes:
+        if isinstance(route, Mount) and isinstance(route.app, Router):
+            without_slash_redirects(route.app)
 
 
 def app_from_env() -> ASGIApp:

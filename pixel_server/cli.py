@@ -117,24 +117,40 @@ def collect_ids(options: dict[str, Any]) -> dict[str, str]:
     return payload
 
 
+class FilterValue(click.types.StringParamType):
+    """A filter option's value. The options are ``multiple`` so that a repeated one reaches
+    HitQuery (which refuses it) instead of click keeping the last; a ``PIXEL_*`` variable
+    still holds one value, spaces included, not a whitespace-split list."""
+
+    envvar_list_splitter = "\0"  # no environment variable holds a NUL: never split
+
+
 def filter_options(fn: F) -> F:
-    """Hit log filters, shared by ``hits`` and ``export``."""
+    """Hit log filters, shared by ``hits`` and ``export``; each may be given once."""
     for name in reversed(EQUALITY_FILTERS):
         flag = "--event" if name == "e" else f"--{name.replace('_', '-')}"
-        fn = click.option(flag, name, help=f"Only hits with this {flag[2:]}.")(fn)
-    fn = click.option("--until", help="Before this time (same forms as --since).")(fn)
+        fn = click.option(
+            flag, name, multiple=True, type=FilterValue(), help=f"Only hits with this {flag[2:]}."
+        )(fn)
+    fn = click.option(
+        "--until", multiple=True, type=FilterValue(), help="Before this time (forms as --since)."
+    )(fn)
     return click.option(
-        "--since", help="From this time: ISO 8601, epoch ms, or a duration ago (2h, 7d)."
+        "--since",
+        multiple=True,
+        type=FilterValue(),
+        help="From this time: ISO 8601 (2026-11-01, 20261101), 13-digit epoch ms,"
+        " or a duration ago (2h, 7d).",
     )(fn)
 
 
 def build_query(options: dict[str, Any], limit: int | None) -> HitQuery:
-    params = {name: options.pop(name) for name in filter_names()}
-    params = {name: value for name, value in params.items() if value}
+    """The query the filter options ask for; the API's rules apply (a repeated one is refused)."""
+    pairs = [(name, value) for name in filter_names() for value in options.pop(name) if value]
     if limit is not None:
-        params["limit"] = str(limit)
+        pairs.append(("limit", str(limit)))
     try:
-        return HitQuery.from_params(params, max_limit=None)
+        return HitQuery.from_params(pairs, max_limit=None)
     except QueryError as exc:
         raise click.UsageError(str(exc)) from None
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import unicodedata
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -21,6 +22,12 @@ EXPORT_COLUMNS = ("id", "time", *COLUMNS)
 PAGE = 1000
 # a cell starting with one of these is a formula to Excel, LibreOffice and Google Sheets
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
+# ... and so is one starting with their fullwidth or small forms (spreadsheets fold them to
+# ASCII, as IMEs type them), possibly after spaces and invisible characters that get trimmed
+FORMULA_CHARS = frozenset("=+-@\uff1d\uff0b\uff0d\uff20\ufe66\ufe62\ufe63\ufe6b")
+# JSON allows these raw in strings, but JavaScript before ES2019 and str.splitlines() treat
+# them as line ends, which would split an NDJSON record
+NDJSON_ESCAPES = {"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"}
 
 
 def iso_time(ts_ms: int) -> str:
@@ -40,10 +47,21 @@ def present(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def neutralise(value: Any) -> Any:
-    """Defuse spreadsheet formula injection: prefix a leading = + - @ (or tab/CR/LF) with '."""
-    if isinstance(value, str) and value.startswith(FORMULA_START):
+    """Defuse spreadsheet formula injection: prefix with ' a cell that starts with tab, CR, LF
+    or a formula character (= + - @, fullwidth or small forms too), also after leading
+    whitespace or invisible characters."""
+    if isinstance(value, str) and (
+        value.startswith(FORMULA_START) or _first_visible(value) in FORMULA_CHARS
+    ):
         return "'" + value
     return value
+
+
+def _first_visible(text: str) -> str:
+    for char in text:
+        if not (char.isspace() or unicodedata.category(char) in ("Cc", "Cf")):
+            return char
+    return ""
 
 
 def csv_line(values: list[Any]) -> str:
@@ -63,7 +81,11 @@ def csv_row(row: dict[str, Any]) -> str:
 
 
 def ndjson_row(row: dict[str, Any]) -> str:
-    return json.dumps(present(row), ensure_ascii=False, separators=(",", ":")) + "\n"
+    """One JSON object and a newline; U+2028, U+2029 and NEL escaped so no reader splits it."""
+    line = json.dumps(present(row), ensure_ascii=False, separators=(",", ":"))
+    for char, escaped in NDJSON_ESCAPES.items():
+        line = line.replace(char, escaped)  # they can only occur inside strings
+    return line + "\n"
 
 
 async def iter_rows(

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .hits import KINDS, UTM_KEYS
@@ -15,12 +16,33 @@ MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
 # filters that compare a column for equality; the public name is the column name except `e`
 EQUALITY_FILTERS = ("kind", "e", "eid", "cid", "uid", "sid", *UTM_KEYS)
-_RELATIVE = re.compile(r"(\d+)([smhdw])")
+# ASCII digits only: \d and str.isdigit() also match '²' or '٣', which int() rejects or reads
+_RELATIVE = re.compile(r"([0-9]{1,15})([smhdw])")
+_DIGITS = re.compile(r"[0-9]+")
 _UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+MAX_DURATION_MS = 3650 * _UNIT_MS["d"]  # ten years: any longer is a typo, not a time window
+EPOCH_MS_DIGITS = 13  # 2001-09-09 .. 2286-11-20; the only length read as epoch milliseconds
+BASIC_DATE_DIGITS = 8  # 20261101, ISO 8601 basic format
+MAX_CURSOR = 2**63 - 1  # the largest id SQLite can store
+TIME_FORMS = (
+    "ISO 8601 (2026-11-01, 20261101, 2026-11-01T08:00:00Z, 20261101T0800Z; UTC if no zone), "
+    "epoch milliseconds (13 digits, e.g. 1793491200000) "
+    "or a duration ago (90s, 15m, 2h, 7d, 4w; at most 3650d)"
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SHOWN_CHARS = 40
 
 
 class QueryError(ValueError):
     """Raised for a filter value that cannot be used; the message says which and why."""
+
+    code = "bad_filter"
+
+
+class CursorError(QueryError):
+    """Raised for a cursor the store cannot use (forged, truncated, out of range)."""
+
+    code = "bad_cursor"
 
 
 @dataclass(frozen=True)
@@ -36,20 +58,31 @@ class HitQuery:
     @classmethod
     def from_params(
         cls,
-        params: Mapping[str, str],
+        given: Mapping[str, str] | Iterable[tuple[str, str]],
         *,
         now_ms: int | None = None,
         max_limit: int | None = MAX_LIMIT,
     ) -> HitQuery:
-        """Build a query from string parameters (API query string or CLI options).
+        """Build a query from string parameters (API query string or CLI options), as a mapping
+        or as (name, value) pairs; a name given more than once is refused, never "last wins".
 
         ``max_limit`` bounds a page; exports pass None, where ``limit`` caps the whole export.
         """
         now = int(time.time() * 1000) if now_ms is None else now_ms
+        pairs = list(given.items() if isinstance(given, Mapping) else given)
         known = {"since", "until", "cursor", "limit", *EQUALITY_FILTERS}
-        unknown = sorted(set(params) - known)
+        unknown = sorted({name for name, _ in pairs} - known)
         if unknown:
-            raise QueryError(f"unknown filter {unknown[0]!r}; known: {', '.join(sorted(known))}")
+            raise QueryError(
+                f"unknown filter {_shown(unknown[0])}; known: {', '.join(sorted(known))}"
+            )
+        for name, times in Counter(name for name, _ in pairs).items():
+            if times > 1:
+                raise QueryError(
+                    f"{name} is given {times} times; give each filter once"
+                    " (several values are not combined: run one query per value)"
+                )
+        params = dict(pairs)
         equals = {k: v for k, v in params.items() if k in EQUALITY_FILTERS and v != ""}
         if "kind" in equals and equals["kind"] not in KINDS:
             raise QueryError(f"kind must be one of {', '.join(KINDS)}")
@@ -57,7 +90,7 @@ class HitQuery:
             since_ms=parse_time(params.get("since"), now, "since"),
             until_ms=parse_time(params.get("until"), now, "until"),
             equals=equals,
-            before_id=_parse_int(params.get("cursor"), "cursor", minimum=1),
+            before_id=parse_cursor(params.get("cursor")),
             limit=_parse_int(params.get("limit"), "limit", minimum=1, maximum=max_limit),
         )
 
@@ -93,31 +126,61 @@ def filter_names() -> tuple[str, ...]:
 
 
 def parse_time(raw: str | None, now_ms: int, name: str) -> int | None:
-    """Epoch milliseconds from ``1712345678901``, ISO 8601 (UTC if no zone) or ``15m/2h/7d`` ago."""
+    """Epoch milliseconds from ISO 8601 (extended or basic; UTC if no zone), 13-digit epoch
+    milliseconds, or a duration ago (``15m``, ``2h``, ``7d``). Other digit strings are refused:
+    ``20261101`` is a date, not 20,261,101 ms after 1970, and 10 digits are probably seconds."""
     if raw is None or raw == "":
         return None
-    raw = raw.strip()
-    if raw.isdigit():
-        return int(raw)
-    if _RELATIVE.fullmatch(raw):
-        return now_ms - parse_duration_ms(raw)
-    try:
-        parsed = datetime.fromisoformat(raw)
-    except ValueError:
+    text = raw.strip()
+    if not text.isascii():
+        raise QueryError(f"{name}: {_shown(raw)} is not a time; use {TIME_FORMS}")
+    digits = _DIGITS.fullmatch(text) is not None
+    if digits and len(text) == EPOCH_MS_DIGITS:
+        return int(text)
+    if digits and len(text) != BASIC_DATE_DIGITS:
         raise QueryError(
-            f"{name}: use epoch milliseconds, ISO 8601 or a duration like 2h"
-        ) from None
+            f"{name}: {_shown(raw)} is not a time: only 13 digits are read as epoch"
+            f" milliseconds, and 8 as a date (YYYYMMDD); use {TIME_FORMS}"
+        )
+    if _RELATIVE.fullmatch(text):
+        try:
+            return now_ms - parse_duration_ms(text)
+        except QueryError as exc:
+            raise QueryError(f"{name}: {exc}") from None
+    try:
+        parsed = datetime.fromisoformat(text)
+    except (ValueError, OverflowError):
+        raise QueryError(f"{name}: {_shown(raw)} is not a time; use {TIME_FORMS}") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp() * 1000)
+    # exact integer arithmetic: timestamp() goes through a float
+    return (parsed - _EPOCH) // timedelta(milliseconds=1)
 
 
 def parse_duration_ms(raw: str) -> int:
-    """Milliseconds in ``90s``, ``15m``, ``2h``, ``7d`` or ``4w``."""
+    """Milliseconds in ``90s``, ``15m``, ``2h``, ``7d`` or ``4w`` (at most ten years)."""
     match = _RELATIVE.fullmatch(raw.strip())
     if match is None:
-        raise QueryError(f"{raw!r} is not a duration like 90s, 15m, 2h, 7d or 4w")
-    return int(match[1]) * _UNIT_MS[match[2]]
+        raise QueryError(f"{_shown(raw)} is not a duration like 90s, 15m, 2h, 7d or 4w")
+    value = int(match[1]) * _UNIT_MS[match[2]]
+    if value > MAX_DURATION_MS:
+        raise QueryError(f"{_shown(raw)} is too long: durations go up to 3650d (ten years)")
+    return value
+
+
+def parse_cursor(raw: str | None) -> int | None:
+    """The position a ``cursor`` parameter names (None: the first page).
+
+    Anything the store could not use, whatever the reason, is a :class:`CursorError`.
+    """
+    if raw is None or raw == "":
+        return None
+    if not _DIGITS.fullmatch(raw) or len(raw) > 19 or not 1 <= int(raw) <= MAX_CURSOR:
+        raise CursorError(
+            "cursor: not a cursor this API handed out; pass next_cursor unchanged,"
+            " or leave cursor out to start from the newest hit"
+        )
+    return int(raw)
 
 
 def _parse_int(
@@ -125,10 +188,17 @@ def _parse_int(
 ) -> int | None:
     if raw is None or raw == "":
         return None
-    if not raw.isdigit() or len(raw) > 18:
-        raise QueryError(f"{name} must be a whole number")
+    bound = f"between {minimum} and {maximum}" if maximum else f"at least {minimum}"
+    if not _DIGITS.fullmatch(raw):
+        raise QueryError(f"{name} must be a whole number {bound} (ASCII digits)")
+    if len(raw) > 18:
+        raise QueryError(f"{name} must be {bound}; {len(raw)} digits is too many")
     value = int(raw)
     if value < minimum or (maximum is not None and value > maximum):
-        bound = f"between {minimum} and {maximum}" if maximum else f"at least {minimum}"
         raise QueryError(f"{name} must be {bound}")
     return value
+
+
+def _shown(raw: str) -> str:
+    """``raw`` quoted for an error message, cut so a huge value is not echoed whole."""
+    return repr(raw if len(raw) <= _SHOWN_CHARS else raw[:_SHOWN_CHARS] + "...")

@@ -66,7 +66,6 @@ async def test_any_configured_token_is_accepted(make_settings: Callable[..., Set
         "limit=5000",
         "limit=abc",
         "since=yesterday",
-        "cursor=-1",
         "colour=red",
     ],
 )
