@@ -17,12 +17,17 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import ada_url
 import idna
 
-from .config import Settings, split_list
+from .config import ConfigError, Settings, split_list
+
+if TYPE_CHECKING:
+    from publicsuffixlist import PublicSuffixList
 
 __all__ = ["Target", "TargetPolicy", "TargetRejected", "normalize_target", "parse_target"]
 
@@ -102,10 +107,17 @@ class TargetPolicy:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TargetPolicy:
-        """The policy of ``PIXEL_REDIRECT_HOSTS`` and ``PIXEL_REDIRECT_ALLOW_IP``."""
-        return cls.from_strings(
-            split_list(settings.redirect_hosts), allow_ip=settings.redirect_allow_ip
-        )
+        """The policy of ``PIXEL_REDIRECT_HOSTS`` and ``PIXEL_REDIRECT_ALLOW_IP``.
+
+        Raises ConfigError, naming the variable and the entry, for an entry that is not a
+        host name or is a public suffix.
+        """
+        try:
+            return cls.from_strings(
+                split_list(settings.redirect_hosts), allow_ip=settings.redirect_allow_ip
+            )
+        except TargetRejected as exc:
+            raise ConfigError(f"PIXEL_REDIRECT_HOSTS: {exc}") from None
 
     @classmethod
     def from_strings(
@@ -190,6 +202,16 @@ def _ascii_host(host: str) -> str:
     return host
 
 
+@lru_cache(maxsize=1)
+def _public_suffixes() -> PublicSuffixList:
+    # Imported and parsed (~60 ms) only when an allowlist is configured.
+    from publicsuffixlist import PublicSuffixList
+
+    # accept_unknown=False: only the list's own rules count, so a single-label intranet
+    # name ("localhost", "intranet") is an entry like any other, not an implied TLD.
+    return PublicSuffixList(accept_unknown=False)
+
+
 def _normalize_entry(entry: str) -> str:
     """The canonical form of one allowlist entry, or raise TargetRejected naming it."""
     if entry.startswith("[") and entry.endswith("]"):
@@ -197,12 +219,26 @@ def _normalize_entry(entry: str) -> str:
             return f"[{ipaddress.IPv6Address(entry[1:-1]).compressed}]"
         except ValueError:
             raise TargetRejected("bad_host", f"invalid IPv6 allowlist entry {entry!r}") from None
+    if any(c in entry for c in ":/*?#@"):
+        raise TargetRejected(
+            "bad_host",
+            f"allowlist entry {entry!r} is not a host name: give names like example.com"
+            " (subdomains are included), with no scheme, port, path or wildcard",
+        )
     try:
         host = _ascii_host(entry)
         # Target hosts must read the same to ada and to idna; so must the entries.
         _check_browser_reading(f"https://{entry}/", Target("", "https", host, 443))
     except TargetRejected as exc:
         raise TargetRejected(exc.reason, f"allowlist entry {entry!r}: {exc}") from None
+    ip_like = bool(_NUMERIC_LABEL.fullmatch(host.rsplit(".", 1)[-1]))
+    if not ip_like and _public_suffixes().is_public(host):
+        # "com" or "github.io" as an entry would admit every site registered under it.
+        raise TargetRejected(
+            "public_suffix",
+            f"allowlist entry {entry!r} is a public suffix, which would admit every site"
+            " under it: list your own domains",
+        )
     return host
 
 
