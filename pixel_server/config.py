@@ -156,6 +156,11 @@ class Settings:
             raise ConfigError("PIXEL_BUSY_TIMEOUT must be above 0 and below PIXEL_ACK_TIMEOUT")
         if not (0 < self.port < 65536):
             raise ConfigError("PIXEL_PORT must be between 1 and 65535")
+        if self.redirect_hosts.strip():
+            # urls.py owns what an allowlist entry may be; imported late (it imports this).
+            from .urls import TargetPolicy
+
+            TargetPolicy.from_settings(self)  # ConfigError naming the entry
 
     @property
     def secret_path(self) -> Path:

@@ -3,6 +3,11 @@
 Both sides call :func:`normalize_target`.  The redirect handler runs it again on the
 already-signed target and insists the result is unchanged, so every accepted URL must be
 a fixed point: the output is pure printable ASCII that re-validates to itself.
+
+The host that is approved must be the host a browser goes to.  Browsers parse URLs by the
+WHATWG URL standard, Python's tools and ``idna`` do not, so every accepted target is read
+again by ada (the WHATWG parser of Node.js) before and after canonicalisation, and refused
+when the two readings of scheme, host or port differ.
 """
 
 from __future__ import annotations
@@ -12,13 +17,19 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+import ada_url
 import idna
 
-from .config import Settings, split_list
+from .config import ConfigError, Settings, split_list
 
-__all__ = ["TargetPolicy", "TargetRejected", "normalize_target"]
+if TYPE_CHECKING:
+    from publicsuffixlist import PublicSuffixList
+
+__all__ = ["Target", "TargetPolicy", "TargetRejected", "normalize_target", "parse_target"]
 
 # Every printable ASCII character except space.  The path, query and fragment keep these
 # exactly as given (existing %XX escapes are never decoded, so the signer's bytes survive);
@@ -32,6 +43,25 @@ _PORT = re.compile(r"[0-9]{1,5}")
 # remaining bytes.  So 127.1, 2130706433, 0x7f.1, 0x7f000001 and 017700000001 all mean
 # 127.0.0.1 and must be treated as addresses, never as names.
 _NUMERIC_LABEL = re.compile(r"[0-9]+|0x[0-9a-f]*")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_ADA_ORIGIN = ("protocol", "hostname", "host", "port", "username", "password")
+# Default_Ignorable_Code_Point (Unicode DerivedCoreProperties) outside category Cf, which is
+# refused as a whole: combining grapheme joiner, Hangul fillers, Khmer inherent vowels,
+# variation selectors (Mongolian, VS1-16, VS17-256) and the reserved ignorable blocks.
+# IDNA mapping deletes most of these silently, so "ex\u00adample.com" would be signed as
+# "example.com" while the operator saw, and an allowlist was checked against, another text.
+_IGNORABLE = (
+    (0x034F, 0x034F),
+    (0x115F, 0x1160),
+    (0x17B4, 0x17B5),
+    (0x180B, 0x180F),
+    (0x2065, 0x2065),
+    (0x3164, 0x3164),
+    (0xFE00, 0xFE0F),
+    (0xFFA0, 0xFFA0),
+    (0xFFF0, 0xFFF8),
+    (0xE0000, 0xE0FFF),
+)
 
 
 class TargetRejected(ValueError):
@@ -46,6 +76,16 @@ class TargetRejected(ValueError):
     def __reduce__(self) -> tuple[type[TargetRejected], tuple[str, str]]:
         # The default reduce would call cls(message) and fail; keep the exception picklable.
         return (type(self), (self.reason, str(self)))
+
+
+@dataclass(frozen=True)
+class Target:
+    """An accepted target: its canonical URL and the origin a browser goes to."""
+
+    url: str
+    scheme: str
+    host: str  # lowercase A-labels, a dotted quad or a bracketed compressed IPv6 address
+    port: int  # the effective port: the default of the scheme when none is given
 
 
 @dataclass(frozen=True)
@@ -67,10 +107,17 @@ class TargetPolicy:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TargetPolicy:
-        """The policy of ``PIXEL_REDIRECT_HOSTS`` and ``PIXEL_REDIRECT_ALLOW_IP``."""
-        return cls.from_strings(
-            split_list(settings.redirect_hosts), allow_ip=settings.redirect_allow_ip
-        )
+        """The policy of ``PIXEL_REDIRECT_HOSTS`` and ``PIXEL_REDIRECT_ALLOW_IP``.
+
+        Raises ConfigError, naming the variable and the entry, for an entry that is not a
+        host name or is a public suffix.
+        """
+        try:
+            return cls.from_strings(
+                split_list(settings.redirect_hosts), allow_ip=settings.redirect_allow_ip
+            )
+        except TargetRejected as exc:
+            raise ConfigError(f"PIXEL_REDIRECT_HOSTS: {exc}") from None
 
     @classmethod
     def from_strings(
@@ -105,12 +152,22 @@ def _check_characters(url: str, max_length: int) -> None:
             raise TargetRejected("backslash", "backslash in target")
 
 
+def _invisible(ch: str) -> bool:
+    """Default-ignorable or format (Cf: zero-width, bidi, tag, soft hyphen ...) character."""
+    if unicodedata.category(ch) == "Cf":
+        return True
+    code = ord(ch)
+    return any(low <= code <= high for low, high in _IGNORABLE)
+
+
 def _ascii_host(host: str) -> str:
     """Lowercase ASCII (A-label) form of a host name, or raise bad_host."""
     if not host.isascii():
         for ch in host:
             if ch.isascii():
                 continue
+            if _invisible(ch):
+                raise TargetRejected("invisible", f"invisible character U+{ord(ch):04X} in host")
             # Reject characters that fold to URL syntax: U+FF0E/U+2024 become "." under
             # NFKC, U+3002/U+FF61 become "." under UTS46, U+FF0F/U+FF20 become "/" and "@".
             # They are how a host that "looks like" one name is read by a browser as another.
@@ -145,13 +202,44 @@ def _ascii_host(host: str) -> str:
     return host
 
 
+@lru_cache(maxsize=1)
+def _public_suffixes() -> PublicSuffixList:
+    # Imported and parsed (~60 ms) only when an allowlist is configured.
+    from publicsuffixlist import PublicSuffixList
+
+    # accept_unknown=False: only the list's own rules count, so a single-label intranet
+    # name ("localhost", "intranet") is an entry like any other, not an implied TLD.
+    return PublicSuffixList(accept_unknown=False)
+
+
 def _normalize_entry(entry: str) -> str:
+    """The canonical form of one allowlist entry, or raise TargetRejected naming it."""
     if entry.startswith("[") and entry.endswith("]"):
         try:
             return f"[{ipaddress.IPv6Address(entry[1:-1]).compressed}]"
         except ValueError:
-            raise TargetRejected("bad_host", f"invalid IPv6 allow-list entry {entry!r}") from None
-    return _ascii_host(entry)
+            raise TargetRejected("bad_host", f"invalid IPv6 allowlist entry {entry!r}") from None
+    if any(c in entry for c in ":/*?#@"):
+        raise TargetRejected(
+            "bad_host",
+            f"allowlist entry {entry!r} is not a host name: give names like example.com"
+            " (subdomains are included), with no scheme, port, path or wildcard",
+        )
+    try:
+        host = _ascii_host(entry)
+        # Target hosts must read the same to ada and to idna; so must the entries.
+        _check_browser_reading(f"https://{entry}/", Target("", "https", host, 443))
+    except TargetRejected as exc:
+        raise TargetRejected(exc.reason, f"allowlist entry {entry!r}: {exc}") from None
+    ip_like = bool(_NUMERIC_LABEL.fullmatch(host.rsplit(".", 1)[-1]))
+    if not ip_like and _public_suffixes().is_public(host):
+        # "com" or "github.io" as an entry would admit every site registered under it.
+        raise TargetRejected(
+            "public_suffix",
+            f"allowlist entry {entry!r} is a public suffix, which would admit every site"
+            " under it: list your own domains",
+        )
+    return host
 
 
 def _split_port(authority: str) -> tuple[str, str]:
@@ -203,12 +291,37 @@ def _check_host(host: str, policy: TargetPolicy) -> str:
     return host
 
 
+def _check_browser_reading(url: str, target: Target) -> None:
+    """Refuse unless a WHATWG parser reads ``url`` as going to ``target``'s origin."""
+    try:
+        seen = ada_url.parse_url(url, attributes=_ADA_ORIGIN)
+    except ValueError:
+        raise TargetRejected(
+            "parser_mismatch", f"a browser does not read {url!r} as a URL"
+        ) from None
+    scheme = seen["protocol"].removesuffix(":")
+    port = int(seen["port"]) if seen["port"] else _DEFAULT_PORTS.get(scheme, 0)
+    reading = (scheme, seen["hostname"], port, seen["username"], seen["password"])
+    if reading != (target.scheme, target.host, target.port, "", ""):
+        raise TargetRejected(
+            "parser_mismatch",
+            f"a browser reads {url!r} as going to {seen['protocol']}//{seen['host']},"
+            f" not to {target.host!r}",
+        )
+
+
 def normalize_target(url: str, policy: TargetPolicy) -> str:
     """Return the canonical form of a safe target, or raise TargetRejected.
 
     Reason codes: too_long, empty, whitespace, control_character, surrogate, backslash,
-    scheme, no_host, userinfo, bad_port, bad_host, numeric_host, not_allowed.
+    scheme, no_host, userinfo, bad_port, bad_host, invisible, numeric_host, not_allowed,
+    parser_mismatch.
     """
+    return parse_target(url, policy).url
+
+
+def parse_target(url: str, policy: TargetPolicy) -> Target:
+    """Like :func:`normalize_target`, and also say which origin was approved."""
     _check_characters(url, policy.max_length)
     # A literal "http://" / "https://" prefix is the only accepted form: it rules out
     # relative and scheme-relative targets ("//evil", "https:evil", "http:/evil") and
@@ -231,4 +344,10 @@ def normalize_target(url: str, policy: TargetPolicy) -> str:
     if len(result) > policy.max_length:
         # Percent-encoding/punycode can grow the URL; re-check so a second pass agrees.
         raise TargetRejected("too_long", f"canonical form exceeds {policy.max_length} bytes")
-    return result
+    target = Target(result, scheme, host, int(port) if port else _DEFAULT_PORTS[scheme])
+    # Both the text as given (what the operator meant) and the canonical form (what goes
+    # into the Location header) must lead a browser to the approved origin.
+    _check_browser_reading(url, target)
+    if result != url:
+        _check_browser_reading(result, target)
+    return target

@@ -72,6 +72,14 @@ HOSTILE: list[tuple[str, str]] = [
     ("https://evil\ufe52com", "bad_host"),
     ("https://evil.com\uff0f.trusted.com", "bad_host"),
     ("https://trusted.com\uff20evil.com", "bad_host"),
+    # Invisible code points in the host, which IDNA mapping would silently delete.
+    ("https://ex\u00adample.com/", "invisible"),
+    ("https://ex\u200bample.com/", "invisible"),
+    ("https://ex\u200dample.com/", "invisible"),
+    ("https://\u202eexample.com/", "invisible"),
+    ("https://example.com\ufeff/", "invisible"),
+    ("https://exa\ufe0fmple.com/", "invisible"),
+    ("https://ex\U000e0041ample.com/", "invisible"),
     # Hosts browsers parse as IPv4/IPv6 addresses.
     ("http://127.0.0.1/", "numeric_host"),
     ("http://2130706433/", "numeric_host"),
