@@ -21,7 +21,6 @@ import click
 from .config import ConfigError, Settings, env_text
 from .fields import UTM_KEYS
 from .query import EQUALITY_FILTERS, HitQuery, QueryError, filter_names
-from .recipients import FORMATS
 
 if TYPE_CHECKING:
     from .links import LinkError, Minter, Spec
@@ -29,6 +28,8 @@ if TYPE_CHECKING:
 
 # Each command imports what it needs inside its function: `pixel-server link` must not pay
 # for the user-agent parser, SQLite driver or web stack (tests/test_links_cli.py checks).
+
+FORMATS = ("csv", "ndjson")  # of --recipients output (recipients.write_rows)
 FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 SECRET_FIELDS = {name for name, f in FIELDS.items() if not f.repr}
 F = Callable[..., Any]

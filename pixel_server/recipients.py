@@ -14,8 +14,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TextIO
 
-FORMATS = ("csv", "ndjson")
-
 
 class RecipientsError(ValueError):
     """Raised for a recipients file that cannot be used; the message names the line."""
