@@ -78,15 +78,13 @@ def id_options(fn: F) -> F:
         "--output",
         "-o",
         type=click.Path(dir_okay=False, allow_dash=True),
-        default="-",
-        help="With --recipients: where to write (written only if every row is good).",
+        help="With --recipients: where to write (default stdout; only if every row is good).",
     )(fn)
     fn = click.option(
         "--format",
         "fmt",
         type=click.Choice(FORMATS),
-        default="csv",
-        help="With --recipients: the output format, one row or line per recipient.",
+        help="With --recipients: the output format, one row or line per recipient [default: csv].",
     )(fn)
     fn = click.option(
         "--recipients",
@@ -142,8 +140,13 @@ def mint_one(minter: Minter, spec: Spec, url: str | None = None) -> str:
     return signed
 
 
+def no_bulk_options(fmt: str | None, output: str | None) -> None:
+    if fmt is not None or output is not None:
+        raise click.UsageError("--format and --output go with --recipients")
+
+
 def mint_recipients(
-    minter: Minter, spec: Spec, url: str | None, path: str, fmt: str, output: str
+    minter: Minter, spec: Spec, url: str | None, path: str, fmt: str | None, output: str | None
 ) -> None:
     """``--recipients``: one signed URL per row, all checked before anything is written."""
     from .links import LinkError, add_fields
@@ -151,6 +154,7 @@ def mint_recipients(
 
     column = "pixel" if url is None else "link"
     name = "stdin" if path == "-" else path
+    fmt, output = fmt or "csv", output or "-"
     try:
         with _text_in(path) as fh:
             columns, recipients = read_recipients(fh, name)
@@ -261,8 +265,8 @@ def link(
     expires: str | None,
     append_utm: bool,
     recipients: str | None,
-    fmt: str,
-    output: str,
+    fmt: str | None,
+    output: str | None,
     **options: Any,
 ) -> None:
     """Print a signed redirect link to URL, or one per recipient with --recipients.
@@ -285,6 +289,7 @@ def link(
     if recipients is not None:
         mint_recipients(minter, spec, url, recipients, fmt, output)
     else:
+        no_bulk_options(fmt, output)
         click.echo(mint_one(minter, spec, url))
 
 
@@ -294,7 +299,9 @@ def link(
     "--unsigned", is_flag=True, help="A plain /p.gif URL (page views) instead of a token."
 )
 @settings_options("db", "public_url", "secret_file", "key_id")
-def pixel(unsigned: bool, recipients: str | None, fmt: str, output: str, **options: Any) -> None:
+def pixel(
+    unsigned: bool, recipients: str | None, fmt: str | None, output: str | None, **options: Any
+) -> None:
     """Print a pixel URL and a ready <img> tag, or one URL per recipient with --recipients.
 
     Signed (default) for emails: recipients cannot forge opens for someone else.
@@ -309,6 +316,8 @@ def pixel(unsigned: bool, recipients: str | None, fmt: str, output: str, **optio
 
     settings = load_settings(options)
     spec = collect_spec(options, None, False, link=False)
+    if recipients is None:
+        no_bulk_options(fmt, output)
     if unsigned:
         if recipients is not None:
             raise click.UsageError("--recipients mints signed pixels; drop --unsigned")

@@ -187,10 +187,9 @@ class Minter:
         self.changed: dict[str, str] = {}  # target as typed -> as signed, where they differ
 
     @classmethod
-    def for_links(cls, settings: Settings, keyring: Keyring | None = None) -> Minter:
-        keys = signing_keyring(settings) if keyring is None else keyring
+    def for_links(cls, settings: Settings) -> Minter:
         return cls(
-            TokenSigner(keys, REDIRECT_SALT),
+            TokenSigner(signing_keyring(settings), REDIRECT_SALT),
             settings.base_url,
             TargetPolicy.from_settings(settings),
             settings.max_token_bytes,

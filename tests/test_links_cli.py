@@ -329,3 +329,13 @@ def test_unsigned_pixel_refuses_recipients(cli_env: dict[str, str], tmp_path: Pa
     result = run("pixel", "--unsigned", "--recipients", str(recipients))
     assert result.exit_code == 2
     assert "drop --unsigned" in result.output
+
+
+@pytest.mark.parametrize("option", [["--format", "ndjson"], ["-o", "links.csv"]])
+def test_bulk_output_options_without_recipients_are_refused(
+    cli_env: dict[str, str], option: list[str]
+) -> None:
+    """`--format`/`-o` only shape --recipients output: alone they are an error, not ignored."""
+    result = run("link", "https://shop.example/", *option)
+    assert result.exit_code == 2
+    assert "--format and --output go with --recipients" in result.output
