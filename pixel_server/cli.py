@@ -140,6 +140,16 @@ def mint_one(minter: Minter, spec: Spec, url: str | None = None) -> str:
     return signed
 
 
+def minter(settings: Settings, *, link: bool) -> Minter:
+    """The signer of ``link`` or ``pixel``; a key problem is one line and exit 2."""
+    from .links import Minter
+
+    try:
+        return Minter.for_links(settings) if link else Minter.for_pixels(settings)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
 def no_bulk_options(fmt: str | None, output: str | None) -> None:
     if fmt is not None or output is not None:
         raise click.UsageError("--format and --output go with --recipients")
@@ -281,16 +291,14 @@ def link(
       pixel-server link https://shop.example/sale --cid spring --expires 90d \\
           --recipients recipients.csv --format csv -o links.csv
     """
-    from .links import Minter
-
     settings = load_settings(options)
     spec = collect_spec(options, expires, append_utm, link=True)
-    minter = Minter.for_links(settings)
+    signer = minter(settings, link=True)
     if recipients is not None:
-        mint_recipients(minter, spec, url, recipients, fmt, output)
+        mint_recipients(signer, spec, url, recipients, fmt, output)
     else:
         no_bulk_options(fmt, output)
-        click.echo(mint_one(minter, spec, url))
+        click.echo(mint_one(signer, spec, url))
 
 
 @main.command()
@@ -312,8 +320,6 @@ def pixel(
       pixel-server pixel --unsigned --cid landing --utm-source ads
       pixel-server pixel --cid spring --recipients recipients.csv -o pixels.csv
     """
-    from .links import Minter
-
     settings = load_settings(options)
     spec = collect_spec(options, None, False, link=False)
     if recipients is None:
@@ -324,11 +330,11 @@ def pixel(
         payload = spec.ids
         url = f"{settings.base_url}/p.gif" + (f"?{urlencode(payload)}" if payload else "")
     else:
-        minter = Minter.for_pixels(settings)
+        signer = minter(settings, link=False)
         if recipients is not None:
-            mint_recipients(minter, spec, None, recipients, fmt, output)
+            mint_recipients(signer, spec, None, recipients, fmt, output)
             return
-        url = mint_one(minter, spec)
+        url = mint_one(signer, spec)
     click.echo(url)
     click.echo(
         f'<img src="{url}" width="1" height="1" alt="" '

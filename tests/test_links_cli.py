@@ -339,3 +339,12 @@ def test_bulk_output_options_without_recipients_are_refused(
     result = run("link", "https://shop.example/", *option)
     assert result.exit_code == 2
     assert "--format and --output go with --recipients" in result.output
+
+
+@pytest.mark.parametrize("command", [["link", "https://shop.example/"], ["pixel"]])
+def test_a_key_problem_is_one_line_and_exit_2(cli_env: dict[str, str], command: list[str]) -> None:
+    """A key that cannot be used (here a malformed PIXEL_VERIFY_KEYS) is an error, no traceback."""
+    result = CliRunner().invoke(main, command, env={"PIXEL_VERIFY_KEYS": "no-colon-here"})
+    assert result.exit_code == 2, result.output
+    assert "PIXEL_VERIFY_KEYS" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
