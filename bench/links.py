@@ -124,7 +124,8 @@ def main() -> None:
         }
         for i in range(args.count)
     ]
-    print(f"{args.count} links, {args.runs} runs each, {os.cpu_count()} CPUs")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"{args.count} links, {args.runs} runs each, {os.cpu_count()} CPUs, load {load}")
     show(
         f"one `link` call per recipient (x{args.count}, est.)",
         timed(args.single, one_link),

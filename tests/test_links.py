@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 import pytest
+from itsdangerous import URLSafeSerializer
 
 from pixel_server import links
 from pixel_server.config import Settings
@@ -69,3 +71,22 @@ def test_expiry_out_of_bounds_is_refused(raw: str) -> None:
     with pytest.raises(LinkError) as caught:
         parse_expires(raw)
     assert caught.value.code == "bad_expires"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [{}, {"uid": "r-1", "u": "https://a.example/", "x": 1_700_000_000, "a": 1}, {"n": "é" * 200}],
+)
+def test_tokens_are_the_bytes_itsdangerous_itself_signs(
+    make_settings: Callable[..., Settings], payload: dict[str, object]
+) -> None:
+    """TokenSigner.dumps reuses one Signer but writes exactly what Serializer.dumps writes."""
+    keys = Keyring.from_settings(make_settings())
+    signer = TokenSigner(keys, REDIRECT_SALT)
+    reference = URLSafeSerializer(
+        keys.secrets[keys.signing_id],
+        salt=REDIRECT_SALT,
+        signer_kwargs={"digest_method": hashlib.sha256},
+    )
+    assert signer.dumps(payload) == f"{keys.signing_id}.{reference.dumps(payload)}"
+    assert signer.loads(signer.dumps(payload), now=0) == payload
