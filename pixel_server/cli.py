@@ -327,8 +327,13 @@ def pixel(
     if unsigned:
         if recipients is not None:
             raise click.UsageError("--recipients mints signed pixels; drop --unsigned")
-        payload = spec.ids
-        url = f"{settings.base_url}/p.gif" + (f"?{urlencode(payload)}" if payload else "")
+        from .links import public_base
+
+        try:
+            base = public_base(settings)
+        except ConfigError as exc:
+            raise click.UsageError(str(exc)) from None
+        url = f"{base}/p.gif" + (f"?{urlencode(spec.ids)}" if spec.ids else "")
     else:
         signer = minter(settings, link=False)
         if recipients is not None:

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import Settings
+from .config import ConfigError, Settings
 from .fields import CONTROL_KEYS, MAX_KEY_CHARS, NAMED_KEYS
 from .keys import Keyring
 from .query import QueryError, parse_duration_ms
@@ -32,6 +32,8 @@ from .urls import TargetPolicy, TargetRejected, normalize_target
 
 MAX_EXPIRES_DAYS = 3650  # ten years: far beyond any campaign, far below any overflow
 MAX_EXPIRES_S = MAX_EXPIRES_DAYS * 86_400
+# a server listening here has no address a recipient could reach it at
+WILDCARD_HOSTS = frozenset(("0.0.0.0", "::", "[::]"))  # noqa: S104 (compared, never bound)
 # keys of a POST /api/links item besides the named ids
 ITEM_KEYS = frozenset(("url", "fields", "expires", "append_utm", *NAMED_KEYS))
 
@@ -156,6 +158,16 @@ def spec_from_json(item: Any) -> tuple[str, Spec]:
     return url, Spec(ids, None if expires is None else parse_expires(expires), append_utm)
 
 
+def public_base(settings: Settings) -> str:
+    """The base URL links and pixels are printed under, refused where it can only be dead."""
+    if not settings.public_url and settings.host in WILDCARD_HOSTS:
+        raise ConfigError(
+            f"PIXEL_HOST={settings.host} is every address, not one a recipient can reach: "
+            "set PIXEL_PUBLIC_URL to the URL this server is reached at"
+        )
+    return settings.base_url
+
+
 def signing_keyring(settings: Settings) -> Keyring:
     """The keyring that ``link`` and ``pixel`` sign with."""
     # the one place the CLI loads keys; it must never create one (issue 6 §4, keys.py)
@@ -190,7 +202,7 @@ class Minter:
     def for_links(cls, settings: Settings) -> Minter:
         return cls(
             TokenSigner(signing_keyring(settings), REDIRECT_SALT),
-            settings.base_url,
+            public_base(settings),
             TargetPolicy.from_settings(settings),
             settings.max_token_bytes,
         )
@@ -199,7 +211,7 @@ class Minter:
     def for_pixels(cls, settings: Settings) -> Minter:
         return cls(
             TokenSigner(signing_keyring(settings), PIXEL_SALT),
-            settings.base_url,
+            public_base(settings),
             None,
             settings.max_token_bytes,
         )

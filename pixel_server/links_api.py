@@ -11,7 +11,9 @@ per item in request order: ``{"link": "<signed URL>", "target": "<canonical targ
 ``{"error": {"status": 400, "code": "bad_expires", "message": "..."}}`` for an item that
 cannot be signed (the same rules as ``pixel-server link``, see links.py). A request that is
 not such an array gets the API's one error shape: 400 ``bad_json``, 413 ``body_too_large`` or
-``too_many_links``, 401/403 without a valid token.
+``too_many_links``, 401/403 without a valid token, 409 ``no_public_url`` when the server
+listens on every address (``PIXEL_HOST=0.0.0.0``) without ``PIXEL_PUBLIC_URL``: its links
+would point at ``http://0.0.0.0:8000``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .api import ApiError, check_token, error_response
-from .links import LinkError, Minter, spec_from_json
+from .config import ConfigError
+from .links import LinkError, Minter, public_base, spec_from_json
 from .runtime import Runtime
 
 MAX_LINKS = 10_000
@@ -44,19 +47,20 @@ class LinksApi:
         try:
             check_token(request, self.rt.settings.api_token_list)
             items = parse_items(await read_body(request, MAX_BODY_BYTES))
+            base = public_base(self.rt.settings)
+        except ConfigError as exc:
+            return error_response(409, "no_public_url", str(exc))
         except ApiError as exc:
             return error_response(exc.status, exc.code, exc.message, exc.headers)
         # signing 10,000 links takes a few hundred ms of CPU: off the event loop, so the
         # pixels and redirects this process serves meanwhile are not held up behind it
-        results = await run_in_threadpool(self.mint_all, items)
+        results = await run_in_threadpool(self.mint_all, items, base)
         errors = sum("error" in result for result in results)
         return JSONResponse({"links": results, "errors": errors})
 
-    def mint_all(self, items: list[Any]) -> list[dict[str, Any]]:
+    def mint_all(self, items: list[Any], base: str) -> list[dict[str, Any]]:
         rt = self.rt
-        minter = Minter(
-            rt.link_tokens, rt.settings.base_url, rt.target_policy, rt.settings.max_token_bytes
-        )
+        minter = Minter(rt.link_tokens, base, rt.target_policy, rt.settings.max_token_bytes)
         results: list[dict[str, Any]] = []
         for item in items:
             try:

@@ -213,3 +213,11 @@ async def test_any_json_body_gets_an_answer_below_500(api: Harness, body: Any) -
     response = await post(api, body)
     assert response.status_code == 200, response.text
     assert len(response.json()["links"]) == len(body)
+
+
+async def test_wildcard_host_without_public_url_is_a_409(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A server on 0.0.0.0 without PIXEL_PUBLIC_URL would mint dead links: 409 no_public_url."""
+    async with running(make_settings(host="0.0.0.0")) as h:
+        assert_error(await post(h, [{"url": "https://shop.example/"}]), 409, "no_public_url")

@@ -348,3 +348,21 @@ def test_a_key_problem_is_one_line_and_exit_2(cli_env: dict[str, str], command: 
     assert result.exit_code == 2, result.output
     assert "PIXEL_VERIFY_KEYS" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+@pytest.mark.parametrize(
+    "command", [["link", "https://shop.example/"], ["pixel"], ["pixel", "--unsigned"]]
+)
+def test_wildcard_host_without_public_url_prints_no_dead_link(
+    cli_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    """With PIXEL_HOST=0.0.0.0 and no PIXEL_PUBLIC_URL a link would point at 0.0.0.0: exit 2."""
+    monkeypatch.delenv("PIXEL_PUBLIC_URL")
+    result = CliRunner().invoke(main, command, env={"PIXEL_HOST": "0.0.0.0"})
+    assert result.exit_code == 2, result.output
+    assert "set PIXEL_PUBLIC_URL" in result.output
+    assert "0.0.0.0:8000" not in result.stdout
+    with_url = CliRunner().invoke(
+        main, command, env={"PIXEL_HOST": "0.0.0.0", "PIXEL_PUBLIC_URL": BASE}
+    )
+    assert with_url.stdout.startswith(BASE)
