@@ -12,6 +12,7 @@ from .api import HitsApi, http_error
 from .config import Settings
 from .endpoints import PixelEndpoint, RedirectEndpoint, SignedPixelEndpoint
 from .keys import Keyring
+from .links_api import LinksApi
 from .ops import Ops
 from .runtime import Runtime, app_lifespan
 from .store.base import Store
@@ -68,7 +69,7 @@ def create_app(settings: Settings, store: Store | None = None) -> PixelApp:
             Route("/p/{token}.gif", SignedPixelEndpoint(rt)),
             Route("/r/{token}", RedirectEndpoint(rt)),
             *Ops(rt).routes(),
-            Mount("/api", routes=HitsApi(rt).routes()),
+            Mount("/api", routes=[*HitsApi(rt).routes(), *LinksApi(rt).routes()]),
         ],
         exception_handlers={HTTPException: http_error},
         lifespan=app_lifespan(rt),

@@ -7,31 +7,31 @@ Secrets (keys, API tokens) are environment-only, so they never show in a process
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import logging.config
+import io
 import os
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO, cast
+from typing import TYPE_CHECKING, Any, TextIO, cast
 from urllib.parse import urlencode
 
 import click
 
 from .config import ConfigError, Settings, env_text
-from .export import csv_header, csv_row, iter_rows, ndjson_row
+from .fields import UTM_KEYS
 from .files import replaced_on_success
-from .hits import UTM_KEYS
 from .keys import DEFAULT_KEY_ID, KeyFile, Keyring
-from .logs import log_config
-from .query import EQUALITY_FILTERS, HitQuery, QueryError, filter_names, parse_duration_ms
-from .signing import PIXEL_SALT, REDIRECT_SALT, TokenSigner
-from .store.sqlite import SQLiteStore
-from .terminal import hits_table
-from .urls import TargetPolicy, TargetRejected, normalize_target
+from .query import EQUALITY_FILTERS, HitQuery, QueryError, filter_names
 
+if TYPE_CHECKING:
+    from .links import LinkError, Minter, Spec
+    from .store.sqlite import SQLiteStore
+
+# Each command imports what it needs inside its function: `pixel-server link` must not pay
+# for the user-agent parser, SQLite driver or web stack (tests/test_links_cli.py checks).
+
+FORMATS = ("csv", "ndjson")  # of --recipients output (recipients.write_rows)
 FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 SECRET_FIELDS = {name for name, f in FIELDS.items() if not f.repr}
 F = Callable[..., Any]
@@ -89,7 +89,24 @@ def keyring(settings: Settings, *, create: bool = False) -> Keyring:
 
 
 def id_options(fn: F) -> F:
-    """The ids a link or pixel can carry."""
+    """The ids a link or pixel can carry, and the recipients list that mints one per row."""
+    fn = click.option(
+        "--output",
+        "-o",
+        type=click.Path(dir_okay=False, allow_dash=True),
+        help="With --recipients: where to write (default stdout; only if every row is good).",
+    )(fn)
+    fn = click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(FORMATS),
+        help="With --recipients: the output format, one row or line per recipient [default: csv].",
+    )(fn)
+    fn = click.option(
+        "--recipients",
+        type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+        help="A CSV with a uid column (other columns: fields): one signed URL per row.",
+    )(fn)
     for utm in reversed(UTM_KEYS):
         fn = click.option(f"--{utm.replace('_', '-')}", utm, help=f"{utm} value.")(fn)
     fn = click.option(
@@ -97,24 +114,108 @@ def id_options(fn: F) -> F:
         "fields",
         multiple=True,
         metavar="KEY=VALUE",
-        help="Any extra field to carry (repeatable).",
+        help="Any extra field to carry (repeatable; not u, x, a, nor a key given twice).",
     )(fn)
     fn = click.option("--sid", help="Session id.")(fn)
     fn = click.option("--uid", help="User or recipient id (opaque; never an email address).")(fn)
     return click.option("--cid", help="Campaign id.")(fn)
 
 
-def collect_ids(options: dict[str, Any]) -> dict[str, str]:
-    ids = {key: options.pop(key) for key in ("cid", "uid", "sid", *UTM_KEYS)}
-    payload = {key: value for key, value in ids.items() if value}
-    for item in options.pop("fields"):
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{item!r}: use KEY=VALUE", param_hint="--field")
-        if key in ("u", "x", "a"):
-            raise click.BadParameter(f"{key!r} is reserved", param_hint="--field")
-        payload[key] = value
-    return payload
+# where the CLI names each input a LinkError can be about
+PARAM_HINTS = {"url": "URL", "expires": "--expires", "field": "--field", "token": "the token"}
+
+
+def collect_spec(
+    options: dict[str, Any], expires: str | None, append_utm: bool, *, link: bool
+) -> Spec:
+    """The ids, fields and expiry of the ``link``/``pixel`` options (removed from ``options``)."""
+    from .fields import NAMED_KEYS
+    from .links import LinkError, spec_from_options
+
+    named = {key: options.pop(key) for key in NAMED_KEYS}
+    try:
+        return spec_from_options(named, options.pop("fields"), expires, append_utm, link=link)
+    except LinkError as exc:
+        raise bad_link(exc) from None
+
+
+def bad_link(exc: LinkError) -> click.BadParameter:
+    return click.BadParameter(str(exc), param_hint=PARAM_HINTS.get(exc.param, exc.param))
+
+
+def mint_one(minter: Minter, spec: Spec, url: str | None = None) -> str:
+    """One signed URL; the canonical target goes to stderr where it differs from ``url``."""
+    from .links import LinkError
+
+    try:
+        signed = minter.mint(spec, url)
+    except LinkError as exc:
+        raise bad_link(exc) from None
+    for typed, canonical in minter.changed.items():
+        click.echo(f"note: signing {canonical} (a browser reads {typed} as that)", err=True)
+    return signed
+
+
+def minter(settings: Settings, *, link: bool) -> Minter:
+    """The signer of ``link`` or ``pixel``; a key problem is one line and exit 2."""
+    from .links import Minter
+
+    try:
+        return Minter.for_links(settings) if link else Minter.for_pixels(settings)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def no_bulk_options(fmt: str | None, output: str | None) -> None:
+    if fmt is not None or output is not None:
+        raise click.UsageError("--format and --output go with --recipients")
+
+
+def mint_recipients(
+    minter: Minter, spec: Spec, url: str | None, path: str, fmt: str | None, output: str | None
+) -> None:
+    """``--recipients``: one signed URL per row, all checked before anything is written."""
+    from .links import LinkError, add_fields
+    from .recipients import RecipientsError, read_recipients, write_rows
+
+    column = "pixel" if url is None else "link"
+    name = "stdin" if path == "-" else path
+    fmt, output = fmt or "csv", output or "-"
+    try:
+        with _text_in(path) as fh:
+            columns, recipients = read_recipients(fh, name)
+        if column in columns:
+            raise RecipientsError(f"{name} line 1: {column!r} is the output column")
+        clash = sorted(set(columns) & set(spec.ids))
+        if clash:
+            raise RecipientsError(f"{name} line 1: column {clash[0]!r} is also given as an option")
+        try:
+            add_fields({}, [(c, "") for c in columns], link=url is not None)
+        except LinkError as exc:
+            raise RecipientsError(f"{name} line 1: {exc}") from None
+        mint_one(minter, spec, url)  # the target's problems once, not once per row
+        rows = []
+        for recipient in recipients:
+            try:
+                row_spec = spec.with_fields(recipient.fields, link=url is not None)
+                rows.append((recipient, minter.mint(row_spec, url)))
+            except LinkError as exc:
+                raise RecipientsError(f"{name} line {recipient.line}: {exc}") from None
+    except RecipientsError as exc:
+        raise click.UsageError(str(exc)) from None
+    if output == "-":
+        sys.stdout.writelines(write_rows(columns, rows, fmt, column))
+        return
+    with open(output, "w", encoding="utf-8", newline="") as out:
+        out.writelines(write_rows(columns, rows, fmt, column))
+    click.echo(f"wrote {len(rows)} {column}s to {output}", err=True)
+
+
+def _text_in(path: str) -> TextIO:
+    """``path`` (``-``: stdin) as CSV text: UTF-8, a spreadsheet's byte-order mark skipped."""
+    if path == "-":
+        return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")
 
 
 class FilterValue(click.types.StringParamType):
@@ -156,6 +257,8 @@ def build_query(options: dict[str, Any], limit: int | None) -> HitQuery:
 
 
 def open_existing(settings: Settings) -> SQLiteStore:
+    from .store.sqlite import SQLiteStore
+
     if not Path(settings.db).exists():
         raise click.UsageError(f"no database at {settings.db} (set --db or PIXEL_DB)")
     return SQLiteStore(settings.db, settings.sqlite_synchronous)
@@ -179,6 +282,9 @@ def serve(**options: Any) -> None:
     Example:
       pixel-server serve --port 8000 --workers 2 --db /var/lib/pixel/pixel.db
     """
+    import logging.config
+
+    from .logs import log_config
     from .server import run
 
     settings = load_settings(options)
@@ -190,35 +296,40 @@ def serve(**options: Any) -> None:
 @main.command()
 @click.argument("url")
 @id_options
-@click.option("--expires", help="Refuse clicks after this long, e.g. 30d or 12h.")
+@click.option("--expires", help="Refuse clicks after this long, e.g. 30d or 12h (at most 3650d).")
 @click.option("--append-utm", is_flag=True, help="Add the UTM values to the target's query.")
 @settings_options(
     "db", "public_url", "secret_file", "key_id", "redirect_hosts", "redirect_allow_ip"
 )
-def link(url: str, expires: str | None, append_utm: bool, **options: Any) -> None:
-    """Print a signed redirect link to URL.
+def link(
+    url: str,
+    expires: str | None,
+    append_utm: bool,
+    recipients: str | None,
+    fmt: str | None,
+    output: str | None,
+    **options: Any,
+) -> None:
+    """Print a signed redirect link to URL, or one per recipient with --recipients.
+
+    The target is signed in its canonical form (what a browser visits); where that differs
+    from URL as typed, a note on stderr says so.
 
     \b
     Example:
       pixel-server link https://shop.example/sale --cid spring --uid r-1042 \\
           --utm-source newsletter --append-utm --expires 90d
+      pixel-server link https://shop.example/sale --cid spring --expires 90d \\
+          --recipients recipients.csv --format csv -o links.csv
     """
     settings = load_settings(options)
-    payload: dict[str, Any] = collect_ids(options)
-    policy = TargetPolicy.from_settings(settings)
-    try:
-        payload["u"] = normalize_target(url, policy)
-    except TargetRejected as exc:
-        raise click.BadParameter(f"{exc} ({exc.reason})", param_hint="URL") from None
-    if expires:
-        try:
-            payload["x"] = int(time.time()) + parse_duration_ms(expires) // 1000
-        except QueryError as exc:
-            raise click.BadParameter(str(exc), param_hint="--expires") from None
-    if append_utm:
-        payload["a"] = 1
-    signer = TokenSigner(keyring(settings), REDIRECT_SALT)
-    click.echo(f"{settings.base_url}/r/{signer.dumps(payload)}")
+    spec = collect_spec(options, expires, append_utm, link=True)
+    signer = minter(settings, link=True)
+    if recipients is not None:
+        mint_recipients(signer, spec, url, recipients, fmt, output)
+    else:
+        no_bulk_options(fmt, output)
+        click.echo(mint_one(signer, spec, url))
 
 
 @main.command()
@@ -227,8 +338,10 @@ def link(url: str, expires: str | None, append_utm: bool, **options: Any) -> Non
     "--unsigned", is_flag=True, help="A plain /p.gif URL (page views) instead of a token."
 )
 @settings_options("db", "public_url", "secret_file", "key_id")
-def pixel(unsigned: bool, **options: Any) -> None:
-    """Print a pixel URL and a ready <img> tag.
+def pixel(
+    unsigned: bool, recipients: str | None, fmt: str | None, output: str | None, **options: Any
+) -> None:
+    """Print a pixel URL and a ready <img> tag, or one URL per recipient with --recipients.
 
     Signed (default) for emails: recipients cannot forge opens for someone else.
 
@@ -236,14 +349,28 @@ def pixel(unsigned: bool, **options: Any) -> None:
     Example:
       pixel-server pixel --cid spring --uid r-1042
       pixel-server pixel --unsigned --cid landing --utm-source ads
+      pixel-server pixel --cid spring --recipients recipients.csv -o pixels.csv
     """
     settings = load_settings(options)
-    payload = collect_ids(options)
+    spec = collect_spec(options, None, False, link=False)
+    if recipients is None:
+        no_bulk_options(fmt, output)
     if unsigned:
-        url = f"{settings.base_url}/p.gif" + (f"?{urlencode(payload)}" if payload else "")
+        if recipients is not None:
+            raise click.UsageError("--recipients mints signed pixels; drop --unsigned")
+        from .links import public_base
+
+        try:
+            base = public_base(settings)
+        except ConfigError as exc:
+            raise click.UsageError(str(exc)) from None
+        url = f"{base}/p.gif" + (f"?{urlencode(spec.ids)}" if spec.ids else "")
     else:
-        signer = TokenSigner(keyring(settings), PIXEL_SALT)
-        url = f"{settings.base_url}/p/{signer.dumps(payload)}.gif"
+        signer = minter(settings, link=False)
+        if recipients is not None:
+            mint_recipients(signer, spec, None, recipients, fmt, output)
+            return
+        url = mint_one(signer, spec)
     click.echo(url)
     click.echo(
         f'<img src="{url}" width="1" height="1" alt="" '
@@ -262,6 +389,10 @@ def hits(limit: int, **options: Any) -> None:
     Example:
       pixel-server hits --cid spring --since 24h --limit 50
     """
+    import asyncio
+
+    from .terminal import hits_table
+
     settings = load_settings(options)
     query = build_query(options, limit)
 
@@ -297,6 +428,10 @@ def export(fmt: str, output: str, limit: int | None, **options: Any) -> None:
     Example:
       pixel-server export --since 2026-11-01 --cid spring --format csv -o spring.csv
     """
+    import asyncio
+
+    from .export import csv_header, csv_row, iter_rows, ndjson_row
+
     settings = load_settings(options)
     query = build_query(options, limit)
     line = csv_row if fmt == "csv" else ndjson_row

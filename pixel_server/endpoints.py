@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from starlette.types import Receive, Scope, Send
 
+from .fields import CONTROL_KEYS
 from .hits import MAX_KEY_CHARS, UTM_KEYS, clean_text, parse_query
 from .responses import send_gif, send_page, send_redirect
 from .runtime import Runtime
@@ -29,7 +30,6 @@ log = logging.getLogger("pixel_server.endpoints")
 valid_target = lru_cache(maxsize=4096)(normalize_target)
 
 ALLOW = [(b"allow", b"GET, HEAD")]
-CONTROL_KEYS = frozenset(("u", "x", "a"))  # see signing.py
 
 
 def token_params(payload: dict[str, Any], max_chars: int) -> tuple[dict[str, str], set[str]]:

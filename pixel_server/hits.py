@@ -26,13 +26,13 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from .clientip import ClientIP
+from .fields import COLUMN_KEYS as COLUMN_KEYS
+from .fields import ID_KEYS as ID_KEYS
+from .fields import KINDS as KINDS
+from .fields import MAX_KEY_CHARS as MAX_KEY_CHARS
+from .fields import UTM_KEYS as UTM_KEYS
 from .useragent import parse_user_agent
 
-KINDS = ("view", "open", "click", "event")
-UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "utm_id")
-ID_KEYS = ("e", "eid", "cid", "uid", "sid", "url", "ref")
-COLUMN_KEYS = frozenset((*ID_KEYS, *UTM_KEYS))
-MAX_KEY_CHARS = 128
 # every flag a hit can carry in its `flags` column (see the module docstring)
 INPUT_FLAGS = frozenset(
     (

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .hits import KINDS, UTM_KEYS
+from .fields import KINDS, UTM_KEYS
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100

@@ -1,0 +1,253 @@
+"""Signed links and pixels: the payload built from CLI options or API JSON, its checks, and
+minting many at once.
+
+The same rules whichever way a request comes in (``link``/``pixel``, a recipients CSV,
+``POST /api/links``), so nothing is signed that the server would answer differently:
+
+* ``cid``, ``uid``, ``sid`` and the UTM keys are named ids; any other key is an extra field.
+  A field may not be a token key (``u``, ``x``, ``a``), nor ``url`` on a link (a click records
+  its target there), nor a key given twice with two values (``--field cid=x --cid y``);
+* ``expires`` is a duration (``90s`` ... ``4w``) above zero and at most ten years;
+* the target is checked once per distinct URL and signed in the canonical form a browser will
+  visit (:func:`urls.normalize_target`); :attr:`Minter.changed` keeps what differed as typed;
+* a token longer than ``PIXEL_MAX_TOKEN_BYTES`` is refused here, not by the server later.
+
+Only the standard library, itsdangerous and idna are imported: ``pixel-server link`` has to
+start fast (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import ConfigError, Settings
+from .fields import CONTROL_KEYS, MAX_KEY_CHARS, NAMED_KEYS
+from .keys import Keyring
+from .query import QueryError, parse_duration_ms
+from .signing import PIXEL_SALT, REDIRECT_SALT, TokenSigner
+from .urls import TargetPolicy, TargetRejected, normalize_target
+
+MAX_EXPIRES_DAYS = 3650  # ten years: far beyond any campaign, far below any overflow
+MAX_EXPIRES_S = MAX_EXPIRES_DAYS * 86_400
+# a server listening here has no address a recipient could reach it at
+WILDCARD_HOSTS = frozenset(("0.0.0.0", "::", "[::]"))  # noqa: S104 (compared, never bound)
+# keys of a POST /api/links item besides the named ids
+ITEM_KEYS = frozenset(("url", "fields", "expires", "append_utm", *NAMED_KEYS))
+
+
+class LinkError(ValueError):
+    """Raised for a link or pixel that cannot be signed.
+
+    ``param`` names the input at fault (``url``, ``expires``, ``field``, ``item``, ``token``),
+    ``code`` is the API's error code for it.
+    """
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
+        self.code = f"bad_{param}"
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What one token carries besides its target: the ids and extra fields, the expiry in
+    seconds from now, and (links) whether the redirect appends the UTM values."""
+
+    ids: dict[str, str] = field(default_factory=dict)
+    expires_s: int | None = None
+    append_utm: bool = False
+
+    def with_fields(self, pairs: Iterable[tuple[str, str]], *, link: bool) -> Spec:
+        """This spec plus more fields (a recipient's row), under the same checks."""
+        ids = dict(self.ids)
+        add_fields(ids, pairs, link=link)
+        return Spec(ids, self.expires_s, self.append_utm)
+
+
+def add_fields(ids: dict[str, str], pairs: Iterable[tuple[str, str]], *, link: bool) -> None:
+    """Add ``pairs`` to ``ids``, refusing reserved keys and a key given with two values."""
+    for key, value in pairs:
+        if not key:
+            raise LinkError("field", "a field needs a name")
+        if key in CONTROL_KEYS:
+            raise LinkError("field", f"{key!r} is reserved for the token itself")
+        if link and key == "url":
+            raise LinkError("field", "'url' is set by the server to the redirect target")
+        if len(key) > MAX_KEY_CHARS:
+            raise LinkError("field", f"field name {key[:20]!r}... is over {MAX_KEY_CHARS} chars")
+        _check_text(key, value)
+        before = ids.setdefault(key, value)
+        if before != value:
+            raise LinkError("field", f"{key!r} is given twice: {before!r} and {value!r}")
+
+
+def _check_text(key: str, value: str) -> None:
+    try:
+        key.encode()
+        value.encode()
+    except UnicodeEncodeError:
+        raise LinkError("field", f"{key!r} is not valid Unicode text") from None
+
+
+def parse_expires(raw: str) -> int:
+    """Seconds in a duration such as ``90d``: above zero, at most ten years."""
+    try:
+        seconds = parse_duration_ms(raw) // 1000
+    except QueryError as exc:
+        raise LinkError("expires", str(exc)) from None
+    if seconds <= 0:
+        raise LinkError("expires", f"{raw!r}: a link must live longer than 0 seconds")
+    if seconds > MAX_EXPIRES_S:
+        raise LinkError("expires", f"{raw!r} is over the maximum of {MAX_EXPIRES_DAYS}d")
+    return seconds
+
+
+def spec_from_options(
+    named: Mapping[str, str | None],
+    fields: Iterable[str],
+    expires: str | None,
+    append_utm: bool,
+    *,
+    link: bool,
+) -> Spec:
+    """The spec of CLI options: named ids (empty ones skipped), ``KEY=VALUE`` fields."""
+    ids = {key: value for key, value in named.items() if value}
+    pairs = []
+    for item in fields:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise LinkError("field", f"{item!r}: use KEY=VALUE")
+        pairs.append((key, value))
+    add_fields(ids, pairs, link=link)
+    return Spec(ids, None if expires is None else parse_expires(expires), append_utm)
+
+
+def spec_from_json(item: Any) -> tuple[str, Spec]:
+    """The target and spec of one ``POST /api/links`` item (see links_api.py)."""
+    if not isinstance(item, dict):
+        raise LinkError("item", "each item must be a JSON object")
+    unknown = sorted(set(item) - ITEM_KEYS)
+    if unknown:
+        raise LinkError(
+            "item", f"unknown key {unknown[0]!r}; extra fields go in the 'fields' object"
+        )
+    url = item.get("url")
+    if not isinstance(url, str):
+        raise LinkError("url", "'url' must be a string")
+    ids: dict[str, str] = {}
+    for key in NAMED_KEYS:
+        value = item.get(key)
+        if value is not None and not isinstance(value, str):
+            raise LinkError("field", f"{key!r} must be a string")
+        if value:
+            _check_text(key, value)
+            ids[key] = value
+    extra = item.get("fields") or {}
+    if not isinstance(extra, dict) or not all(isinstance(v, str) for v in extra.values()):
+        raise LinkError("field", "'fields' must be an object of strings")
+    add_fields(ids, extra.items(), link=True)
+    expires = item.get("expires")
+    if expires is not None and not isinstance(expires, str):
+        raise LinkError("expires", "'expires' must be a duration string such as '90d'")
+    append_utm = item.get("append_utm", False)
+    if not isinstance(append_utm, bool):
+        raise LinkError("item", "'append_utm' must be true or false")
+    return url, Spec(ids, None if expires is None else parse_expires(expires), append_utm)
+
+
+def public_base(settings: Settings) -> str:
+    """The base URL links and pixels are printed under, refused where it can only be dead."""
+    if not settings.public_url and settings.host in WILDCARD_HOSTS:
+        raise ConfigError(
+            f"PIXEL_HOST={settings.host} is every address, not one a recipient can reach: "
+            "set PIXEL_PUBLIC_URL to the URL this server is reached at"
+        )
+    return settings.base_url
+
+
+def signing_keyring(settings: Settings) -> Keyring:
+    """The keyring that ``link`` and ``pixel`` sign with."""
+    # the one place the CLI loads keys; it must never create one (issue 6 §4, keys.py)
+    return Keyring.from_settings(settings)
+
+
+class Minter:
+    """Signs links (with a target) or pixels (without) under one signer and one clock.
+
+    Each distinct target is checked once, refusals included: a send repeats a few targets.
+    """
+
+    def __init__(
+        self,
+        signer: TokenSigner,
+        base_url: str,
+        policy: TargetPolicy | None,
+        max_token_bytes: int,
+        now: float | None = None,
+    ) -> None:
+        self._signer = signer
+        self._policy = policy
+        self._max_token_bytes = max_token_bytes
+        self._now = int(time.time() if now is None else now)
+        self._prefix, self._suffix = (
+            (f"{base_url}/r/", "") if policy is not None else (f"{base_url}/p/", ".gif")
+        )
+        self._targets: dict[str, str | LinkError] = {}
+        self.changed: dict[str, str] = {}  # target as typed -> as signed, where they differ
+
+    @classmethod
+    def for_links(cls, settings: Settings) -> Minter:
+        return cls(
+            TokenSigner(signing_keyring(settings), REDIRECT_SALT),
+            public_base(settings),
+            TargetPolicy.from_settings(settings),
+            settings.max_token_bytes,
+        )
+
+    @classmethod
+    def for_pixels(cls, settings: Settings) -> Minter:
+        return cls(
+            TokenSigner(signing_keyring(settings), PIXEL_SALT),
+            public_base(settings),
+            None,
+            settings.max_token_bytes,
+        )
+
+    def target(self, url: str) -> str:
+        """The canonical form of ``url``, or :class:`LinkError` if it may not be a target."""
+        known = self._targets.get(url)
+        if known is None:
+            assert self._policy is not None, "a pixel has no target"
+            try:
+                known = normalize_target(url, self._policy)
+            except TargetRejected as exc:
+                known = LinkError("url", f"{exc} ({exc.reason})")
+            else:
+                if known != url:
+                    self.changed[url] = known
+            self._targets[url] = known
+        if isinstance(known, LinkError):
+            raise known
+        return known
+
+    def mint(self, spec: Spec, url: str | None = None) -> str:
+        """The signed URL of ``spec`` (a link to ``url``, or a pixel when ``url`` is None)."""
+        payload: dict[str, Any] = dict(spec.ids)
+        if url is not None:
+            payload["u"] = self.target(url)
+        if spec.expires_s is not None:
+            payload["x"] = self._now + spec.expires_s
+        if spec.append_utm:
+            payload["a"] = 1
+        token = self._signer.dumps(payload)
+        if len(token) > self._max_token_bytes:
+            raise LinkError(
+                "token",
+                f"the signed token is {len(token)} bytes, over PIXEL_MAX_TOKEN_BYTES "
+                f"({self._max_token_bytes}): the server would refuse it; shorten the target "
+                "or the fields",
+            )
+        return f"{self._prefix}{token}{self._suffix}"

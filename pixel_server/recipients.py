@@ -1,0 +1,99 @@
+"""Recipient lists for minting in bulk: a CSV in, the same rows with their signed URL out.
+
+The input has a header row with a ``uid`` column; every other column is a field signed into
+that recipient's token (an empty cell signs nothing). Output is CSV (the input columns plus
+one for the URL) or NDJSON (one object per recipient), in input order.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import TextIO
+
+
+class RecipientsError(ValueError):
+    """Raised for a recipients file that cannot be used; the message names the line."""
+
+
+@dataclass(frozen=True)
+class Recipient:
+    line: int  # where the row starts in the file (the header is line 1)
+    cells: dict[str, str]  # every column, as read
+
+    @property
+    def fields(self) -> list[tuple[str, str]]:
+        """The cells to sign: the non-empty ones."""
+        return [(key, value) for key, value in self.cells.items() if value]
+
+
+def read_recipients(fh: TextIO, name: str) -> tuple[list[str], list[Recipient]]:
+    """The header and rows of a recipients CSV, or :class:`RecipientsError` naming the line."""
+    reader = csv.reader(fh, strict=True)
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise RecipientsError(f"{name} line 1: the file is empty (it needs a 'uid' column)")
+        _check_header(header, name)
+        rows: list[Recipient] = []
+        seen: dict[str, int] = {}
+        start = reader.line_num + 1
+        for cells in reader:
+            line, start = start, reader.line_num + 1
+            if not cells:
+                continue  # a blank line
+            if len(cells) != len(header):
+                raise RecipientsError(
+                    f"{name} line {line}: {len(cells)} cells, but the header has {len(header)}"
+                )
+            row = dict(zip(header, cells, strict=True))
+            uid = row["uid"]
+            if not uid:
+                raise RecipientsError(f"{name} line {line}: the uid is empty")
+            if uid in seen:
+                raise RecipientsError(
+                    f"{name} line {line}: uid {uid!r} is already on line {seen[uid]}"
+                )
+            seen[uid] = line
+            rows.append(Recipient(line, row))
+    except csv.Error as exc:
+        raise RecipientsError(f"{name} line {reader.line_num}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise RecipientsError(
+            f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
+    return header, rows
+
+
+def _check_header(header: list[str], name: str) -> None:
+    if "uid" not in header:
+        shown = ", ".join(repr(c) for c in header[:10])
+        raise RecipientsError(f"{name} line 1: no 'uid' column (the header has {shown})")
+    for i, column in enumerate(header):
+        if column in header[:i]:
+            raise RecipientsError(f"{name} line 1: column {column!r} appears twice")
+
+
+def write_rows(
+    columns: list[str], rows: Iterable[tuple[Recipient, str]], fmt: str, column: str
+) -> Iterator[str]:
+    """Output text, chunk by chunk: ``rows`` pairs each recipient with its signed URL."""
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\r\n")
+        writer.writerow([*columns, column])
+        for recipient, url in rows:
+            writer.writerow([*recipient.cells.values(), url])
+            if buffer.tell() > 1 << 16:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+        yield buffer.getvalue()
+        return
+    for recipient, url in rows:
+        line = json.dumps({**recipient.cells, column: url}, ensure_ascii=False)
+        # JavaScript splits lines at U+2028/U+2029 too: escape them like any control character
+        yield line.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029") + "\n"
