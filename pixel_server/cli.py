@@ -163,7 +163,7 @@ def minter(settings: Settings, *, link: bool) -> Minter:
     try:
         return Minter.for_links(settings) if link else Minter.for_pixels(settings)
     except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise Refused(str(exc)) from None
 
 
 def no_bulk_options(fmt: str | None, output: str | None) -> None:
