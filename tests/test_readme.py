@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import shlex
 from pathlib import Path
@@ -56,7 +57,7 @@ def test_every_readme_command_line_parses(
     """Each example names a real command with options and arguments it accepts."""
     name, *args = words
     monkeypatch.chdir(tmp_path)
-    for option, value in zip(args, args[1:], strict=False):
+    for option, value in itertools.pairwise(args):
         if option == "--recipients":  # an input file the example assumes exists
             (tmp_path / value).touch()
     with click.Context(main) as ctx:
