@@ -8,7 +8,7 @@ does not apply to httptools, which buffers a header of any size. So, per connect
 1. over ``max_connections`` open connections, a new one gets a 503 and is closed at once,
    so the process never runs out of file descriptors;
 2. a connection must deliver a complete request head within ``header_timeout`` of connecting
-   (and of the first byte of each later request), else it is closed (408 if it sent a part);
+   (and of the first read of each later request), else it is closed (408 if it sent a part);
 3. a head (request line and headers) over ``max_header_bytes`` gets a 431 and is closed;
    it is counted as it arrives, so a huge header is never buffered whole.
 
@@ -57,6 +57,7 @@ class BoundedHttpToolsProtocol(CoalescingHttpToolsProtocol):
         self._in_head = True  # the bytes arriving now belong to a request head
         self._head_bytes = 0  # bytes received since that head began
         self._head_size = 0  # request line and headers parsed so far
+        self._head_begun = False  # a head has begun and is not complete yet
         self._head_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -95,6 +96,11 @@ class BoundedHttpToolsProtocol(CoalescingHttpToolsProtocol):
         # until its end, so a long one is refused while it is still arriving
         if self._in_head and self._head_bytes > self.bounds.max_header_bytes:
             self._refuse_large_head()
+        elif self._in_head and (self._head_bytes or self._head_begun):
+            # only a head split over reads needs the deadline (empty lines before a request
+            # count: they cancelled the keep-alive timer); one that arrives whole, as almost
+            # every request does, costs no timer
+            self._arm_head_timer()
 
     def _bad_request(self) -> None:
         msg = "Invalid HTTP request received."
@@ -105,7 +111,7 @@ class BoundedHttpToolsProtocol(CoalescingHttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._head_size = 0
-        self._arm_head_timer()
+        self._head_begun = True
 
     def on_url(self, url: bytes) -> None:
         self._grow_head(len(url))
@@ -116,7 +122,7 @@ class BoundedHttpToolsProtocol(CoalescingHttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        self._in_head = False
+        self._in_head = self._head_begun = False
         self._cancel_head_timer()
         super().on_headers_complete()
 

@@ -168,6 +168,30 @@ def test_a_connection_that_never_sends_a_whole_head_is_closed(
 
 
 @SERVERS
+def test_a_kept_alive_connection_that_sends_only_empty_lines_is_closed(
+    server_factory: Callable[..., ServerProcess], kind: str
+) -> None:
+    """After a response, CRLFs every 0.25 s (each cancels uvicorn's keep-alive timer) do not
+    keep the connection open past the head deadline."""
+    server = bounded_server(server_factory, kind)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE) as sock:
+        sock.sendall(b"GET /p.gif?cid=keep HTTP/1.1\r\nHost: x\r\n\r\n")
+        received = b""
+        while not received.endswith(GIF):
+            received += sock.recv(4096)
+        deadline = time.monotonic() + DEADLINE
+        with suppress(OSError):  # broken pipe / reset: the server closed it
+            while time.monotonic() < deadline:
+                sock.sendall(b"\r\n")
+                sock.settimeout(0.25)  # paces the CRLFs and notices the close
+                with suppress(TimeoutError):
+                    if sock.recv(4096) == b"":
+                        break
+        closed = time.monotonic() < deadline
+        assert closed, "the connection was held open by empty lines"
+
+
+@SERVERS
 def test_a_huge_header_is_refused_without_buffering_it(
     server_factory: Callable[..., ServerProcess], kind: str
 ) -> None:
