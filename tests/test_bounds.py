@@ -239,6 +239,21 @@ def test_a_head_just_under_the_limit_is_served(
     assert server.rows("SELECT length(ua) FROM hits WHERE cid = 'big'") == [(512,)]
 
 
+def test_worker_processes_enforce_the_same_bounds(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    """With PIXEL_WORKERS=2 the bounds travel with uvicorn's config to each worker process."""
+    server = server_factory(env={**LIMITS, "PIXEL_WORKERS": "2"})
+    statuses = set()
+    for _ in range(4):  # the kernel spreads connections over both workers
+        with socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE) as sock:
+            with suppress(OSError):  # reset once the server refuses the head
+                sock.sendall(b"GET /p.gif HTTP/1.1\r\nHost: x\r\nX-Big: " + b"A" * 100_000)
+            statuses.add(status_of(closed_by_server(sock, time.monotonic() + DEADLINE)))
+    assert statuses <= {431, None}
+    assert 431 in statuses
+
+
 # --- without a server -----------------------------------------------------------------------------
 
 
