@@ -128,6 +128,32 @@ class Settings:
     access_log: bool = _setting(
         "PIXEL_ACCESS_LOG", False, "uvicorn access log (off: it would log ids in query strings)."
     )
+    max_connections: int = _setting(
+        "PIXEL_MAX_CONNECTIONS",
+        2048,
+        "Open client connections per worker; beyond: refused with 503 (kept below the fd limit).",
+    )
+    max_header_bytes: int = _setting(
+        "PIXEL_MAX_HEADER_BYTES",
+        65536,
+        "Largest request head (request line and headers) in bytes; larger: 431, closed.",
+    )
+    header_timeout: float = _setting(
+        "PIXEL_HEADER_TIMEOUT",
+        10.0,
+        "Seconds a connection gets to send a whole request head (from connect or first byte).",
+    )
+    keepalive_timeout: float = _setting(
+        "PIXEL_KEEPALIVE_TIMEOUT",
+        5.0,
+        "Seconds an idle keep-alive connection stays open between requests (uvicorn).",
+    )
+    metrics_token: str = _setting(
+        "PIXEL_METRICS_TOKEN",
+        "",
+        "Bearer token required by /metrics (empty = open, as when only a local proxy reaches it).",
+        secret=True,
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -156,11 +182,21 @@ class Settings:
             raise ConfigError("PIXEL_BUSY_TIMEOUT must be above 0 and below PIXEL_ACK_TIMEOUT")
         if not (0 < self.port < 65536):
             raise ConfigError("PIXEL_PORT must be between 1 and 65535")
+        self._validate_bounds()
         if self.redirect_hosts.strip():
             # urls.py owns what an allowlist entry may be; imported late (it imports this).
             from .urls import TargetPolicy
 
             TargetPolicy.from_settings(self)  # ConfigError naming the entry
+
+    def _validate_bounds(self) -> None:
+        if self.max_connections < 1:
+            raise ConfigError("PIXEL_MAX_CONNECTIONS must be at least 1")
+        if not 1024 <= self.max_header_bytes <= 1 << 24:
+            raise ConfigError("PIXEL_MAX_HEADER_BYTES must be between 1024 and 16777216")
+        for name in ("header_timeout", "keepalive_timeout"):
+            if not 0 < getattr(self, name) <= 3600:
+                raise ConfigError(f"{env_name(name)} must be above 0 and at most 3600 seconds")
 
     @property
     def secret_path(self) -> Path:

@@ -10,7 +10,10 @@ Input policy (documented in docs/input-limits.md):
   re-pointed by appending ``&cid=...``;
 * bytes that are not UTF-8 become U+FFFD (``invalid_utf8``); control characters (C0, DEL, C1)
   become U+FFFD (``control_chars``), so nothing we store can reach a header or a terminal raw;
-* a malformed percent escape such as ``%zz`` is kept literally.
+* a malformed percent escape such as ``%zz`` is kept literally;
+* ``User-Agent`` and ``Referer`` are read as UTF-8; a header that is not valid UTF-8 is read as
+  latin-1 (each byte one character, as HTTP/1.1 historically defined) and flagged
+  ``header_not_utf8``.
 
 Flags are stored with the hit: bad input is recorded as such, never answered with an error.
 """
@@ -42,6 +45,7 @@ INPUT_FLAGS = frozenset(
         "repeated_param",
         "invalid_utf8",
         "control_chars",
+        "header_not_utf8",
     )
 )
 MAX_HEADER_CHARS = 2048
@@ -155,11 +159,18 @@ def parse_query(raw: bytes, limits: Limits, flags: set[str]) -> dict[str, str]:
 
 
 def request_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
-    """The few headers a hit needs, from ASGI's raw header list (first occurrence wins)."""
+    """The few headers a hit needs, from ASGI's raw header list.
+
+    The first occurrence wins, except for ``X-Forwarded-For``: its lines are one list, joined
+    in order with "," (RFC 9110 field combination), so the line a proxy appends is read too.
+    """
     wanted = {}
     for name, value in raw:
-        if name in _WANTED_HEADERS and name not in wanted:
-            wanted[name] = value
+        if name in _WANTED_HEADERS:
+            if name not in wanted:
+                wanted[name] = value
+            elif name == b"x-forwarded-for":
+                wanted[name] += b"," + value
     return wanted
 
 
@@ -170,7 +181,12 @@ def _header(headers: Mapping[bytes, bytes], name: bytes, flags: set[str]) -> str
     value = headers.get(name)
     if value is None:
         return None
-    return clean_text(value.decode("latin-1"), MAX_HEADER_CHARS, flags)
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        flags.add("header_not_utf8")
+        text = value.decode("latin-1")
+    return clean_text(text, MAX_HEADER_CHARS, flags)
 
 
 def build_hit(

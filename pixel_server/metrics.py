@@ -7,6 +7,7 @@ the ``pid`` label, or run one worker per container, to see the whole.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 from prometheus_client import (
     CollectorRegistry,
@@ -16,6 +17,10 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+from .bounds import REFUSAL_REASONS, REFUSALS, Refusals
 
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 # `*_created` series double the output and no dashboard of ours reads them
@@ -99,6 +104,24 @@ class Metrics:
         )
         self.info = Gauge("pixel_worker_info", "This worker process.", ["pid"], registry=registry)
         self.info.labels(**pid).set(1)
+        registry.register(RefusalCollector(REFUSALS))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class RefusalCollector(Collector):
+    """``pixel_connections_refused_total``: counted by the HTTP protocol, outside any app."""
+
+    def __init__(self, refusals: Refusals) -> None:
+        self.refusals = refusals
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "pixel_connections_refused",
+            "Connections refused or closed for a server bound (uvicorn), by reason.",
+            labels=["reason"],
+        )
+        for reason in REFUSAL_REASONS:
+            family.add_metric([reason], self.refusals.counts[reason])
+        yield family

@@ -1,4 +1,8 @@
-"""Operations endpoints: liveness, readiness and Prometheus metrics."""
+"""Operations endpoints: liveness, readiness and Prometheus metrics.
+
+``/metrics`` is open unless ``PIXEL_METRICS_TOKEN`` is set; then it wants that bearer token
+(compared in constant time, the same check as the read API's), and answers 401 otherwise.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .api import ApiError, check_token, error_response
 from .runtime import Runtime
 
 
@@ -49,4 +54,10 @@ class Ops:
         return JSONResponse(body, status_code=503 if problems else 200)
 
     async def metrics(self, request: Request) -> Response:
+        token = self.rt.settings.metrics_token
+        if token:
+            try:
+                check_token(request, (token,))
+            except ApiError as exc:
+                return error_response(exc.status, exc.code, exc.message, exc.headers)
         return Response(self.rt.metrics.render(), media_type=CONTENT_TYPE_LATEST)
