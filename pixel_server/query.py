@@ -1,4 +1,10 @@
-"""Hit log filters shared by the read API and the CLI: parsing and the SQL WHERE clause."""
+"""Hit log filters shared by the read API and the CLI: parsing and the SQL WHERE clause.
+
+Paging is by keyset, newest first by ``(ts, id)``: a cursor names the last row a page showed,
+and the next page is the rows strictly below it in that order. Every filter has an index that
+yields rows in this order (store/schema.py, migration 3), so a page costs the same whether it
+is the first or the thousandth, and an export reads each matching row once.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,9 @@ from typing import Any
 from .hits import KINDS, UTM_KEYS
 
 MAX_LIMIT = 1000
+# Cursor: "<ts>_<id>" of the last row seen, in ASCII digits; opaque to users (README says
+# "pass next_cursor back unchanged"), so the format may change with the ordering.
+_CURSOR = re.compile(r"([0-9]{1,18})_([0-9]{1,18})", re.ASCII)
 DEFAULT_LIMIT = 100
 # filters that compare a column for equality; the public name is the column name except `e`
 EQUALITY_FILTERS = ("kind", "e", "eid", "cid", "uid", "sid", *UTM_KEYS)
@@ -25,12 +34,15 @@ class QueryError(ValueError):
 
 @dataclass(frozen=True)
 class HitQuery:
-    """Filters for reading hits, newest first. ``before_id`` is the pagination cursor."""
+    """Filters for reading hits, newest first by ``(ts, id)``.
+
+    ``before`` is the keyset cursor: the ``(ts, id)`` of the last row already seen.
+    """
 
     since_ms: int | None = None
     until_ms: int | None = None
     equals: dict[str, str] = field(default_factory=dict)
-    before_id: int | None = None
+    before: tuple[int, int] | None = None
     limit: int | None = None  # page size for reads; a total cap for exports
 
     @classmethod
@@ -57,7 +69,7 @@ class HitQuery:
             since_ms=parse_time(params.get("since"), now, "since"),
             until_ms=parse_time(params.get("until"), now, "until"),
             equals=equals,
-            before_id=_parse_int(params.get("cursor"), "cursor", minimum=1),
+            before=parse_cursor(params.get("cursor")),
             limit=_parse_int(params.get("limit"), "limit", minimum=1, maximum=max_limit),
         )
 
@@ -65,8 +77,9 @@ class HitQuery:
     def page_size(self) -> int:
         return self.limit or DEFAULT_LIMIT
 
-    def after(self, last_id: int) -> HitQuery:
-        return replace(self, before_id=last_id)
+    def after(self, row: Mapping[str, Any]) -> HitQuery:
+        """The query for the page after the one that ended with ``row`` (a stored row)."""
+        return replace(self, before=(int(row["ts"]), int(row["id"])))
 
     def where(self, placeholder: str = "?") -> tuple[str, list[Any]]:
         """SQL ``WHERE`` clause (possibly empty) and its arguments."""
@@ -82,10 +95,33 @@ class HitQuery:
             column = "event" if key == "e" else key
             clauses.append(f"{column} = {placeholder}")
             args.append(value)
-        if self.before_id is not None:
-            clauses.append(f"id < {placeholder}")
-            args.append(self.before_id)
+        if self.before is not None:
+            # a row value, so the index on (..., ts) [+ rowid] is entered at the cursor
+            clauses.append(f"(ts, id) < ({placeholder}, {placeholder})")
+            args.extend(self.before)
         return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+
+def format_cursor(row: Mapping[str, Any]) -> str:
+    """The opaque cursor of the page that follows ``row``."""
+    return f"{int(row['ts'])}_{int(row['id'])}"
+
+
+def parse_cursor(raw: str | None) -> tuple[int, int] | None:
+    """``(ts, id)`` from a cursor made by :func:`format_cursor`; None if absent or empty.
+
+    Anything else (forged, truncated, out of range, a bare id from before keyset paging)
+    raises QueryError.
+    """
+    if raw is None or raw == "":
+        return None
+    match = _CURSOR.fullmatch(raw)
+    if match is None:
+        raise QueryError("cursor is not valid: pass next_cursor back unchanged")
+    ts, row_id = int(match[1]), int(match[2])
+    if row_id < 1:  # 18 digits stay below SQLite's 2**63
+        raise QueryError("cursor is not valid: pass next_cursor back unchanged")
+    return ts, row_id
 
 
 def filter_names() -> tuple[str, ...]:
