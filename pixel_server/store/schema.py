@@ -15,31 +15,17 @@ import time
 LOCK_POLL_FIRST = 0.0002
 LOCK_POLL_MAX = 0.002
 
-# (column, ts) per equality filter of query.py; SQLite appends the rowid, so each yields
-# `ORDER BY ts DESC, id DESC` for one value. Partial (NOT NULL) where most hits leave the column
-# empty, so a hit pays only for the columns it has. `kind` (4 values) gets one too: without it
-# a filter on a rare kind walks the whole time index. `cid` has had (cid, ts) since v1.
+# (column, ts) per selective equality filter of query.py; SQLite appends the rowid, so each
+# yields `ORDER BY ts DESC, id DESC` for one value. Partial (NOT NULL): a hit pays only for the
+# columns it has. `cid` has had (cid, ts) since v1. Every index costs each write: with all 12
+# filters indexed the pixel spent ~11% more CPU per request (docs/benchmarks.md), so `kind`
+# (4 values) and utm_source/medium/campaign/content (few values, set on most email hits) have
+# none: their pages walk hits_ts newest first and skip other rows, still without sorting.
 # Spelled out, not derived from query.py: a migration must never change once released.
-SPARSE_COLUMNS = (
-    "event",
-    "eid",
-    "uid",
-    "sid",
-    "utm_source",
-    "utm_medium",
-    "utm_campaign",
-    "utm_term",
-    "utm_content",
-    "utm_id",
-)
+SPARSE_COLUMNS = ("event", "eid", "uid", "sid", "utm_term", "utm_id")
 FILTER_INDEXES = "\n".join(
-    [
-        "CREATE INDEX hits_kind_ts ON hits (kind, ts);",
-        *(
-            f"CREATE INDEX hits_{column}_ts ON hits ({column}, ts) WHERE {column} IS NOT NULL;"
-            for column in SPARSE_COLUMNS
-        ),
-    ]
+    f"CREATE INDEX hits_{column}_ts ON hits ({column}, ts) WHERE {column} IS NOT NULL;"
+    for column in SPARSE_COLUMNS
 )
 
 MIGRATIONS: tuple[str, ...] = (
