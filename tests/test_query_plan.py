@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 
 from pixel_server.hits import KINDS, Hit
-from pixel_server.query import EQUALITY_FILTERS, HitQuery
+from pixel_server.query import EQUALITY_FILTERS, HitQuery, QueryError, format_cursor, parse_cursor
 from pixel_server.store.memory import MemoryStore
 from pixel_server.store.schema import migrate
 from pixel_server.store.sqlite import SQLiteStore, connect, page_sql
+
+from conftest import Harness
 
 CURSOR = (1_700_000_000_000, 42)
 # filters without an index of their own (few values, or set on most hits: store/schema.py)
@@ -96,3 +98,49 @@ async def test_pages_over_equal_timestamps_visit_every_row_once(tmp_path: Path) 
                 assert seen == [(row["ts"], row["id"]) for row in expected]
                 assert seen == sorted(set(seen), reverse=True)
                 assert len(seen) == (50 if not base.equals else 25)
+
+
+def test_cursor_round_trips_the_last_rows_ts_and_id() -> None:
+    """parse_cursor(format_cursor(row)) is the row's (ts, id); no cursor means the first page."""
+    assert parse_cursor(format_cursor({"ts": 1_767_225_600_123, "id": 42})) == (
+        1_767_225_600_123,
+        42,
+    )
+    assert parse_cursor(None) is None
+    assert parse_cursor("") is None
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "42",  # a bare id, the format before keyset paging
+        "1767225600123_",
+        "_42",
+        "1767225600123_0",
+        "1767225600123_-1",
+        "-1_42",
+        "1_2_3",
+        "a_b",
+        "\uff11_\uff12",  # fullwidth digits: str.isdigit() accepts them
+        "\u00b2_1",
+        "9" * 19 + "_1",  # beyond SQLite's 64-bit integers
+        "1_" + "9" * 19,
+        " 1_2",
+        "1_2\n",
+        "1.5_2",
+    ],
+)
+def test_forged_or_truncated_cursor_is_a_query_error(raw: str) -> None:
+    """Anything format_cursor did not make raises QueryError, never another exception."""
+    with pytest.raises(QueryError, match="cursor"):
+        parse_cursor(raw)
+
+
+async def test_forged_cursor_answers_400_in_the_error_shape(harness: Harness) -> None:
+    """/api/hits with a forged cursor is a 400 bad_filter, not a 500."""
+    for raw in ("42", "9" * 19 + "_1", "1_2_3"):
+        response = await harness.client.get(
+            "/api/hits", params={"cursor": raw}, headers=harness.auth
+        )
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["code"] == "bad_filter"
