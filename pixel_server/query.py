@@ -21,6 +21,10 @@ MAX_LIMIT = 1000
 # Cursor: "<ts>_<id>" of the last row seen, in ASCII digits; opaque to users (README says
 # "pass next_cursor back unchanged"), so the format may change with the ordering.
 _CURSOR = re.compile(r"([0-9]{1,18})_([0-9]{1,18})", re.ASCII)
+CURSOR_HELP = (
+    "cursor: not a cursor this API handed out; pass next_cursor unchanged,"
+    " or leave cursor out to start from the newest hit"
+)
 DEFAULT_LIMIT = 100
 # filters that compare a column for equality; the public name is the column name except `e`
 EQUALITY_FILTERS = ("kind", "e", "eid", "cid", "uid", "sid", *UTM_KEYS)
@@ -117,10 +121,10 @@ def parse_cursor(raw: str | None) -> tuple[int, int] | None:
         return None
     match = _CURSOR.fullmatch(raw)
     if match is None:
-        raise QueryError("cursor is not valid: pass next_cursor back unchanged")
+        raise QueryError(CURSOR_HELP)
     ts, row_id = int(match[1]), int(match[2])
     if row_id < 1:  # 18 digits stay below SQLite's 2**63
-        raise QueryError("cursor is not valid: pass next_cursor back unchanged")
+        raise QueryError(CURSOR_HELP)
     return ts, row_id
 
 
