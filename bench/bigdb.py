@@ -3,6 +3,7 @@
 It builds a >= 2M-hit SQLite file with the real schema (``executemany`` in big transactions,
 no HTTP), then measures, through the real code paths:
 
+0. the store side alone: the campaign through ``export.iter_rows``, no formatting;
 1. ``GET /api/hits.csv?cid=<the 300k-hit campaign>`` on the ASGI app, to the last byte;
 2. ``pixel-server export --cid <it>`` as a user runs it (a subprocess, output to /dev/null);
 3. page 1 and page 1000 of ``GET /api/hits?cid=<it>`` (100 hits a page, following
@@ -34,7 +35,9 @@ from scenarios import ROOT, SECRET_KEY, USER_AGENT
 
 from pixel_server.app import create_app
 from pixel_server.config import Settings
+from pixel_server.export import iter_rows
 from pixel_server.hits import Hit
+from pixel_server.query import HitQuery
 from pixel_server.store.schema import migrate
 from pixel_server.store.sqlite import INSERT_SQL, connect
 
@@ -193,6 +196,22 @@ async def measure_api(db: Path, say: Callable[[str], None]) -> dict[str, Any]:
     cid = BIG_CAMPAIGN[0]
     out: dict[str, Any] = {}
     async with LifespanManager(app) as manager:
+        # 0. the store side alone: every row of the campaign through export.iter_rows
+        store = app.runtime.store
+        assert store is not None
+        t0, c0 = time.perf_counter(), time.process_time()
+        read = 0
+        async for _ in iter_rows(store, HitQuery(equals={"cid": cid})):
+            read += 1
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+        out["iter_rows"] = {
+            "rows": read,
+            "s": seconds,
+            "rows_per_s": read / seconds,
+            "cpu_us_per_row": cpu / read * 1e6,
+        }
+        say(f"{NAME}: export.iter_rows: {read:,} rows in {seconds:.2f} s")
+
         # 1. the CSV export of the big campaign, to the last byte
         t0, c0 = time.perf_counter(), time.process_time()
         status, _, lines = await asgi_get(manager.app, "/api/hits.csv", {"cid": cid})
@@ -317,7 +336,7 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 def report(result: dict[str, Any]) -> str:
     pages = result["pages"]
-    api, cli = result["export_api"], result["export_cli"]
+    api, cli, store = result["export_api"], result["export_cli"], result["iter_rows"]
     lines = [
         f"Reads on {result['hits']:,} hits (built in {result['build_s']:.1f} s); filter"
         f" cid={BIG_CAMPAIGN[0]} ({result['campaign_hits']:,} hits)",
@@ -328,6 +347,8 @@ def report(result: dict[str, Any]) -> str:
         f" | {api['rows_per_s']:,.0f} rows/s | {api['cpu_us_per_row']:.1f} µs/row |",
         f"| pixel-server export (subprocess) | {cli['s']:.2f} s"
         f" | {cli['rows_per_s']:,.0f} rows/s | {cli['cpu_us_per_row']:.1f} µs/row |",
+        f"| store side only: export.iter_rows, no formatting | {store['s']:.2f} s"
+        f" | {store['rows_per_s']:,.0f} rows/s | {store['cpu_us_per_row']:.1f} µs/row |",
         f"| GET /api/hits page 1 ({PAGE_SIZE} hits) | {pages['page_1_ms']:.2f} ms;"
         f" {pages['page_1_median_ms']:.2f} ms |"
         f" | {pages['page_1_cpu_ms']:.2f} ms |",
