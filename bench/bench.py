@@ -32,6 +32,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 
+import bigdb
 from chart import render_svg
 from machine import ensure_tools, machine_info
 from report import header_text, report, write_json
@@ -63,7 +64,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--only",
         default="",
-        help=f"comma-separated scenarios (default all): {', '.join(BY_NAME)}",
+        help=f"comma-separated scenarios (default all): {', '.join(BY_NAME)}, {bigdb.NAME}"
+        f" (reads on a {bigdb.TOTAL_HITS:,}-hit database, no wrk)",
+    )
+    p.add_argument(
+        "--export-hits",
+        type=int,
+        default=bigdb.TOTAL_HITS,
+        help=f"hits in the {bigdb.NAME} database (default {bigdb.TOTAL_HITS:,})",
     )
     p.add_argument(
         "--repeat", type=int, default=1, help="rounds over all scenarios; report medians (1)"
@@ -81,10 +89,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.duration < 1 or args.warmup < 1 or args.repeat < 1:
         p.error("--duration, --warmup and --repeat must be at least 1")
     names = [n.strip() for n in args.only.split(",") if n.strip()]
-    unknown = [n for n in names if n not in BY_NAME]
+    unknown = [n for n in names if n not in BY_NAME and n != bigdb.NAME]
     if unknown:
-        p.error(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(BY_NAME)}")
+        p.error(
+            f"unknown scenario(s) {', '.join(unknown)};"
+            f" choose from {', '.join(BY_NAME)}, {bigdb.NAME}"
+        )
     args.scenarios = [sc for sc in SCENARIOS if not names or sc.name in names]
+    args.reads = not names or bigdb.NAME in names
+    if args.reads and args.export_hits < bigdb.minimum_hits():
+        p.error(f"--export-hits must be at least {bigdb.minimum_hits():,}")
     return args
 
 
@@ -130,14 +144,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         quiet_wait=args.quiet_wait,
     )
     t0 = time.monotonic()
+    reads: dict[str, object] | None = None
     try:
         results = run_all(Bench(opts), args.scenarios, args.repeat, lambda s: print(s, flush=True))
+        if args.reads:
+            reads = bigdb.run(work, args.export_hits, lambda s: print(s, flush=True))
     finally:
         if args.keep:
             print(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
     meta["elapsed_s"] = round(time.monotonic() - t0, 1)
+    if not args.scenarios:  # only the reads scenario: no wrk table, no chart
+        assert reads is not None
+        print(f"\n{header_text(meta)}\n\n{bigdb.report(reads)}")
+        out = RESULTS_DIR / f"{bigdb.NAME}.json"
+        write_json(out, {"meta": meta, bigdb.NAME: reads})
+        print(f"\nwrote {out.relative_to(ROOT)} in {meta['elapsed_s']:.0f} s")
+        return 0
 
     summary = {sc.name: summarize(sc, results[sc.name]) for sc in args.scenarios}
     add_ratios(summary)
@@ -148,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(header_text(meta))
     print()
     print(text)
+    if reads is not None:
+        print(f"\n{bigdb.report(reads)}")
 
     full = [sc.name for sc in args.scenarios] == [sc.name for sc in SCENARIOS]
     chart = args.chart or (DOCS_CHART if full else RESULTS_DIR / "latest.svg")
@@ -161,6 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "informative": info,
         "runs": {name: [r.to_json() for r in runs] for name, runs in results.items()},
         "table": text,
+        bigdb.NAME: reads,
     }
     write_json(out, payload)
     print(f"\nwrote {out.relative_to(ROOT)} and {display(chart)} in {meta['elapsed_s']:.0f} s")

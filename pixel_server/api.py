@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from .export import csv_header, csv_row, iter_rows, ndjson_row, present
-from .query import MAX_LIMIT, HitQuery, QueryError
+from .query import MAX_LIMIT, HitQuery, QueryError, format_cursor
 from .runtime import Runtime
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -136,7 +136,7 @@ class HitsApi:
         return JSONResponse(
             {
                 "hits": [present(row) for row in rows],
-                "next_cursor": str(rows[-1]["id"]) if rows and more else None,
+                "next_cursor": format_cursor(rows[-1]) if rows and more else None,
             }
         )
 

@@ -102,4 +102,4 @@ async def iter_rows(
         sent += len(rows)
         if len(rows) < size:
             return
-        page_query = query.after(rows[-1]["id"])
+        page_query = query.after(rows[-1])

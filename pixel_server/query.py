@@ -1,4 +1,10 @@
-"""Hit log filters shared by the read API and the CLI: parsing and the SQL WHERE clause."""
+"""Hit log filters shared by the read API and the CLI: parsing and the SQL WHERE clause.
+
+Paging is by keyset, newest first by ``(ts, id)``: a cursor names the last row a page showed,
+and the next page is the rows strictly below it in that order. Every filter has an index that
+yields rows in this order (store/schema.py, migration 3), so a page costs the same whether it
+is the first or the thousandth, and an export reads each matching row once.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,13 @@ from typing import Any
 from .fields import KINDS, UTM_KEYS
 
 MAX_LIMIT = 1000
+# Cursor: "<ts>_<id>" of the last row seen, in ASCII digits; opaque to users (README says
+# "pass next_cursor back unchanged"), so the format may change with the ordering.
+_CURSOR = re.compile(r"([0-9]{1,18})_([0-9]{1,18})", re.ASCII)
+CURSOR_HELP = (
+    "cursor: not a cursor this API handed out; pass next_cursor unchanged,"
+    " or leave cursor out to start from the newest hit"
+)
 DEFAULT_LIMIT = 100
 # filters that compare a column for equality; the public name is the column name except `e`
 EQUALITY_FILTERS = ("kind", "e", "eid", "cid", "uid", "sid", *UTM_KEYS)
@@ -23,7 +36,6 @@ _UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_8
 MAX_DURATION_MS = 3650 * _UNIT_MS["d"]  # ten years: any longer is a typo, not a time window
 EPOCH_MS_DIGITS = 13  # 2001-09-09 .. 2286-11-20; the only length read as epoch milliseconds
 BASIC_DATE_DIGITS = 8  # 20261101, ISO 8601 basic format
-MAX_CURSOR = 2**63 - 1  # the largest id SQLite can store
 TIME_FORMS = (
     "ISO 8601 (2026-11-01, 20261101, 2026-11-01T08:00:00Z, 20261101T0800Z; UTC if no zone), "
     "epoch milliseconds (13 digits, e.g. 1793491200000) "
@@ -47,12 +59,15 @@ class CursorError(QueryError):
 
 @dataclass(frozen=True)
 class HitQuery:
-    """Filters for reading hits, newest first. ``before_id`` is the pagination cursor."""
+    """Filters for reading hits, newest first by ``(ts, id)``.
+
+    ``before`` is the keyset cursor: the ``(ts, id)`` of the last row already seen.
+    """
 
     since_ms: int | None = None
     until_ms: int | None = None
     equals: dict[str, str] = field(default_factory=dict)
-    before_id: int | None = None
+    before: tuple[int, int] | None = None
     limit: int | None = None  # page size for reads; a total cap for exports
 
     @classmethod
@@ -90,7 +105,7 @@ class HitQuery:
             since_ms=parse_time(params.get("since"), now, "since"),
             until_ms=parse_time(params.get("until"), now, "until"),
             equals=equals,
-            before_id=parse_cursor(params.get("cursor")),
+            before=parse_cursor(params.get("cursor")),
             limit=_parse_int(params.get("limit"), "limit", minimum=1, maximum=max_limit),
         )
 
@@ -98,8 +113,9 @@ class HitQuery:
     def page_size(self) -> int:
         return self.limit or DEFAULT_LIMIT
 
-    def after(self, last_id: int) -> HitQuery:
-        return replace(self, before_id=last_id)
+    def after(self, row: Mapping[str, Any]) -> HitQuery:
+        """The query for the page after the one that ended with ``row`` (a stored row)."""
+        return replace(self, before=(int(row["ts"]), int(row["id"])))
 
     def where(self, placeholder: str = "?") -> tuple[str, list[Any]]:
         """SQL ``WHERE`` clause (possibly empty) and its arguments."""
@@ -115,10 +131,33 @@ class HitQuery:
             column = "event" if key == "e" else key
             clauses.append(f"{column} = {placeholder}")
             args.append(value)
-        if self.before_id is not None:
-            clauses.append(f"id < {placeholder}")
-            args.append(self.before_id)
+        if self.before is not None:
+            # a row value, so the index on (..., ts) [+ rowid] is entered at the cursor
+            clauses.append(f"(ts, id) < ({placeholder}, {placeholder})")
+            args.extend(self.before)
         return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+
+def format_cursor(row: Mapping[str, Any]) -> str:
+    """The opaque cursor of the page that follows ``row``."""
+    return f"{int(row['ts'])}_{int(row['id'])}"
+
+
+def parse_cursor(raw: str | None) -> tuple[int, int] | None:
+    """``(ts, id)`` from a cursor made by :func:`format_cursor`; None if absent or empty.
+
+    Anything else (forged, truncated, out of range, a bare id from before keyset paging)
+    raises QueryError.
+    """
+    if raw is None or raw == "":
+        return None
+    match = _CURSOR.fullmatch(raw)
+    if match is None:
+        raise CursorError(CURSOR_HELP)
+    ts, row_id = int(match[1]), int(match[2])
+    if row_id < 1:  # 18 digits stay below SQLite's 2**63
+        raise CursorError(CURSOR_HELP)
+    return ts, row_id
 
 
 def filter_names() -> tuple[str, ...]:
@@ -166,21 +205,6 @@ def parse_duration_ms(raw: str) -> int:
     if value > MAX_DURATION_MS:
         raise QueryError(f"{_shown(raw)} is too long: durations go up to 3650d (ten years)")
     return value
-
-
-def parse_cursor(raw: str | None) -> int | None:
-    """The position a ``cursor`` parameter names (None: the first page).
-
-    Anything the store could not use, whatever the reason, is a :class:`CursorError`.
-    """
-    if raw is None or raw == "":
-        return None
-    if not _DIGITS.fullmatch(raw) or len(raw) > 19 or not 1 <= int(raw) <= MAX_CURSOR:
-        raise CursorError(
-            "cursor: not a cursor this API handed out; pass next_cursor unchanged,"
-            " or leave cursor out to start from the newest hit"
-        )
-    return int(raw)
 
 
 def _parse_int(

@@ -90,9 +90,10 @@ def test_every_cursor_the_store_cannot_use_is_a_cursor_error() -> None:
     """parse_cursor is the one gate for cursors: in range or CursorError (a QueryError)."""
     assert parse_cursor(None) is None
     assert parse_cursor("") is None
-    assert parse_cursor("1") == 1
-    assert parse_cursor(str(2**63 - 1)) == 2**63 - 1
-    for raw in ("0", str(2**63), "-1", "+1", " 1", "1 ", "\u00b2", "\u0663", "1e3", "x" * 100):
+    assert parse_cursor("1793491200000_1") == (1_793_491_200_000, 1)
+    assert parse_cursor("9" * 18 + "_" + "9" * 18) == (10**18 - 1, 10**18 - 1)
+    bad = ("1", "0_0", "1_0", "1_" + "9" * 19, "_1", "1_", "1__1", "-1_1", "+1_1", " 1_1")
+    for raw in (*bad, "1_1 ", "\u00b2_1", "1_\u0663", "1e3_1", "x" * 100):
         with pytest.raises(CursorError):
             parse_cursor(raw)
 

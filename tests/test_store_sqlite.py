@@ -78,7 +78,7 @@ async def test_query_is_newest_first_with_filters_and_cursor(tmp_path: Path) -> 
         )
         page = await store.query(HitQuery(equals={"kind": "click"}, limit=5))
         assert [row["ts"] for row in page] == [1028, 1026, 1024, 1022, 1020]
-        nxt = await store.query(HitQuery(equals={"kind": "click"}, limit=5).after(page[-1]["id"]))
+        nxt = await store.query(HitQuery(equals={"kind": "click"}, limit=5).after(page[-1]))
         assert [row["ts"] for row in nxt] == [1018, 1016, 1014, 1012, 1010]
         window = await store.query(HitQuery(since_ms=1010, until_ms=1013, limit=100))
         assert sorted(row["ts"] for row in window) == [1010, 1011, 1012]

@@ -39,13 +39,14 @@ class MemoryStore:
             await self.gate.wait()
         if self.down:
             raise StoreUnavailable("memory store is down")
-        seen = {row["eid"] for row in self.rows if row["eid"] is not None}
+        # an eid is unique per kind, as SQLite's hits_kind_eid index makes it
+        seen = {(row["kind"], row["eid"]) for row in self.rows if row["eid"] is not None}
         added: Counter[str] = Counter()
         for hit in hits:
-            if hit.eid is not None and hit.eid in seen:
+            if hit.eid is not None and (hit.kind, hit.eid) in seen:
                 continue
             if hit.eid is not None:
-                seen.add(hit.eid)
+                seen.add((hit.kind, hit.eid))
             self.rows.append(
                 {"id": len(self.rows) + 1, **dict(zip(COLUMNS, hit.row(), strict=True))}
             )
@@ -61,13 +62,14 @@ class MemoryStore:
                 return False
             if query.until_ms is not None and row["ts"] >= query.until_ms:
                 return False
-            if query.before_id is not None and row["id"] >= query.before_id:
+            if query.before is not None and (row["ts"], row["id"]) >= query.before:
                 return False
             return all(
                 row["event" if key == "e" else key] == value for key, value in query.equals.items()
             )
 
-        return [row for row in reversed(self.rows) if matches(row)][: query.page_size]
+        newest = sorted(self.rows, key=lambda row: (row["ts"], row["id"]), reverse=True)
+        return [row for row in newest if matches(row)][: query.page_size]
 
     async def count(self, query: HitQuery) -> int:
         return len(await self.query(replace(query, limit=len(self.rows) or 1)))

@@ -15,6 +15,19 @@ import time
 LOCK_POLL_FIRST = 0.0002
 LOCK_POLL_MAX = 0.002
 
+# (column, ts) per selective equality filter of query.py; SQLite appends the rowid, so each
+# yields `ORDER BY ts DESC, id DESC` for one value. Partial (NOT NULL): a hit pays only for the
+# columns it has. `cid` has had (cid, ts) since v1. Every index costs each write: with all 12
+# filters indexed the pixel spent ~11% more CPU per request (docs/benchmarks.md), so `kind`
+# (4 values) and utm_source/medium/campaign/content (few values, set on most email hits) have
+# none: their pages walk hits_ts newest first and skip other rows, still without sorting.
+# Spelled out, not derived from query.py: a migration must never change once released.
+SPARSE_COLUMNS = ("event", "eid", "uid", "sid", "utm_term", "utm_id")
+FILTER_INDEXES = "\n".join(
+    f"CREATE INDEX hits_{column}_ts ON hits ({column}, ts) WHERE {column} IS NOT NULL;"
+    for column in SPARSE_COLUMNS
+)
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: the hit log
     """
@@ -42,6 +55,13 @@ MIGRATIONS: tuple[str, ...] = (
     # 2: how far each spill journal has been replayed (committed with the replayed rows)
     """
     CREATE TABLE spill_replay (journal TEXT PRIMARY KEY, offset INTEGER NOT NULL);
+    """,
+    # 3: dedup per kind (an unsigned view can no longer claim the eid of a signed open or
+    # click), and an index per filter so pages and exports read newest first without sorting
+    f"""
+    DROP INDEX hits_eid;
+    CREATE UNIQUE INDEX hits_kind_eid ON hits (kind, eid) WHERE eid IS NOT NULL;
+    {FILTER_INDEXES}
     """,
 )
 
