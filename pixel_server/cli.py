@@ -19,17 +19,19 @@ from typing import Any, TextIO, cast
 from urllib.parse import urlencode
 
 import click
+from click.core import ParameterSource
 
 from .config import ConfigError, Settings, env_text
 from .export import csv_header, csv_row, iter_rows, ndjson_row
 from .hits import UTM_KEYS
 from .keys import Keyring
 from .logs import log_config
+from .preflight import redirect_policy
 from .query import EQUALITY_FILTERS, HitQuery, QueryError, filter_names, parse_duration_ms
 from .signing import PIXEL_SALT, REDIRECT_SALT, TokenSigner
 from .store.sqlite import SQLiteStore
 from .terminal import hits_table
-from .urls import TargetPolicy, TargetRejected, normalize_target
+from .urls import TargetRejected, normalize_target
 
 FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 SECRET_FIELDS = {name for name, f in FIELDS.items() if not f.repr}
@@ -70,7 +72,54 @@ def load_settings(options: dict[str, Any]) -> Settings:
     try:
         return Settings.from_env(env)
     except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
+        flag = _flag_given(exc.setting)
+        if flag is None:
+            raise
+        raise ConfigError(f"{flag} / {exc}", exc.setting) from None
+
+
+def _flag_given(setting: str | None) -> str | None:
+    """The flag of this command that set the variable ``setting``, if one did."""
+    ctx = click.get_current_context()
+    for param in ctx.command.params:
+        given = param.name and ctx.get_parameter_source(param.name) == ParameterSource.COMMANDLINE
+        if param.envvar == setting and given:
+            return param.opts[0]
+    return None
+
+
+class OneLineError(click.ClickException):
+    """A problem with the command's settings or options: ``Error: <one line>`` on stderr and
+    exit status 2, whichever command it is."""
+
+    exit_code = 2
+
+    def format_message(self) -> str:
+        return " ".join(self.message.splitlines())
+
+
+class PixelGroup(click.Group):
+    """Turns every configuration and usage problem of every command into one line, exit 2.
+
+    ConfigError comes from settings (config.py), from what the settings build (keys, the
+    redirect policy, the server) and from serve's preflight. An OSError that names a file is
+    a path the configuration or an option points at (a key file, an output file); others are
+    not ours to explain and keep their traceback. Click's own usage errors (a bad option value,
+    an unknown option) lose the usage block and keep a hint, so they are one line too.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            raise OneLineError(str(exc)) from None
+        except click.UsageError as exc:
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+            raise OneLineError(exc.format_message() + hint) from None
+        except OSError as exc:
+            if exc.filename is None or isinstance(exc, BrokenPipeError):
+                raise
+            raise OneLineError(f"{exc.filename}: {exc.strerror or exc}") from None
 
 
 def id_options(fn: F) -> F:
@@ -130,7 +179,10 @@ def open_existing(settings: Settings) -> SQLiteStore:
     return SQLiteStore(settings.db, settings.sqlite_synchronous)
 
 
-@click.group(context_settings={"auto_envvar_prefix": "PIXEL", "show_default": True})
+@click.group(
+    cls=PixelGroup,
+    context_settings={"auto_envvar_prefix": "PIXEL", "show_default": True},
+)
 @click.version_option(package_name="pixel-server")
 def main() -> None:
     """Tracking pixels, signed redirects and a hit log you can trust."""
@@ -148,11 +200,12 @@ def serve(**options: Any) -> None:
     Example:
       pixel-server serve --port 8000 --workers 2 --db /var/lib/pixel/pixel.db
     """
+    from .preflight import preflight
     from .server import run
 
     settings = load_settings(options)
     logging.config.dictConfig(log_config(settings.log_level))
-    Keyring.from_settings(settings)  # create the key once, before workers race for it
+    preflight(settings)  # the paths, the key (created once, before workers race for it), the app
     sys.exit(run(settings))
 
 
@@ -174,7 +227,7 @@ def link(url: str, expires: str | None, append_utm: bool, **options: Any) -> Non
     """
     settings = load_settings(options)
     payload: dict[str, Any] = collect_ids(options)
-    policy = TargetPolicy.from_settings(settings)
+    policy = redirect_policy(settings)
     try:
         payload["u"] = normalize_target(url, policy)
     except TargetRejected as exc:
