@@ -1,0 +1,290 @@
+"""Every bad setting, as a variable or a flag, of every command: one line, exit 2, no traceback."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from pixel_server import server
+from pixel_server.cli import main
+from pixel_server.config import Settings
+
+from conftest import SECRET, free_port
+
+FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+PIXEL_SERVER = Path(sys.executable).parent / "pixel-server"
+
+# At least one bad value for every setting; "{dir}" is an existing directory, "{file}" an
+# existing regular file. A new setting without a row here fails
+# test_every_setting_has_bad_values, so its validation gets written and tested with it.
+BAD: dict[str, tuple[str, ...]] = {
+    "host": ("not a host!", "http://0.0.0.0", "-x-.example.", "a..b"),
+    "port": ("0", "65536", "eighty", "99999999999999999999", "80.5", "٨٠"),
+    "workers": ("0", "257", "-1"),
+    "server": ("gunicorn", "uvicorn,granian"),
+    "db": ("{dir}", "data/", "."),
+    "public_url": ("ftp://t.example", "t.example", "https://t.example/?q=1", "https://", "x y"),
+    "secret_key": ("Xq7-tiny",),
+    "secret_file": ("{dir}", "keys/"),
+    "key_id": ("bad id!", "k" * 17, "k1.2"),
+    "verify_keys": (
+        "no-colon",
+        "k0:Xq7-tiny",
+        "k0:0123456789abcdef,k0:fedcba9876543210",
+        "bad id:0123456789abcdef",
+        ":0123456789abcdef",
+        "k1:0123456789abcdef",  # the id of the signing key (PIXEL_KEY_ID=k1)
+    ),
+    "api_tokens": ("Xq7tiny", "has a space-0123456789", "tökenwithumlaut1", "long-enough,Xq7"),
+    "ip_mode": ("partial", "truncated"),
+    "trusted_proxies": ("notanip", "10.0.0.0/33", "10.0.0.1,bogus", "10.0.0.1:80"),
+    "redirect_hosts": (
+        "http://bad",
+        "shop.example/path",
+        "shop.example:443",
+        "*.shop.example",
+        ".shop.example",
+        "shop.example.",
+        "a b.example",
+        "user@shop.example",
+        "[not-ipv6]",
+    ),
+    "redirect_allow_ip": ("maybe", "2"),
+    "queue_max": ("0", "10000001", "many"),
+    "batch_max": ("0", "100001"),
+    "ack_timeout": ("0", "-1", "nan", "inf", "3601"),
+    "drain_timeout": ("0", "nan", "1e400"),
+    "graceful_timeout": ("0", "1.5", "3601"),
+    "spill_dir": ("{file}",),
+    "spill_max_bytes": ("0", str((1 << 40) + 1)),
+    "busy_timeout": ("0", "2", "5"),  # must stay below PIXEL_ACK_TIMEOUT (2.0)
+    "sqlite_synchronous": ("OFF", "EXTRA"),
+    "max_query_bytes": ("0", str((1 << 20) + 1)),
+    "max_params": ("0", "10001"),
+    "max_value_chars": ("0", str((1 << 20) + 1)),
+    "max_token_bytes": ("63", str((1 << 16) + 1)),
+    "log_level": ("bogus", "trace", "5"),
+    "access_log": ("maybe", "enabled"),
+}
+# What each command needs besides settings. A new command must be added here (or to
+# SETTINGS_FREE, if it reads no settings at all): test_every_command_is_walked.
+COMMAND_ARGS: dict[str, tuple[str, ...]] = {
+    "serve": (),
+    "link": ("https://shop.example/",),
+    "pixel": (),
+    "hits": (),
+    "export": (),
+}
+SETTINGS_FREE: set[str] = set()
+
+
+def leaf_commands(group: click.Group, prefix: str = "") -> Iterator[tuple[str, click.Command]]:
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from leaf_commands(command, f"{prefix}{name} ")
+        else:
+            yield f"{prefix}{name}", command
+
+
+COMMANDS = dict(leaf_commands(main))
+WALKED = [name for name in COMMANDS if name not in SETTINGS_FREE]
+
+
+def flag_of(command: str, field: str) -> str | None:
+    """The value flag of ``command`` that sets ``field`` (boolean on/off flags have no value)."""
+    for param in COMMANDS[command].params:
+        is_flag = isinstance(param, click.Option) and param.is_flag
+        if param.envvar == FIELDS[field].metadata["env"] and not is_flag:
+            return param.opts[0]
+    return None
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A clean environment: no PIXEL_* from outside, a valid key and database path."""
+    for name in list(os.environ):
+        if name.startswith("PIXEL_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("PIXEL_DB", str(tmp_path / "pixel.db"))
+    monkeypatch.setenv("PIXEL_SECRET_KEY", SECRET)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a-directory").mkdir()
+    (tmp_path / "a-file").write_text("not a directory\n")
+
+    def no_server(*_args: object) -> int:
+        raise AssertionError("serve got past its checks with a bad setting")
+
+    monkeypatch.setattr(server, "run", no_server)
+    return tmp_path
+
+
+def concrete(value: str, workdir: Path) -> str:
+    return value.format(dir=workdir / "a-directory", file=workdir / "a-file")
+
+
+def assert_one_line_error(
+    code: int, stderr: str, stdout: str, *names: str, secret: str | None = None
+) -> None:
+    assert code == 2, (code, stderr, stdout)
+    assert "Traceback" not in stderr + stdout
+    lines = stderr.splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("Error: "), stderr
+    for name in names:
+        assert name in lines[0], (name, stderr)
+    if secret is not None:
+        for entry in secret.split(","):
+            part = entry.partition(":")[2] or entry  # an id:secret pair shows its id only
+            assert part not in stderr, f"a secret was echoed: {part!r}"
+
+
+def test_every_setting_has_bad_values() -> None:
+    """The table of bad values covers every field of Settings, and nothing else."""
+    assert set(BAD) == set(FIELDS), "add the new setting's bad values to BAD"
+    assert all(BAD.values())
+
+
+def test_every_command_is_walked() -> None:
+    """Every command of pixel-server is in the walk (or declared free of settings)."""
+    assert set(COMMANDS) == set(COMMAND_ARGS) | SETTINGS_FREE
+
+
+@pytest.mark.parametrize("command", WALKED)
+@pytest.mark.parametrize("field", list(FIELDS))
+def test_bad_variable_is_one_line_naming_it(workdir: Path, field: str, command: str) -> None:
+    """Each bad value of each PIXEL_* variable stops each command: one line, exit 2."""
+    f = FIELDS[field]
+    env = f.metadata["env"]
+    runner = CliRunner()
+    for value in BAD[field]:
+        raw = concrete(value, workdir)
+        result = runner.invoke(main, [*command.split(), *COMMAND_ARGS[command]], env={env: raw})
+        secret = raw if not f.repr else None
+        assert_one_line_error(result.exit_code, result.stderr, result.stdout, env, secret=secret)
+
+
+@pytest.mark.parametrize(
+    ("command", "field"),
+    [(c, f) for c in WALKED for f in FIELDS if flag_of(c, f)],
+)
+def test_bad_flag_is_one_line_naming_flag_and_variable(
+    workdir: Path, field: str, command: str
+) -> None:
+    """Each bad value given as a flag names the flag and its variable: one line, exit 2."""
+    flag = flag_of(command, field)
+    assert flag is not None
+    runner = CliRunner()
+    for value in BAD[field]:
+        args = [*command.split(), *COMMAND_ARGS[command], flag, concrete(value, workdir)]
+        result = runner.invoke(main, args)
+        env = FIELDS[field].metadata["env"]
+        assert_one_line_error(result.exit_code, result.stderr, result.stdout, flag, env)
+
+
+def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run the real console script; with valid settings `serve` would start 2 workers."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PIXEL_")}
+    base = {"PIXEL_SECRET_KEY": SECRET, "PIXEL_DB": str(cwd / "pixel.db"), "PIXEL_WORKERS": "2"}
+    return subprocess.run(
+        [str(PIXEL_SERVER), *args],
+        env={**clean, **base, "PIXEL_PORT": str(free_port()), **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("field", list(FIELDS))
+def test_real_serve_refuses_each_bad_setting_in_one_line(workdir: Path, field: str) -> None:
+    """A real `pixel-server serve` (2 workers) refuses the variable and the flag: one line."""
+    f = FIELDS[field]
+    env = f.metadata["env"]
+    value = concrete(BAD[field][0], workdir)
+    result = run_cli("serve", env={env: value}, cwd=workdir)
+    secret = value if not f.repr else None
+    assert_one_line_error(result.returncode, result.stderr, result.stdout, env, secret=secret)
+    flag = flag_of("serve", field)
+    if flag is not None:
+        result = run_cli("serve", flag, value, env={}, cwd=workdir)
+        assert_one_line_error(result.returncode, result.stderr, result.stdout, flag, env)
+    assert not (workdir / "pixel.db").exists()
+
+
+@pytest.mark.parametrize("command", ["serve", "link"])
+def test_allowlist_entry_the_url_rules_refuse_is_one_line(workdir: Path, command: str) -> None:
+    """An entry of valid syntax that urls.py refuses (bad punycode) is one line, exit 2."""
+    args = [command, *COMMAND_ARGS[command], "--redirect-hosts", "shop.example,xn--zz.example"]
+    result = run_cli(*args, env={}, cwd=workdir)
+    assert_one_line_error(result.returncode, result.stderr, result.stdout, "PIXEL_REDIRECT_HOSTS")
+
+
+def test_usage_errors_of_options_are_one_line_too(workdir: Path) -> None:
+    """A bad value of an ordinary option is one line with a --help hint, exit 2."""
+    result = CliRunner().invoke(main, ["hits", "--limit", "0"])
+    assert_one_line_error(result.exit_code, result.stderr, result.stdout, "--limit", "--help")
+
+
+def as_other_user() -> list[str]:
+    """A command prefix that runs without permission to write where root could.
+
+    As root, permission bits do not apply: the prefix drops to `nobody` with setpriv (a CI
+    runner is not root, and there the plain user is what the test needs)."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = Path("/usr/bin/setpriv")
+    if not setpriv.exists():
+        pytest.skip("running as root without setpriv: cannot drop to a user file modes bind")
+    return [str(setpriv), "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
+
+
+@pytest.fixture
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A directory the test's user (or nobody) can read and enter but not write, like a
+    root-owned Docker bind mount; outside pytest's 0700 base dir, so nobody can reach it."""
+    base = Path(tmp_path_factory.getbasetemp())
+    root = Path("/tmp") if os.geteuid() == 0 else base
+    path = Path(os.path.realpath(root)) / f"pixel-ro-{os.getpid()}-{base.name}"
+    path.mkdir()
+    yield path
+    path.chmod(0o755)
+    for child in path.iterdir():
+        child.unlink()
+    path.rmdir()
+
+
+@pytest.mark.parametrize("existing_db", [False, True])
+def test_unwritable_data_directory_is_one_line_naming_path_and_user(
+    data_dir: Path, existing_db: bool
+) -> None:
+    """serve on a directory (or database file) it cannot write: one line, path and user, exit 2."""
+    db = data_dir / "pixel.db"
+    if existing_db:  # a writable directory, and a database file this user cannot write
+        db.write_bytes(b"")
+        db.chmod(0o444)
+        data_dir.chmod(0o777)
+    else:
+        data_dir.chmod(0o555)
+    prefix = as_other_user()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PIXEL_")}
+    env = {**clean, "PIXEL_DB": str(db), "PIXEL_PORT": str(free_port()), "PIXEL_WORKERS": "2"}
+    result = subprocess.run(
+        [*prefix, str(PIXEL_SERVER), "serve"],
+        env=env,
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    user = "nobody" if prefix else str(os.getuid())
+    where = str(db) if existing_db else str(data_dir)
+    assert_one_line_error(result.returncode, result.stderr, result.stdout, "PIXEL_DB", where, user)
+    assert db.exists() == existing_db
