@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -189,18 +191,28 @@ def test_bad_flag_is_one_line_naming_flag_and_variable(
         assert_one_line_error(result.exit_code, result.stderr, result.stdout, flag, env)
 
 
-def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run the real console script; with valid settings `serve` would start 2 workers."""
+def run_cli(
+    *args: str, env: dict[str, str], cwd: Path, prefix: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    """Run the real console script; with valid settings `serve` would start 2 workers, so a
+    run that does not stop by itself is killed with its whole process group."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PIXEL_")}
     base = {"PIXEL_SECRET_KEY": SECRET, "PIXEL_DB": str(cwd / "pixel.db"), "PIXEL_WORKERS": "2"}
-    return subprocess.run(
-        [str(PIXEL_SERVER), *args],
+    proc = subprocess.Popen(
+        [*prefix, str(PIXEL_SERVER), *args],
         env={**clean, **base, "PIXEL_PORT": str(free_port()), **env},
         cwd=cwd,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=60,
+        start_new_session=True,
     )
+    try:
+        stdout, stderr = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
 @pytest.mark.parametrize("field", list(FIELDS))
@@ -242,49 +254,51 @@ def as_other_user() -> list[str]:
         return []
     setpriv = Path("/usr/bin/setpriv")
     if not setpriv.exists():
-        pytest.skip("running as root without setpriv: cannot drop to a user file modes bind")
+        pytest.skip("running as root without setpriv: no user that file modes would stop")
     return [str(setpriv), "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
 
 
 @pytest.fixture
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A directory the test's user (or nobody) can read and enter but not write, like a
-    root-owned Docker bind mount; outside pytest's 0700 base dir, so nobody can reach it."""
+    """A directory for paths the test's user (or nobody) can reach; outside pytest's 0700
+    base directory when running as root, so that nobody can reach it."""
     base = Path(tmp_path_factory.getbasetemp())
     root = Path("/tmp") if os.geteuid() == 0 else base
     path = Path(os.path.realpath(root)) / f"pixel-ro-{os.getpid()}-{base.name}"
-    path.mkdir()
+    path.mkdir(mode=0o755)
     yield path
-    path.chmod(0o755)
-    for child in path.iterdir():
-        child.unlink()
-    path.rmdir()
+    for directory, _dirs, _files in os.walk(path):
+        os.chmod(directory, 0o700)  # rmtree needs to write each directory
+    shutil.rmtree(path)
 
 
-@pytest.mark.parametrize("existing_db", [False, True])
-def test_unwritable_data_directory_is_one_line_naming_path_and_user(
-    data_dir: Path, existing_db: bool
-) -> None:
-    """serve on a directory (or database file) it cannot write: one line, path and user, exit 2."""
-    db = data_dir / "pixel.db"
-    if existing_db:  # a writable directory, and a database file this user cannot write
-        db.write_bytes(b"")
-        db.chmod(0o444)
-        data_dir.chmod(0o777)
-    else:
-        data_dir.chmod(0o555)
+# (what is not writable, the variable the message must name, extra settings)
+UNWRITABLE = {
+    # the Docker case: PIXEL_DB=/data/pixel.db on a bind mount the user cannot write
+    "data directory": ("data", "PIXEL_DB", {"PIXEL_DB": "data/pixel.db"}),
+    "database file": ("ok/pixel.db", "PIXEL_DB", {"PIXEL_DB": "ok/pixel.db"}),
+    "spill directory": ("spill", "PIXEL_SPILL_DIR", {"PIXEL_SPILL_DIR": "spill"}),
+    "key directory": ("keys", "PIXEL_SECRET_FILE", {"PIXEL_SECRET_FILE": "keys/pixel.key"}),
+}
+
+
+@pytest.mark.parametrize("case", list(UNWRITABLE))
+def test_unwritable_path_is_one_line_naming_path_and_user(data_dir: Path, case: str) -> None:
+    """serve where it cannot write: one line naming the variable, path and user, exit 2."""
+    blocked, variable, settings = UNWRITABLE[case]
+    for name in ("data", "ok", "spill", "keys"):
+        (data_dir / name).mkdir(mode=0o777)
+        (data_dir / name).chmod(0o777)  # whatever the umask: writable by nobody too
+    env = {"PIXEL_DB": str(data_dir / "ok/pixel.db"), "PIXEL_SECRET_KEY": ""}
+    env |= {name: str(data_dir / value) for name, value in settings.items()}
+    target = data_dir / blocked
+    if target.suffix == ".db":
+        target.write_bytes(b"")
+    target.chmod(0o444 if target.suffix == ".db" else 0o555)
     prefix = as_other_user()
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("PIXEL_")}
-    env = {**clean, "PIXEL_DB": str(db), "PIXEL_PORT": str(free_port()), "PIXEL_WORKERS": "2"}
-    result = subprocess.run(
-        [*prefix, str(PIXEL_SERVER), "serve"],
-        env=env,
-        cwd="/",
-        capture_output=True,
-        text=True,
-        timeout=60,
+    result = run_cli("serve", env=env, cwd=Path("/"), prefix=tuple(prefix))
+    user = "user nobody" if prefix else f"uid {os.getuid()}"
+    assert_one_line_error(
+        result.returncode, result.stderr, result.stdout, variable, str(target), user
     )
-    user = "nobody" if prefix else str(os.getuid())
-    where = str(db) if existing_db else str(data_dir)
-    assert_one_line_error(result.returncode, result.stderr, result.stdout, "PIXEL_DB", where, user)
-    assert db.exists() == existing_db
+    assert not (data_dir / "ok/pixel.db").exists() or case == "database file"
