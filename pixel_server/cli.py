@@ -26,7 +26,7 @@ from .export import csv_header, csv_row, iter_rows, ndjson_row
 from .hits import UTM_KEYS
 from .keys import Keyring
 from .logs import log_config
-from .preflight import redirect_policy
+from .preflight import check_database_file, redirect_policy
 from .query import EQUALITY_FILTERS, HitQuery, QueryError, filter_names, parse_duration_ms
 from .signing import PIXEL_SALT, REDIRECT_SALT, TokenSigner
 from .store.sqlite import SQLiteStore
@@ -176,6 +176,7 @@ def build_query(options: dict[str, Any], limit: int | None) -> HitQuery:
 def open_existing(settings: Settings) -> SQLiteStore:
     if not Path(settings.db).exists():
         raise click.UsageError(f"no database at {settings.db} (set --db or PIXEL_DB)")
+    check_database_file(Path(settings.db))
     return SQLiteStore(settings.db, settings.sqlite_synchronous)
 
 

@@ -19,6 +19,7 @@ from .config import ConfigError, Settings, accepted
 from .urls import TargetPolicy, TargetRejected
 
 FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
 
 
 def preflight(settings: Settings) -> None:
@@ -46,6 +47,7 @@ def check_paths(settings: Settings) -> None:
     writable_dir(db.parent, "PIXEL_DB")
     for path in (db, db.with_name(f"{db.name}-wal"), db.with_name(f"{db.name}-shm")):
         writable_file(path, "PIXEL_DB")
+    check_database_file(db)
     if not settings.secret_key:
         env = "PIXEL_SECRET_FILE" if settings.secret_file else "PIXEL_DB"
         try:
@@ -56,6 +58,23 @@ def check_paths(settings: Settings) -> None:
             raise _refused(env, f"cannot read the key file {settings.secret_path}", exc) from None
     if settings.spill_path is not None:
         writable_dir(settings.spill_path, "PIXEL_SPILL_DIR" if settings.spill_dir else "PIXEL_DB")
+
+
+def check_database_file(path: Path) -> None:
+    """``path`` is missing, empty (SQLite makes it a database) or an SQLite database file."""
+    try:
+        with path.open("rb") as fh:
+            header = fh.read(len(SQLITE_HEADER))
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise _refused("PIXEL_DB", f"cannot read {path}", exc) from None
+    if header and header != SQLITE_HEADER:
+        raise ConfigError(
+            f"PIXEL_DB: {path} is not an SQLite database; point PIXEL_DB at the server's "
+            "database file (or at a new path)",
+            "PIXEL_DB",
+        )
 
 
 def writable_dir(path: Path, env: str) -> None:

@@ -302,3 +302,22 @@ def test_unwritable_path_is_one_line_naming_path_and_user(data_dir: Path, case: 
         result.returncode, result.stderr, result.stdout, variable, str(target), user
     )
     assert not (data_dir / "ok/pixel.db").exists() or case == "database file"
+
+
+@pytest.mark.parametrize("command", ["serve", "hits", "export"])
+def test_database_path_at_another_file_is_one_line(workdir: Path, command: str) -> None:
+    """PIXEL_DB pointing at a file that is not SQLite: one line, exit 2, file untouched."""
+    other = workdir / "notes.txt"
+    other.write_text("not a database\n")
+    result = run_cli(command, env={"PIXEL_DB": str(other)}, cwd=workdir)
+    assert_one_line_error(result.returncode, result.stderr, result.stdout, "PIXEL_DB", str(other))
+    assert other.read_text() == "not a database\n"
+
+
+def test_path_error_from_any_command_is_one_line(workdir: Path) -> None:
+    """An OSError about a configured path (a key file under a regular file) is one line."""
+    key = workdir / "a-file" / "pixel.key"
+    result = CliRunner().invoke(
+        main, ["pixel"], env={"PIXEL_SECRET_KEY": "", "PIXEL_SECRET_FILE": str(key)}
+    )
+    assert_one_line_error(result.exit_code, result.stderr, result.stdout, str(workdir / "a-file"))
