@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 import click
 from click.core import ParameterSource
 
-from .config import ConfigError, Settings, env_text
+from .config import ConfigError, Settings, accepted, env_text
 from .export import csv_header, csv_row, iter_rows, ndjson_row
 from .hits import UTM_KEYS
 from .keys import Keyring
@@ -49,7 +49,7 @@ def settings_options(*names: str) -> Callable[[F], F]:
                 "default": None,
                 "envvar": f.metadata["env"],
                 "show_envvar": True,
-                "help": f"{f.metadata['help']} [default: {f.default!r}]",
+                "help": f"{f.metadata['help']} Accepted: {accepted(f)}. [default: {f.default!r}]",
             }
             if isinstance(f.default, bool):
                 decl = click.option(f"--{dash}/--no-{dash}", name, **kwargs)
