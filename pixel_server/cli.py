@@ -19,14 +19,13 @@ from typing import Any, TextIO, cast
 from urllib.parse import urlencode
 
 import click
-from click.core import ParameterSource
 
+from .command import PixelGroup, flag_given
 from .config import ConfigError, Settings, accepted, env_text
 from .export import csv_header, csv_row, iter_rows, ndjson_row
 from .hits import UTM_KEYS
 from .keys import Keyring
 from .logs import log_config
-from .preflight import check_database_file, redirect_policy
 from .query import EQUALITY_FILTERS, HitQuery, QueryError, filter_names, parse_duration_ms
 from .signing import PIXEL_SALT, REDIRECT_SALT, TokenSigner
 from .store.sqlite import SQLiteStore
@@ -72,54 +71,10 @@ def load_settings(options: dict[str, Any]) -> Settings:
     try:
         return Settings.from_env(env)
     except ConfigError as exc:
-        flag = _flag_given(exc.setting)
+        flag = flag_given(exc.setting)
         if flag is None:
             raise
         raise ConfigError(f"{flag} / {exc}", exc.setting) from None
-
-
-def _flag_given(setting: str | None) -> str | None:
-    """The flag of this command that set the variable ``setting``, if one did."""
-    ctx = click.get_current_context()
-    for param in ctx.command.params:
-        given = param.name and ctx.get_parameter_source(param.name) == ParameterSource.COMMANDLINE
-        if param.envvar == setting and given:
-            return param.opts[0]
-    return None
-
-
-class OneLineError(click.ClickException):
-    """A problem with the command's settings or options: ``Error: <one line>`` on stderr and
-    exit status 2, whichever command it is."""
-
-    exit_code = 2
-
-    def format_message(self) -> str:
-        return " ".join(self.message.splitlines())
-
-
-class PixelGroup(click.Group):
-    """Turns every configuration and usage problem of every command into one line, exit 2.
-
-    ConfigError comes from settings (config.py), from what the settings build (keys, the
-    redirect policy, the server) and from serve's preflight. An OSError that names a file is
-    a path the configuration or an option points at (a key file, an output file); others are
-    not ours to explain and keep their traceback. Click's own usage errors (a bad option value,
-    an unknown option) lose the usage block and keep a hint, so they are one line too.
-    """
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except ConfigError as exc:
-            raise OneLineError(str(exc)) from None
-        except click.UsageError as exc:
-            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
-            raise OneLineError(exc.format_message() + hint) from None
-        except OSError as exc:
-            if exc.filename is None or isinstance(exc, BrokenPipeError):
-                raise
-            raise OneLineError(f"{exc.filename}: {exc.strerror or exc}") from None
 
 
 def id_options(fn: F) -> F:
@@ -176,6 +131,8 @@ def build_query(options: dict[str, Any], limit: int | None) -> HitQuery:
 def open_existing(settings: Settings) -> SQLiteStore:
     if not Path(settings.db).exists():
         raise click.UsageError(f"no database at {settings.db} (set --db or PIXEL_DB)")
+    from .preflight import check_database_file
+
     check_database_file(Path(settings.db))
     return SQLiteStore(settings.db, settings.sqlite_synchronous)
 
@@ -201,12 +158,14 @@ def serve(**options: Any) -> None:
     Example:
       pixel-server serve --port 8000 --workers 2 --db /var/lib/pixel/pixel.db
     """
-    from .preflight import preflight
+    from .preflight import build_once, check_paths
     from .server import run
 
     settings = load_settings(options)
     logging.config.dictConfig(log_config(settings.log_level))
-    preflight(settings)  # the paths, the key (created once, before workers race for it), the app
+    check_paths(settings)  # as this user, before anything is written: one line, not a traceback
+    Keyring.from_settings(settings)  # create the key once, before workers race for it
+    build_once(settings)  # what every worker builds, so that none meets a bad setting
     sys.exit(run(settings))
 
 
@@ -228,6 +187,8 @@ def link(url: str, expires: str | None, append_utm: bool, **options: Any) -> Non
     """
     settings = load_settings(options)
     payload: dict[str, Any] = collect_ids(options)
+    from .preflight import redirect_policy
+
     policy = redirect_policy(settings)
     try:
         payload["u"] = normalize_target(url, policy)

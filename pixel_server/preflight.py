@@ -12,27 +12,30 @@ from __future__ import annotations
 import dataclasses
 import os
 import pwd
-import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import ConfigError, Settings, accepted
-from .urls import TargetPolicy, TargetRejected
+
+if TYPE_CHECKING:
+    from .urls import TargetPolicy
 
 FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
 
 
-def preflight(settings: Settings) -> None:
-    """Raise ConfigError unless a server on ``settings`` can start (creates the key file)."""
+def build_once(settings: Settings) -> None:
+    """Build the app as each worker will (the key must exist): a bad setting raises here."""
     from .app import create_app  # the app's imports are only needed by `serve`
 
-    check_paths(settings)
     redirect_policy(settings)
     create_app(settings)
 
 
 def redirect_policy(settings: Settings) -> TargetPolicy:
     """The redirect policy; an allowlist entry it refuses is a ConfigError."""
+    from .urls import TargetPolicy, TargetRejected
+
     try:
         return TargetPolicy.from_settings(settings)
     except TargetRejected as exc:
@@ -85,6 +88,8 @@ def writable_dir(path: Path, env: str) -> None:
             existing = existing.parent
         if not existing.is_dir():
             raise NotADirectoryError(20, "Not a directory", str(existing))
+        import tempfile  # only serve needs it
+
         fd, probe = tempfile.mkstemp(prefix=".pixel-write-check-", dir=existing)
         os.close(fd)
         os.unlink(probe)

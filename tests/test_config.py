@@ -130,6 +130,10 @@ def test_workers_rebuild_exactly_the_settings_the_parent_checked() -> None:
         ({"PIXEL_TRUSTED_PROXIES": "10.0.0.1,nope"}, "'nope' is not an IP address or network"),
         ({"PIXEL_LOG_LEVEL": "bogus"}, "accepted: one of debug, info, warning, error"),
         ({"PIXEL_VERIFY_KEYS": "k0:0123456789abcdef,k0:x"}, "id 'k0' appears twice"),
+        (
+            {"PIXEL_VERIFY_KEYS": "k2:0123456789abcdef", "PIXEL_KEY_ID": "k2"},
+            "PIXEL_VERIFY_KEYS: id 'k2' is the signing key's (PIXEL_KEY_ID)",
+        ),
     ],
 )
 def test_messages_say_what_is_wrong_and_what_is_accepted(env: dict[str, str], message: str) -> None:
