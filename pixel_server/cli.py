@@ -18,7 +18,8 @@ from urllib.parse import urlencode
 
 import click
 
-from .config import ConfigError, Settings, env_text
+from .command import PixelGroup, flag_given
+from .config import ConfigError, Settings, accepted, env_text
 from .fields import UTM_KEYS
 from .files import replaced_on_success
 from .keys import DEFAULT_KEY_ID, KeyFile, Keyring
@@ -48,7 +49,7 @@ def settings_options(*names: str) -> Callable[[F], F]:
                 "default": None,
                 "envvar": f.metadata["env"],
                 "show_envvar": True,
-                "help": f"{f.metadata['help']} [default: {f.default!r}]",
+                "help": f"{f.metadata['help']} Accepted: {accepted(f)}. [default: {f.default!r}]",
             }
             if isinstance(f.default, bool):
                 decl = click.option(f"--{dash}/--no-{dash}", name, **kwargs)
@@ -71,7 +72,10 @@ def load_settings(options: dict[str, Any]) -> Settings:
     try:
         return Settings.from_env(env)
     except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
+        flag = flag_given(exc.setting)
+        if flag is None:
+            raise
+        raise ConfigError(f"{flag} / {exc}", exc.setting) from None
 
 
 class Refused(click.ClickException):
@@ -261,10 +265,16 @@ def open_existing(settings: Settings) -> SQLiteStore:
 
     if not Path(settings.db).exists():
         raise click.UsageError(f"no database at {settings.db} (set --db or PIXEL_DB)")
+    from .preflight import check_database_file
+
+    check_database_file(Path(settings.db))
     return SQLiteStore(settings.db, settings.sqlite_synchronous)
 
 
-@click.group(context_settings={"auto_envvar_prefix": "PIXEL", "show_default": True})
+@click.group(
+    cls=PixelGroup,
+    context_settings={"auto_envvar_prefix": "PIXEL", "show_default": True},
+)
 @click.version_option(package_name="pixel-server")
 def main() -> None:
     """Tracking pixels, signed redirects and a hit log you can trust."""
@@ -285,11 +295,14 @@ def serve(**options: Any) -> None:
     import logging.config
 
     from .logs import log_config
+    from .preflight import build_once, check_paths
     from .server import run
 
     settings = load_settings(options)
     logging.config.dictConfig(log_config(settings.log_level))
+    check_paths(settings)  # as this user, before anything is written: one line, not a traceback
     keyring(settings, create=True)  # create the key once, before workers race for it
+    build_once(settings)  # what every worker builds, so that none meets a bad setting
     sys.exit(run(settings))
 
 

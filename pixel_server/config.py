@@ -8,123 +8,240 @@ runs, so every option has one name, one parser and one default.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import validators as v
+from .validators import FILE_TEXT, HOST_TEXT, KEY_ID_TEXT, MIN_API_TOKEN_CHARS, split_list
+
+__all__ = ["ConfigError", "Settings", "accepted", "env_name", "env_text", "split_list"]
+
 IP_MODES = ("truncate", "full", "none")
 SERVERS = ("uvicorn", "granian")
 SYNC_MODES = ("FULL", "NORMAL")
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 class ConfigError(ValueError):
-    """Raised when a ``PIXEL_*`` value cannot be parsed; the message names the variable."""
+    """Raised when a setting cannot be used; the message is one line naming the variable and,
+    for a bad value, what is accepted. ``setting`` is the ``PIXEL_*`` name (None if not one)."""
+
+    def __init__(self, message: str, setting: str | None = None) -> None:
+        super().__init__(message)
+        self.setting = setting
+
+    def __reduce__(self) -> tuple[type[ConfigError], tuple[str, str | None]]:
+        return (type(self), (str(self), self.setting))
 
 
-def _setting(env: str, default: Any, help: str, *, secret: bool = False) -> Any:
-    return field(default=default, repr=not secret, metadata={"env": env, "help": help})
+def _setting(
+    env: str,
+    default: Any,
+    help: str,
+    *,
+    secret: bool = False,
+    min: float | None = None,
+    max: float | None = None,
+    choices: tuple[str, ...] | None = None,
+    check: Callable[[str], None] | None = None,
+    accepts: str | Callable[[], str] | None = None,
+) -> Any:
+    """A settings field. Every field says what it accepts (tests/test_config.py enforces it):
+    numbers ``min`` and ``max`` (inclusive), enumerations ``choices`` (read in any case,
+    stored as written here), other strings a ``check`` raising ValueError plus ``accepts``,
+    the text shown after "accepted:". Booleans need nothing."""
+    metadata: dict[str, Any] = {"env": env, "help": help, "min": min, "max": max}
+    metadata.update(choices=choices, check=check, accepts=accepts)
+    return field(default=default, repr=not secret, metadata=metadata)
 
 
 @dataclass(frozen=True)
 class Settings:
     """Every knob of the service. ``repr`` never shows a secret."""
 
-    host: str = _setting("PIXEL_HOST", "127.0.0.1", "Address to listen on.")
-    port: int = _setting("PIXEL_PORT", 8000, "TCP port to listen on.")
-    workers: int = _setting("PIXEL_WORKERS", 1, "Worker processes (they share the SQLite file).")
-    server: str = _setting(
-        "PIXEL_SERVER", "uvicorn", "HTTP server: uvicorn, or granian (`pip install granian`)."
+    host: str = _setting(
+        "PIXEL_HOST", "127.0.0.1", "Address to listen on.", check=v.host, accepts=HOST_TEXT
     )
-    db: str = _setting("PIXEL_DB", "./pixel.db", "SQLite database file, created on first start.")
+    port: int = _setting("PIXEL_PORT", 8000, "TCP port to listen on.", min=1, max=65535)
+    workers: int = _setting(
+        "PIXEL_WORKERS", 1, "Worker processes (they share the SQLite file).", min=1, max=256
+    )
+    server: str = _setting(
+        "PIXEL_SERVER",
+        "uvicorn",
+        "HTTP server: uvicorn, or granian (`pip install granian`).",
+        choices=SERVERS,
+    )
+    db: str = _setting(
+        "PIXEL_DB",
+        "./pixel.db",
+        "SQLite database file, created on first start.",
+        check=v.file_path,
+        accepts=FILE_TEXT,
+    )
     public_url: str = _setting(
-        "PIXEL_PUBLIC_URL", "", "Base URL printed by `link`/`pixel` (default http://HOST:PORT)."
+        "PIXEL_PUBLIC_URL",
+        "",
+        "Base URL printed by `link`/`pixel` (default http://HOST:PORT).",
+        check=v.public_url,
+        accepts="an absolute http:// or https:// URL, optionally with a path, no query",
     )
     secret_key: str = _setting(
         "PIXEL_SECRET_KEY",
         "",
         "Signing key. Unset: a random key is generated once and kept in PIXEL_SECRET_FILE.",
         secret=True,
+        check=v.secret,
+        accepts=lambda: f"empty, or a key {v.secret_text()}",
     )
     secret_file: str = _setting(
-        "PIXEL_SECRET_FILE", "", "Where the generated key lives (default: DB path + `.key`)."
+        "PIXEL_SECRET_FILE",
+        "",
+        "Where the generated key lives (default: DB path + `.key`).",
+        check=v.file_path,
+        accepts=FILE_TEXT,
     )
     key_id: str = _setting(
         "PIXEL_KEY_ID",
         "",
         "Id of the signing key, written into tokens (default: the key file's id, else k1).",
+        check=v.key_id,
+        accepts=f"empty (the key file's id, else k1), or an id {KEY_ID_TEXT}",
     )
     verify_keys: str = _setting(
         "PIXEL_VERIFY_KEYS",
         "",
         "Older keys still accepted, as `id:secret,id:secret` (key rotation).",
         secret=True,
+        check=v.verify_keys,
+        accepts=lambda: (
+            "comma-separated id:secret pairs, each id "
+            f"{KEY_ID_TEXT}, unique and not PIXEL_KEY_ID, each secret {v.secret_text()}"
+        ),
     )
     api_tokens: str = _setting(
         "PIXEL_API_TOKENS",
         "",
         "Comma-separated bearer tokens for /api (none = API disabled).",
         secret=True,
+        check=v.api_tokens,
+        accepts=f"comma-separated tokens of at least {MIN_API_TOKEN_CHARS} visible ASCII "
+        "characters (no spaces)",
     )
     ip_mode: str = _setting(
-        "PIXEL_IP_MODE", "truncate", "Client IP storage: truncate (/24, /48), full or none."
+        "PIXEL_IP_MODE",
+        "truncate",
+        "Client IP storage: truncate (/24, /48), full or none.",
+        choices=IP_MODES,
     )
     trusted_proxies: str = _setting(
         "PIXEL_TRUSTED_PROXIES",
         "",
         "Comma-separated proxy IPs/CIDRs whose X-Forwarded-For is believed.",
+        check=v.networks,
+        accepts="comma-separated IP addresses or CIDR networks (10.0.0.1, 10.0.0.0/8, fd00::/8)",
     )
     redirect_hosts: str = _setting(
         "PIXEL_REDIRECT_HOSTS",
         "",
         "Comma-separated host allowlist for redirect targets (subdomains included; empty = any).",
+        check=v.hosts,
+        accepts="comma-separated host names (shop.example) or [IPv6] literals: "
+        "no scheme, port, path or wildcard",
     )
     redirect_allow_ip: bool = _setting(
         "PIXEL_REDIRECT_ALLOW_IP", False, "Allow numeric-IP redirect targets."
     )
     queue_max: int = _setting(
-        "PIXEL_QUEUE_MAX", 50_000, "Hits held in memory while the store is slow; beyond: dropped."
+        "PIXEL_QUEUE_MAX",
+        50_000,
+        "Hits held in memory while the store is slow; beyond: dropped.",
+        min=1,
+        max=10_000_000,
     )
-    batch_max: int = _setting("PIXEL_BATCH_MAX", 2_000, "Most hits written in one transaction.")
+    batch_max: int = _setting(
+        "PIXEL_BATCH_MAX", 2_000, "Most hits written in one transaction.", min=1, max=100_000
+    )
     ack_timeout: float = _setting(
         "PIXEL_ACK_TIMEOUT",
         2.0,
         "Seconds a response waits for its commit before answering anyway (hit stays queued).",
+        min=0.001,
+        max=3600,
     )
     drain_timeout: float = _setting(
-        "PIXEL_DRAIN_TIMEOUT", 10.0, "Seconds shutdown keeps retrying to store queued hits."
+        "PIXEL_DRAIN_TIMEOUT",
+        10.0,
+        "Seconds shutdown keeps retrying to store queued hits.",
+        min=0.001,
+        max=3600,
     )
     graceful_timeout: int = _setting(
-        "PIXEL_GRACEFUL_TIMEOUT", 5, "Seconds in-flight requests get after SIGTERM."
+        "PIXEL_GRACEFUL_TIMEOUT",
+        5,
+        "Seconds in-flight requests get after SIGTERM.",
+        min=1,
+        max=3600,
     )
     spill_dir: str = _setting(
         "PIXEL_SPILL_DIR",
         "",
         "Spill journals while the store is down (default: DB path + `.spill`); `off` disables.",
+        check=v.spill_dir,
+        accepts="off, or the path of a directory (created if missing)",
     )
     spill_max_bytes: int = _setting(
-        "PIXEL_SPILL_MAX_BYTES", 1 << 30, "Largest spill journal per process; beyond: memory."
+        "PIXEL_SPILL_MAX_BYTES",
+        1 << 30,
+        "Largest spill journal per process; beyond: memory.",
+        min=1,
+        max=1 << 40,
     )
     busy_timeout: float = _setting(
         "PIXEL_BUSY_TIMEOUT",
         1.0,
         "Seconds a write waits for the SQLite lock before the store counts as unavailable.",
+        min=0.001,
+        max=3600,
+        accepts="below PIXEL_ACK_TIMEOUT",
     )
     sqlite_synchronous: str = _setting(
-        "PIXEL_SQLITE_SYNCHRONOUS", "FULL", "SQLite synchronous mode: FULL (power-safe) or NORMAL."
+        "PIXEL_SQLITE_SYNCHRONOUS",
+        "FULL",
+        "SQLite synchronous mode: FULL (power-safe) or NORMAL.",
+        choices=SYNC_MODES,
     )
     max_query_bytes: int = _setting(
-        "PIXEL_MAX_QUERY_BYTES", 8192, "Longest query string parsed; the rest is cut and flagged."
+        "PIXEL_MAX_QUERY_BYTES",
+        8192,
+        "Longest query string parsed; the rest is cut and flagged.",
+        min=1,
+        max=1 << 20,
     )
-    max_params: int = _setting("PIXEL_MAX_PARAMS", 50, "Most query parameters kept per hit.")
+    max_params: int = _setting(
+        "PIXEL_MAX_PARAMS", 50, "Most query parameters kept per hit.", min=1, max=10_000
+    )
     max_value_chars: int = _setting(
-        "PIXEL_MAX_VALUE_CHARS", 2048, "Longest parameter value kept (longer: cut and flagged)."
+        "PIXEL_MAX_VALUE_CHARS",
+        2048,
+        "Longest parameter value kept (longer: cut and flagged).",
+        min=1,
+        max=1 << 20,
     )
     max_token_bytes: int = _setting(
-        "PIXEL_MAX_TOKEN_BYTES", 2048, "Longest signed token looked at (checked before decoding)."
+        "PIXEL_MAX_TOKEN_BYTES",
+        2048,
+        "Longest signed token looked at (checked before decoding).",
+        min=64,
+        max=1 << 16,
     )
-    log_level: str = _setting("PIXEL_LOG_LEVEL", "info", "Log level: debug, info, warning, error.")
+    log_level: str = _setting(
+        "PIXEL_LOG_LEVEL", "info", "Log level: debug, info, warning, error.", choices=LOG_LEVELS
+    )
     access_log: bool = _setting(
         "PIXEL_ACCESS_LOG", False, "uvicorn access log (off: it would log ids in query strings)."
     )
@@ -132,27 +249,37 @@ class Settings:
         "PIXEL_MAX_CONNECTIONS",
         2048,
         "Open client connections per worker; beyond: refused with 503 (kept below the fd limit).",
+        min=1,
+        max=1_000_000,
     )
     max_header_bytes: int = _setting(
         "PIXEL_MAX_HEADER_BYTES",
         65536,
         "Largest request head (request line and headers) in bytes; larger: 431, closed.",
+        min=1024,
+        max=1 << 24,
     )
     header_timeout: float = _setting(
         "PIXEL_HEADER_TIMEOUT",
         10.0,
         "Seconds a connection gets to send a whole request head (from connect or first byte).",
+        min=0.001,
+        max=3600,
     )
     keepalive_timeout: float = _setting(
         "PIXEL_KEEPALIVE_TIMEOUT",
         5.0,
         "Seconds an idle keep-alive connection stays open between requests (uvicorn).",
+        min=0.001,
+        max=3600,
     )
     metrics_token: str = _setting(
         "PIXEL_METRICS_TOKEN",
         "",
         "Bearer token required by /metrics (empty = open, as when only a local proxy reaches it).",
         secret=True,
+        check=v.metrics_token,
+        accepts=f"empty, or one token of at least {MIN_API_TOKEN_CHARS} visible ASCII characters",
     )
 
     @classmethod
@@ -169,34 +296,21 @@ class Settings:
         return settings
 
     def validate(self) -> None:
-        if self.ip_mode not in IP_MODES:
-            raise ConfigError(f"PIXEL_IP_MODE must be one of {', '.join(IP_MODES)}")
-        if self.server not in SERVERS:
-            raise ConfigError(f"PIXEL_SERVER must be one of {', '.join(SERVERS)}")
-        if self.sqlite_synchronous.upper() not in SYNC_MODES:
-            raise ConfigError(f"PIXEL_SQLITE_SYNCHRONOUS must be one of {', '.join(SYNC_MODES)}")
-        for name in ("port", "workers", "queue_max", "batch_max", "max_params"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{env_name(name)} must be at least 1")
-        if not 0 < self.busy_timeout < self.ack_timeout:
-            raise ConfigError("PIXEL_BUSY_TIMEOUT must be above 0 and below PIXEL_ACK_TIMEOUT")
-        if not (0 < self.port < 65536):
-            raise ConfigError("PIXEL_PORT must be between 1 and 65535")
-        self._validate_bounds()
+        """Refuse any value the service cannot use; the ConfigError is one line."""
+        for f in dataclasses.fields(self):
+            _check(f, getattr(self, f.name))
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        if not self.busy_timeout < self.ack_timeout:
+            problem = f"is not below PIXEL_ACK_TIMEOUT ({self.ack_timeout})"
+            raise _invalid(fields["busy_timeout"], self.busy_timeout, problem)
+        if self.key_id in v.verify_key_ids(self.verify_keys):
+            problem = f"id {self.key_id!r} is the signing key's (PIXEL_KEY_ID)"
+            raise _invalid(fields["verify_keys"], self.verify_keys, problem)
         if self.redirect_hosts.strip():
             # urls.py owns what an allowlist entry may be; imported late (it imports this).
             from .urls import TargetPolicy
 
             TargetPolicy.from_settings(self)  # ConfigError naming the entry
-
-    def _validate_bounds(self) -> None:
-        if self.max_connections < 1:
-            raise ConfigError("PIXEL_MAX_CONNECTIONS must be at least 1")
-        if not 1024 <= self.max_header_bytes <= 1 << 24:
-            raise ConfigError("PIXEL_MAX_HEADER_BYTES must be between 1024 and 16777216")
-        for name in ("header_timeout", "keepalive_timeout"):
-            if not 0 < getattr(self, name) <= 3600:
-                raise ConfigError(f"{env_name(name)} must be above 0 and at most 3600 seconds")
 
     @property
     def secret_path(self) -> Path:
@@ -230,26 +344,98 @@ def env_text(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def split_list(raw: str) -> tuple[str, ...]:
-    return tuple(item.strip() for item in raw.split(",") if item.strip())
+def accepted(f: dataclasses.Field[Any]) -> str:
+    """What a settings field accepts, in words (error messages and the README)."""
+    meta = f.metadata
+    if isinstance(f.default, bool):
+        return "true or false (also 1/0, yes/no, on/off)"
+    if meta.get("choices"):
+        return f"one of {', '.join(meta['choices'])} (in any case)"
+    if _has_range(f):
+        kind = "an integer" if isinstance(f.default, int) else "a number"
+        extra = f", {meta['accepts']}" if meta.get("accepts") else ""
+        return f"{kind} from {meta['min']} to {meta['max']}{extra}"
+    accepts = meta.get("accepts")
+    if accepts is None:
+        return f"see the README ({meta['env']} states no rule yet)"
+    return str(accepts() if callable(accepts) else accepts)
+
+
+def rules_missing(f: dataclasses.Field[Any]) -> str | None:
+    """What a field lacks for validation (tests/test_config.py requires None for each)."""
+    if isinstance(f.default, bool):
+        return None
+    if isinstance(f.default, int | float):
+        return None if _has_range(f) else "min= and max="
+    if f.metadata.get("choices"):
+        return None
+    if f.metadata.get("check") and f.metadata.get("accepts"):
+        return None
+    return "choices=, or check= and accepts="
+
+
+def _has_range(f: dataclasses.Field[Any]) -> bool:
+    return f.metadata.get("min") is not None and f.metadata.get("max") is not None
+
+
+def _invalid(f: dataclasses.Field[Any], value: Any, problem: str) -> ConfigError:
+    env = f.metadata["env"]
+    shown = "" if not f.repr else f"{_short(value)} "
+    return ConfigError(f"{env}: {shown}{problem}; accepted: {accepted(f)}", env)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
+
+
+def _check(f: dataclasses.Field[Any], value: Any) -> None:
+    meta = f.metadata
+    kind: type[Any] = type(f.default)
+    if type(value) is not kind and not (kind is float and type(value) is int):
+        raise _invalid(f, value, f"is not {_KINDS.get(kind, kind.__name__)}")
+    if kind in (int, float):
+        if not math.isfinite(value):
+            raise _invalid(f, value, "is not a finite number")
+        if _has_range(f) and not meta["min"] <= value <= meta["max"]:
+            raise _invalid(f, value, "is out of range")
+    elif meta.get("choices"):
+        if value not in meta["choices"]:
+            raise _invalid(f, value, "is unknown")
+    elif kind is str and meta.get("check") and not (value == "" == f.default):
+        # ("" is "unset" for the strings whose default is computed, see the properties)
+        try:
+            meta["check"](value)
+        except ValueError as exc:
+            message = f"{meta['env']}: {exc}; accepted: {accepted(f)}"
+            raise ConfigError(message, meta["env"]) from None
+
+
+_KINDS = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
 
 
 def _parse(f: dataclasses.Field[Any], raw: str) -> Any:
-    env = f.metadata["env"]
-    default: Any = f.default
-    kind = type(default)
-    try:
-        if kind is bool:
-            lowered = raw.strip().lower()
-            if lowered in ("1", "true", "yes", "on"):
-                return True
-            if lowered in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(raw)
-        if kind is int:
-            return int(raw)
-        if kind is float:
-            return float(raw)
-    except ValueError:
-        raise ConfigError(f"{env}: cannot read {raw!r} as {kind.__name__}") from None
-    return raw
+    """The typed value of a ``PIXEL_*`` string (the range and syntax checks are _check's)."""
+    kind: type[Any] = type(f.default)
+    text = raw.strip()
+    if kind is bool:
+        lowered = text.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+    elif kind in (int, float):
+        try:
+            # ASCII only: int() also reads other scripts' digits, which no one means here
+            if text.isascii():
+                return kind(text)
+        except ValueError:
+            pass
+    elif f.metadata.get("choices"):
+        for choice in f.metadata["choices"]:
+            if text.lower() == choice.lower():
+                return choice
+        raise _invalid(f, raw, "is unknown")
+    else:
+        return raw
+    raise _invalid(f, raw, f"cannot be read as {_KINDS[kind]}")
