@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from .export import csv_header, csv_row, iter_rows, ndjson_row, present
+from .export import csv_header, csv_rows, iter_pages, ndjson_rows, present
 from .query import MAX_LIMIT, HitQuery, QueryError, format_cursor
 from .runtime import Runtime
 
@@ -141,16 +141,16 @@ class HitsApi:
         )
 
     async def _stream(
-        self, request: Request, header: str, line: Callable[[dict[str, Any]], str]
+        self, request: Request, header: str, lines: Callable[[list[dict[str, Any]]], str]
     ) -> AsyncIterator[str]:
         """The export body, after validating the request and reading the first page."""
         query = self._query(request, None)
         store = self.rt.store
         assert store is not None
         path = request.scope["path"]
-        rows = iter_rows(store, replace(query, limit=None), query.limit)
+        pages = iter_pages(store, replace(query, limit=None), query.limit)
         try:
-            first = await anext(rows, None)
+            first = await anext(pages, None)
         except Exception:  # as in hits(): nothing is sent yet, so a 503
             raise store_unavailable(path) from None
 
@@ -161,11 +161,11 @@ class HitsApi:
             if first is None:
                 return
             try:
-                yield line(first)
-                sent = 1
-                async for row in rows:
-                    yield line(row)
-                    sent += 1
+                yield lines(first)  # one chunk per page, not one per row
+                sent = len(first)
+                async for page in pages:
+                    yield lines(page)
+                    sent += len(page)
             except Exception as exc:
                 log.error("%s aborted after %d rows, cut off unfinished: %r", path, sent, exc)
                 raise ExportAborted(f"{path} aborted after {sent} rows") from exc
@@ -174,7 +174,7 @@ class HitsApi:
 
     async def hits_csv(self, request: Request) -> Response:
         """``GET /api/hits.csv``: every matching hit (``limit`` caps the count), streamed."""
-        body = await self._stream(request, csv_header(), csv_row)
+        body = await self._stream(request, csv_header(), csv_rows)
         return StreamingResponse(
             body,
             media_type="text/csv; charset=utf-8",
@@ -183,5 +183,5 @@ class HitsApi:
 
     async def hits_ndjson(self, request: Request) -> Response:
         """``GET /api/hits.ndjson``: like the CSV export, one JSON object per line."""
-        body = await self._stream(request, "", ndjson_row)
+        body = await self._stream(request, "", ndjson_rows)
         return StreamingResponse(body, media_type="application/x-ndjson")

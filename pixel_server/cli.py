@@ -443,11 +443,11 @@ def export(fmt: str, output: str, limit: int | None, **options: Any) -> None:
     """
     import asyncio
 
-    from .export import csv_header, csv_row, iter_rows, ndjson_row
+    from .export import csv_header, csv_rows, iter_pages, ndjson_rows
 
     settings = load_settings(options)
     query = build_query(options, limit)
-    line = csv_row if fmt == "csv" else ndjson_row
+    lines = csv_rows if fmt == "csv" else ndjson_rows
 
     async def write(out: TextIO, progress: bool) -> int:
         written = 0
@@ -458,10 +458,10 @@ def export(fmt: str, output: str, limit: int | None, **options: Any) -> None:
             with click.progressbar(length=total, label="exporting", file=bar_file) as bar:
                 if fmt == "csv":
                     out.write(csv_header())
-                async for row in iter_rows(store, query, limit):
-                    out.write(line(row))
-                    written += 1
-                    bar.update(1)
+                async for page in iter_pages(store, query, limit):
+                    out.write(lines(page))
+                    written += len(page)
+                    bar.update(len(page))
         return written
 
     if output == "-":
