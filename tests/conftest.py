@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import signal
 import socket
@@ -302,9 +303,14 @@ def wait_until(condition: Callable[[], object], what: str, timeout: float = 60) 
 
 
 async def until(condition: Callable[[], object], what: str, timeout: float = 30) -> None:
-    """The asyncio form of :func:`wait_until`, for in-process tests."""
+    """The asyncio form of :func:`wait_until`, for in-process tests; ``condition`` may be a
+    coroutine function."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while not condition():
+    while not await _truth(condition()):
         assert loop.time() < deadline, f"{what}: not within {timeout:.0f} s"
         await asyncio.sleep(0.01)
+
+
+async def _truth(value: object) -> bool:
+    return bool(await value if inspect.isawaitable(value) else value)
