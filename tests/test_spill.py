@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from pathlib import Path
+
+import pytest
 
 from pixel_server.hits import Hit
 from pixel_server.metrics import Metrics
@@ -70,6 +73,26 @@ async def test_hits_keep_going_to_the_journal_until_it_is_replayed(tmp_path: Pat
         await second
         await wait_for(lambda: len(store.rows) == 2)
     assert [row["eid"] for row in store.rows] == ["e1", "e2"]
+
+
+async def test_final_flush_log_counts_hits_it_sent_to_the_journal(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Hits the shutdown flush journals (store down) are counted as written to the journal."""
+    store = MemoryStore()
+    store.down = True
+    spill = Spill(tmp_path, 1 << 20)
+    writer = Writer(store, Metrics(), spill=spill)
+    writer.start()
+    for i in range(5):
+        writer.submit(hit(i))
+    with caplog.at_level(logging.INFO, logger="pixel_server.writer"):
+        await writer.aclose()
+    spill.close()
+    assert caplog.messages[-1] == (
+        "final flush done: 5 hits written (0 to the store, 5 to the spill journal), "
+        "0 left unwritten; 0 stored by this worker in all"
+    )
 
 
 def write_journal(path: Path, hits: list[Hit], torn: bool = False) -> None:

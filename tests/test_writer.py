@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from collections.abc import Sequence
 
@@ -148,6 +149,42 @@ async def test_drain_deadline_counts_what_could_not_be_stored() -> None:
         writer.submit(hit(i))
     await writer.aclose()
     assert sample(metrics, "pixel_hits_dropped_total", kind="view", reason="shutdown") == 7
+
+
+async def test_final_flush_log_counts_what_the_flush_wrote(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """'final flush done' gives the hits written by the flush itself, then the lifetime total."""
+    writer = Writer(MemoryStore(), Metrics())
+    writer.start()
+    earlier = [writer.submit(hit(i)) for i in range(3)]
+    await asyncio.gather(*[f for f in earlier if f is not None])
+    for i in range(3, 7):  # queued, and not written before aclose: nothing has awaited since
+        writer.submit(hit(i))
+    with caplog.at_level(logging.INFO, logger="pixel_server.writer"):
+        await writer.aclose()
+    assert caplog.messages[-1] == (
+        "final flush done: 4 hits written (4 to the store, 0 to the spill journal), "
+        "0 left unwritten; 7 stored by this worker in all"
+    )
+
+
+async def test_final_flush_log_counts_what_the_deadline_left(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Past drain_timeout with the store down, the log says how many hits were left."""
+    store = MemoryStore()
+    store.down = True
+    writer = Writer(store, Metrics(), drain_timeout=0.3)
+    writer.start()
+    for i in range(7):
+        writer.submit(hit(i))
+    with caplog.at_level(logging.INFO, logger="pixel_server.writer"):
+        await writer.aclose()
+    assert caplog.messages[-1] == (
+        "final flush done: 0 hits written (0 to the store, 0 to the spill journal), "
+        "7 left unwritten; 0 stored by this worker in all"
+    )
 
 
 async def test_submit_after_close_is_refused_and_counted() -> None:
