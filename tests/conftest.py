@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import logging
 import os
 import signal
 import socket
@@ -27,6 +28,7 @@ from pixel_server.app import PixelApp, create_app
 from pixel_server.config import Settings
 from pixel_server.runtime import Runtime
 from pixel_server.store.base import Store
+from pixel_server.writer import Writer
 
 SECRET = "test-secret-key-0123456789abcdef"
 API_TOKEN = "test-api-token"
@@ -310,6 +312,13 @@ async def until(condition: Callable[[], object], what: str, timeout: float = 30)
     while not await _truth(condition()):
         assert loop.time() < deadline, f"{what}: not within {timeout:.0f} s"
         await asyncio.sleep(0.01)
+
+
+async def closing_line(writer: Writer, caplog: pytest.LogCaptureFixture) -> str:
+    """Close ``writer`` and return the line it logged last ("final flush done: ...")."""
+    with caplog.at_level(logging.INFO, logger="pixel_server.writer"):
+        await writer.aclose()
+    return caplog.messages[-1]
 
 
 async def _truth(value: object) -> bool:

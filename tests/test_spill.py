@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from pixel_server.spill import Journal, Spill
 from pixel_server.store.memory import MemoryStore
 from pixel_server.writer import Writer
 
-from conftest import until
+from conftest import closing_line, until
 
 
 def hit(i: int) -> Hit:
@@ -86,10 +85,9 @@ async def test_final_flush_log_counts_hits_it_sent_to_the_journal(
     writer.start()
     for i in range(5):
         writer.submit(hit(i))
-    with caplog.at_level(logging.INFO, logger="pixel_server.writer"):
-        await writer.aclose()
+    line = await closing_line(writer, caplog)
     spill.close()
-    assert caplog.messages[-1] == (
+    assert line == (
         "final flush done: 5 hits written (0 to the store, 5 to the spill journal), "
         "0 left unwritten; 0 stored by this worker in all"
     )

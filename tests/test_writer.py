@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import Counter
 from collections.abc import Sequence
 
@@ -14,7 +13,7 @@ from pixel_server.metrics import Metrics
 from pixel_server.store.memory import MemoryStore
 from pixel_server.writer import Writer
 
-from conftest import until
+from conftest import closing_line, until
 
 
 def hit(i: int, kind: str = "view") -> Hit:
@@ -138,8 +137,11 @@ async def test_close_drains_every_queued_hit() -> None:
     await writer.aclose()  # idempotent
 
 
-async def test_drain_deadline_counts_what_could_not_be_stored() -> None:
-    """If the store stays down past drain_timeout, the unwritten hits are counted as lost."""
+async def test_drain_deadline_counts_and_logs_what_could_not_be_stored(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """If the store stays down past drain_timeout, the unwritten hits are counted as lost,
+    and the final flush line says how many were left."""
     store = MemoryStore()
     store.down = True
     metrics = Metrics()
@@ -147,7 +149,10 @@ async def test_drain_deadline_counts_what_could_not_be_stored() -> None:
     writer.start()
     for i in range(7):
         writer.submit(hit(i))
-    await writer.aclose()
+    assert await closing_line(writer, caplog) == (
+        "final flush done: 0 hits written (0 to the store, 0 to the spill journal), "
+        "7 left unwritten; 0 stored by this worker in all"
+    )
     assert sample(metrics, "pixel_hits_dropped_total", kind="view", reason="shutdown") == 7
 
 
@@ -161,29 +166,9 @@ async def test_final_flush_log_counts_what_the_flush_wrote(
     await asyncio.gather(*[f for f in earlier if f is not None])
     for i in range(3, 7):  # queued, and not written before aclose: nothing has awaited since
         writer.submit(hit(i))
-    with caplog.at_level(logging.INFO, logger="pixel_server.writer"):
-        await writer.aclose()
-    assert caplog.messages[-1] == (
+    assert await closing_line(writer, caplog) == (
         "final flush done: 4 hits written (4 to the store, 0 to the spill journal), "
         "0 left unwritten; 7 stored by this worker in all"
-    )
-
-
-async def test_final_flush_log_counts_what_the_deadline_left(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    """Past drain_timeout with the store down, the log says how many hits were left."""
-    store = MemoryStore()
-    store.down = True
-    writer = Writer(store, Metrics(), drain_timeout=0.3)
-    writer.start()
-    for i in range(7):
-        writer.submit(hit(i))
-    with caplog.at_level(logging.INFO, logger="pixel_server.writer"):
-        await writer.aclose()
-    assert caplog.messages[-1] == (
-        "final flush done: 0 hits written (0 to the store, 0 to the spill journal), "
-        "7 left unwritten; 0 stored by this worker in all"
     )
 
 
