@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import hypothesis
 import pytest
 from asgi_lifespan import LifespanManager
 
@@ -32,6 +33,14 @@ from pixel_server.writer import Writer
 
 SECRET = "test-secret-key-0123456789abcdef"
 API_TOKEN = "test-api-token"
+# Hypothesis' two wall-clock checks are off for every property test, present and future: the
+# 200 ms per-example deadline and the "data generation is too slow" health check both fail at
+# random on a busy 2-core machine, and neither says anything about the code under test.
+hypothesis.settings.register_profile(
+    "busy-machine", deadline=None, suppress_health_check=[hypothesis.HealthCheck.too_slow]
+)
+hypothesis.settings.load_profile("busy-machine")
+
 # Deadlines for things that must happen eventually (readiness, answers): generous, because the
 # suite runs on 2 shared cores; they only turn a hang into a clear failure, they prove nothing.
 READY_DEADLINE = 60.0
