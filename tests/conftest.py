@@ -273,6 +273,11 @@ class Load:
                     started = time.monotonic()
                     try:
                         response = http.get(f"/p.gif?cid=load&eid={eid}")
+                    except httpx.TimeoutException:
+                        # unanswered for 10 s: keep its time, so a latency bound sees it
+                        with self._changed:
+                            self.latencies.append(time.monotonic() - started)
+                        return
                     except httpx.TransportError:
                         return  # the server closed: stop this client
                     with self._changed:
