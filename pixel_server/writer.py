@@ -95,6 +95,7 @@ class Writer:
         self.healthy = True
         self.last_error: str | None = None
         self.written = 0  # hits committed by this writer (new rows and duplicates alike)
+        self.journaled = 0  # hits this writer appended to the spill journal
         self._pending: deque[Entry] = deque()
         self._inflight: list[Entry] = []
         self._write_started: float | None = None  # perf_counter() of the commit in progress
@@ -207,6 +208,7 @@ class Writer:
             self._fail(f"spill journal: {exc}")
             return False
         self.metrics.spilled.inc(len(batch))
+        self.journaled += len(batch)
         for _, future, _ in batch:
             if not future.done():
                 future.set_result(True)
@@ -308,6 +310,8 @@ class Writer:
             return
         task, self._task = self._task, None
         self._closing = True
+        # what this flush wrote, as opposed to the worker's lifetime totals
+        stored_before, journaled_before, lost = self.written, self.journaled, 0
         self._wake.set()
         try:
             await asyncio.wait_for(asyncio.shield(task), self.drain_timeout)
@@ -324,6 +328,13 @@ class Writer:
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
+        stored, journaled = self.written - stored_before, self.journaled - journaled_before
         log.info(
-            "final flush done: %d hits written by this worker, %d left", self.written, self.depth
+            "final flush done: %d hits written (%d to the store, %d to the spill journal), "
+            "%d left unwritten; %d stored by this worker in all",
+            stored + journaled,
+            stored,
+            journaled,
+            lost,
+            self.written,
         )

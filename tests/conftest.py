@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import inspect
+import logging
 import os
 import signal
 import socket
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import hypothesis
 import pytest
 from asgi_lifespan import LifespanManager
 
@@ -25,9 +29,22 @@ from pixel_server.app import PixelApp, create_app
 from pixel_server.config import Settings
 from pixel_server.runtime import Runtime
 from pixel_server.store.base import Store
+from pixel_server.writer import Writer
 
 SECRET = "test-secret-key-0123456789abcdef"
 API_TOKEN = "test-api-token"
+# Hypothesis' two wall-clock checks are off for every property test, present and future: the
+# 200 ms per-example deadline and the "data generation is too slow" health check both fail at
+# random on a busy 2-core machine, and neither says anything about the code under test.
+hypothesis.settings.register_profile(
+    "busy-machine", deadline=None, suppress_health_check=[hypothesis.HealthCheck.too_slow]
+)
+hypothesis.settings.load_profile("busy-machine")
+
+# Deadlines for things that must happen eventually (readiness, answers): generous, because the
+# suite runs on 2 shared cores; they only turn a hang into a clear failure, they prove nothing.
+READY_DEADLINE = 60.0
+ACK_DEADLINE = 60.0
 CHROME_UA = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/124.0.0.0 Safari/537.36"
@@ -109,6 +126,9 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
+        """Signal the server and wait for its exit status. By design it exits within
+        PIXEL_GRACEFUL_TIMEOUT + PIXEL_DRAIN_TIMEOUT (5 + 10 s); 20 s leaves 5 s for a busy
+        machine to schedule the exit."""
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         return self.proc.wait(timeout)
@@ -149,7 +169,9 @@ def start_server(tmp_path: Path, *args: str, env: dict[str, str] | None = None) 
             cwd=tmp_path,
         )
     server = ServerProcess(proc, port, db, log)
-    deadline = time.monotonic() + 20
+    # a readiness poll, not a bound: a start takes ~0.5 s idle and a few seconds on a busy
+    # 2-core machine; the deadline only turns a server that never gets ready into a failure
+    deadline = time.monotonic() + READY_DEADLINE
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited early:\n{log.read_text()}")
@@ -178,6 +200,98 @@ def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
             server.kill_all()
 
 
+class Load:
+    """Client threads sending unique-eid pixels to ``server`` until stopped or it goes away.
+
+    ``acked`` collects every eid answered 200 and ``latencies`` every response time; tests wait
+    for a number of answers with :meth:`wait_for` (an event, not a sleep). As a context
+    manager it starts the clients on entry and stops and joins them on exit.
+    """
+
+    def __init__(
+        self,
+        server: ServerProcess,
+        clients: int,
+        prefix: str,
+        *,
+        stop: threading.Event | None = None,
+        acked: list[str] | None = None,
+        latencies: list[float] | None = None,
+    ) -> None:
+        self.server, self.prefix = server, prefix
+        self.stop = threading.Event() if stop is None else stop
+        self.acked: list[str] = [] if acked is None else acked
+        self.latencies: list[float] = [] if latencies is None else latencies
+        self._changed = threading.Condition()
+        self._threads = [threading.Thread(target=self._client, args=(n,)) for n in range(clients)]
+        self._running = 0
+
+    def __enter__(self) -> Load:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.finish()
+
+    def __len__(self) -> int:
+        with self._changed:
+            return len(self.acked)
+
+    def start(self) -> None:
+        self._running = len(self._threads)
+        for thread in self._threads:
+            thread.start()
+
+    def join(self) -> None:
+        for thread in self._threads:
+            thread.join(30)
+
+    def finish(self) -> list[str]:
+        """Stop the clients, wait for them and return the acknowledged eids."""
+        self.stop.set()
+        self.join()
+        return self.acked
+
+    def wait_for(self, count: int, timeout: float = ACK_DEADLINE) -> None:
+        """Block until at least ``count`` hits have been answered 200.
+
+        Fails if every client has stopped first (the server went away) or after ``timeout``
+        seconds, a deadline for a stuck load, not a bound: 6 clients got 325 answers a second
+        with both cores busy (stress-ng plus other test runs, load average 10).
+        """
+        with self._changed:
+            self._changed.wait_for(lambda: len(self.acked) >= count or self._running == 0, timeout)
+            got = len(self.acked)
+        assert got >= count, f"only {got} of {count} hits answered ({timeout:.0f} s)"
+
+    def _client(self, n: int) -> None:
+        try:
+            with httpx.Client(base_url=self.server.url, timeout=10) as http:
+                i = 0
+                while not self.stop.is_set():
+                    eid = f"{self.prefix}-{n}-{i}"
+                    started = time.monotonic()
+                    try:
+                        response = http.get(f"/p.gif?cid=load&eid={eid}")
+                    except httpx.TimeoutException:
+                        # unanswered for 10 s: keep its time, so a latency bound sees it
+                        with self._changed:
+                            self.latencies.append(time.monotonic() - started)
+                        return
+                    except httpx.TransportError:
+                        return  # the server closed: stop this client
+                    with self._changed:
+                        self.latencies.append(time.monotonic() - started)
+                        if response.status_code == 200:
+                            self.acked.append(eid)
+                            self._changed.notify_all()
+                    i += 1
+        finally:
+            with self._changed:
+                self._running -= 1
+                self._changed.notify_all()
+
+
 def load(
     server: ServerProcess,
     clients: int,
@@ -189,30 +303,37 @@ def load(
     """Send unique-eid pixels from ``clients`` threads until ``stop`` or the server goes away;
     return (and append to ``acked``) every eid that was answered 200, and append each
     response time to ``latencies``."""
-    acked = [] if acked is None else acked
-    lock = threading.Lock()
+    run = Load(server, clients, prefix, stop=stop, acked=acked, latencies=latencies)
+    run.start()
+    run.join()
+    return run.acked
 
-    def client(n: int) -> None:
-        with httpx.Client(base_url=server.url, timeout=10) as http:
-            i = 0
-            while not stop.is_set():
-                eid = f"{prefix}-{n}-{i}"
-                started = time.monotonic()
-                try:
-                    response = http.get(f"/p.gif?cid=load&eid={eid}")
-                except httpx.TransportError:
-                    return  # the server closed: stop this client
-                if latencies is not None:
-                    with lock:
-                        latencies.append(time.monotonic() - started)
-                if response.status_code == 200:
-                    with lock:
-                        acked.append(eid)
-                i += 1
 
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    return acked
+def wait_until(condition: Callable[[], object], what: str, timeout: float = 60) -> None:
+    """Poll ``condition`` every 50 ms until it is true; fail after ``timeout`` seconds (a
+    deadline for something that never happens, generous so that a busy machine never hits it)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s"
+        time.sleep(0.05)
+
+
+async def until(condition: Callable[[], object], what: str, timeout: float = 30) -> None:
+    """The asyncio form of :func:`wait_until`, for in-process tests; ``condition`` may be a
+    coroutine function."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await _truth(condition()):
+        assert loop.time() < deadline, f"{what}: not within {timeout:.0f} s"
+        await asyncio.sleep(0.01)
+
+
+async def closing_line(writer: Writer, caplog: pytest.LogCaptureFixture) -> str:
+    """Close ``writer`` and return the line it logged last ("final flush done: ...")."""
+    with caplog.at_level(logging.INFO, logger="pixel_server.writer"):
+        await writer.aclose()
+    return caplog.messages[-1]
+
+
+async def _truth(value: object) -> bool:
+    return bool(await value if inspect.isawaitable(value) else value)

@@ -58,7 +58,7 @@ def nginx(tmp_path: Path) -> Iterator[Callable[[int], int]]:
                 stderr=err,
             )
         procs.append(proc)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60  # a readiness poll; generous for a busy machine
         while time.monotonic() < deadline:
             with socket.socket() as sock:
                 if sock.connect_ex(("127.0.0.1", port)) == 0:

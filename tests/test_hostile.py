@@ -119,23 +119,33 @@ def get(target: bytes, *headers: bytes) -> bytes:
 # --- health of the server under attack -----------------------------------------------------------
 
 
+# Tolerances for "a normal client is still served". On this 2-core machine with both cores
+# kept busy by stress-ng, one pixel over a kept-alive connection took 4 ms (median), 33 ms
+# (p99) and 44 ms (max) of 400; a server held up by an attack answers after the attack, or
+# never. NORMAL_SECONDS is ~50x the worst of those and P99_SECONDS ~10x.
+NORMAL_SECONDS = 2.0
+P99_SECONDS = 0.5
+
+
 def normal_request_seconds(server: ServerProcess, client: httpx.Client | None = None) -> float:
     """Time one ordinary pixel request; it must be the 43-byte GIF within 2 s."""
-    started = time.monotonic()
     if client is None:
-        response = httpx.get(f"{server.url}/p.gif?cid=ok", timeout=2)
-    else:
-        response = client.get(f"{server.url}/p.gif?cid=ok", timeout=2)
+        # a new httpx.Client builds an SSL context first (0.2-0.4 s on a busy machine): not
+        # the server's time, so it is made before the clock starts
+        with httpx.Client() as fresh:
+            return normal_request_seconds(server, fresh)
+    started = time.monotonic()
+    response = client.get(f"{server.url}/p.gif?cid=ok", timeout=NORMAL_SECONDS)
     elapsed = time.monotonic() - started
     assert response.status_code == 200
     assert response.content == GIF
-    assert elapsed < 2
+    assert elapsed < NORMAL_SECONDS
     return elapsed
 
 
 def internal_errors(server: ServerProcess) -> float:
     """Hits the endpoints dropped because of an exception in our code (from /metrics)."""
-    text = httpx.get(f"{server.url}/metrics", timeout=2).text
+    text = httpx.get(f"{server.url}/metrics", timeout=10).text  # a hang guard, not a bound
     return sum(
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
@@ -340,30 +350,40 @@ def test_broken_percent_and_utf8_encodings_get_the_gif_and_are_flagged(
 def test_slow_drip_client_does_not_delay_normal_clients(
     server_factory: Callable[..., ServerProcess],
 ) -> None:
-    """One byte every 0.2 s for 3 s: 20 normal requests meanwhile have p99 < 500 ms."""
+    """One byte every 0.2 s, the request never complete meanwhile: 20 normal requests sent
+    during the drip have p99 < 500 ms; the slow request is served once it is complete."""
     server = server_factory()
     request = get(b"/p.gif?eid=drip&cid=drip")
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as drip:
-        done = threading.Event()
+        dripping, normal_done = threading.Event(), threading.Event()
+        sent = 0
 
         def dripper() -> None:
-            for i in range(15):
-                drip.sendall(request[i : i + 1])
-                time.sleep(0.2)
-            done.set()
+            # drip until the normal requests are done, never the last byte: every normal
+            # request runs while this one is incomplete and still arriving, however slow
+            # the machine (69 bytes at 0.2 s last 14 s; 20 normal requests need ~2 s)
+            nonlocal sent
+            while sent < len(request) - 1 and not normal_done.is_set():
+                drip.sendall(request[sent : sent + 1])
+                sent += 1
+                dripping.set()
+                normal_done.wait(0.2)  # the drip's pace, not synchronisation
 
         thread = threading.Thread(target=dripper)
         thread.start()
+        assert dripping.wait(10)
         latencies = []
         with httpx.Client() as client:
             for _ in range(20):
                 latencies.append(normal_request_seconds(server, client))
-                time.sleep(0.08)
-        assert not done.is_set(), "the normal requests must run while the drip is still going"
+                time.sleep(0.08)  # pacing: spread the requests over the drip
+        still_dripping = thread.is_alive()
+        normal_done.set()
         thread.join(10)
-        assert p99(latencies) < 0.5
+        assert still_dripping, "the normal requests must run while the drip is still going"
+        assert p99(latencies) < P99_SECONDS
         # no deadline for a request's headers in uvicorn: the slow client is served in the end
-        drip.sendall(request[15:])
+        drip.sendall(request[sent:])
         with drip.makefile("rb") as stream:
             response = read_response(stream.read, stream.readline)
     assert (response.status, response.body) == (200, GIF)
@@ -390,10 +410,11 @@ def test_fifty_idle_half_open_connections_do_not_block_normal_clients(
     """With 50 silent or half-sent connections held open, 20 normal requests have p99 < 500 ms."""
     server = server_factory()
     with idle_connections(server, 50):
-        time.sleep(0.2)
+        # no pause needed: the kernel hands connections to accept() in arrival order, so the
+        # server holds all 50 before it even accepts the first normal request
         with httpx.Client() as client:
             latencies = [normal_request_seconds(server, client) for _ in range(20)]
-        assert p99(latencies) < 0.5
+        assert p99(latencies) < P99_SECONDS
         assert server.proc.poll() is None
     assert server.rows("SELECT count(*) FROM hits WHERE cid = 'idle'") == [(0,)]
     assert_survived(server)
@@ -521,11 +542,10 @@ async def test_junk_burst_on_keepalive_connections_has_no_5xx_and_stores_every_2
         for c in range(50)
     ]
     answered: dict[str, int] = {}
-    started = time.monotonic()
+    # a deadline, not a speed claim: the burst takes ~1.5 s with both cores busy elsewhere
     await asyncio.wait_for(
-        asyncio.gather(*(keepalive_client(server.port, plan, answered) for plan in plans)), 30
+        asyncio.gather(*(keepalive_client(server.port, plan, answered) for plan in plans)), 60
     )
-    assert time.monotonic() - started < 30
     assert len(answered) == 2_000
     assert not [eid for eid, status in answered.items() if status >= 500]
     ok = {eid for eid, status in answered.items() if status == 200}

@@ -13,6 +13,8 @@ from pixel_server.metrics import Metrics
 from pixel_server.store.memory import MemoryStore
 from pixel_server.writer import Writer
 
+from conftest import closing_line, until
+
 
 def hit(i: int, kind: str = "view") -> Hit:
     return Hit(ts=i, kind=kind, eid=f"e{i}")
@@ -22,30 +24,48 @@ def sample(metrics: Metrics, name: str, **labels: str) -> float:
     return metrics.registry.get_sample_value(name, labels) or 0.0
 
 
+class GatedStore(MemoryStore):
+    """A MemoryStore whose writes wait for ``gate``; ``entered`` is set once one is waiting,
+    so a test knows (by an event, not a sleep) that the writer is inside a write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.entered = asyncio.Event()
+
+    async def write(
+        self, hits: Sequence[Hit], progress: tuple[str, int] | None = None
+    ) -> Counter[str]:
+        self.entered.set()
+        return await super().write(hits, progress)
+
+    def release(self) -> None:
+        assert self.gate is not None
+        self.gate.set()
+
+
 async def test_future_resolves_only_after_commit() -> None:
     """A submitted hit's future is pending until the store has written it."""
-    store = MemoryStore()
-    store.gate = asyncio.Event()
+    store = GatedStore()
     async with Writer(store, Metrics()) as writer:
         future = writer.submit(hit(1))
         assert future is not None
-        await asyncio.sleep(0.05)
+        await store.entered.wait()
         assert not future.done()
         assert store.rows == []
-        store.gate.set()
+        store.release()
         assert await future is True
         assert len(store.rows) == 1
 
 
 async def test_batches_grow_while_a_commit_is_in_flight() -> None:
     """Hits arriving during a slow commit are written together in the next transaction."""
-    store = MemoryStore()
-    store.gate = asyncio.Event()
+    store = GatedStore()
     async with Writer(store, Metrics()) as writer:
         first = writer.submit(hit(0))
-        await asyncio.sleep(0.01)  # the writer is now blocked inside the first write
+        await store.entered.wait()  # the writer is now blocked inside the first write
         rest = [writer.submit(hit(i)) for i in range(1, 501)]
-        store.gate.set()
+        store.release()
         await asyncio.gather(*[f for f in (first, *rest) if f is not None])
     assert store.batches == [1, 500]
 
@@ -84,19 +104,23 @@ async def test_outage_releases_waiters_after_ack_timeout_then_stores_everything(
     store = MemoryStore()
     store.down = True
     metrics = Metrics()
+    loop = asyncio.get_running_loop()
     async with Writer(store, metrics, ack_timeout=0.2) as writer:
+        submitted = loop.time()
         futures = [writer.submit(hit(i)) for i in range(50)]
+        # the store stays down, so only the release can answer them: the 30 s deadline turns
+        # a missing release into a failure and does not bound how fast a busy machine is
         done = await asyncio.wait_for(
-            asyncio.gather(*[f for f in futures if f is not None]), timeout=2
+            asyncio.gather(*[f for f in futures if f is not None]), timeout=30
         )
         assert done == [False] * 50  # answered, not yet committed
+        # ... and not before the ack timeout (a lower bound: load only makes it later; 1 ms
+        # for asyncio firing a timer up to its clock resolution early)
+        assert loop.time() - submitted >= 0.2 - 0.001
         assert not writer.healthy
         assert sample(metrics, "pixel_store_errors_total") >= 1
         store.down = False
-        for _ in range(100):
-            if len(store.rows) == 50:
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: len(store.rows) == 50, "the hits were not written after the outage")
         assert writer.healthy
     assert sorted(row["eid"] for row in store.rows) == sorted(f"e{i}" for i in range(50))
 
@@ -113,8 +137,11 @@ async def test_close_drains_every_queued_hit() -> None:
     await writer.aclose()  # idempotent
 
 
-async def test_drain_deadline_counts_what_could_not_be_stored() -> None:
-    """If the store stays down past drain_timeout, the unwritten hits are counted as lost."""
+async def test_drain_deadline_counts_and_logs_what_could_not_be_stored(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """If the store stays down past drain_timeout, the unwritten hits are counted as lost,
+    and the final flush line says how many were left."""
     store = MemoryStore()
     store.down = True
     metrics = Metrics()
@@ -122,8 +149,27 @@ async def test_drain_deadline_counts_what_could_not_be_stored() -> None:
     writer.start()
     for i in range(7):
         writer.submit(hit(i))
-    await writer.aclose()
+    assert await closing_line(writer, caplog) == (
+        "final flush done: 0 hits written (0 to the store, 0 to the spill journal), "
+        "7 left unwritten; 0 stored by this worker in all"
+    )
     assert sample(metrics, "pixel_hits_dropped_total", kind="view", reason="shutdown") == 7
+
+
+async def test_final_flush_log_counts_what_the_flush_wrote(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """'final flush done' gives the hits written by the flush itself, then the lifetime total."""
+    writer = Writer(MemoryStore(), Metrics())
+    writer.start()
+    earlier = [writer.submit(hit(i)) for i in range(3)]
+    await asyncio.gather(*[f for f in earlier if f is not None])
+    for i in range(3, 7):  # queued, and not written before aclose: nothing has awaited since
+        writer.submit(hit(i))
+    assert await closing_line(writer, caplog) == (
+        "final flush done: 4 hits written (4 to the store, 0 to the spill journal), "
+        "0 left unwritten; 7 stored by this worker in all"
+    )
 
 
 async def test_submit_after_close_is_refused_and_counted() -> None:
