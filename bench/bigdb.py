@@ -204,12 +204,7 @@ async def measure_api(db: Path, say: Callable[[str], None]) -> dict[str, Any]:
         async for _ in iter_rows(store, HitQuery(equals={"cid": cid})):
             read += 1
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-        out["iter_rows"] = {
-            "rows": read,
-            "s": seconds,
-            "rows_per_s": read / seconds,
-            "cpu_us_per_row": cpu / read * 1e6,
-        }
+        out["iter_rows"] = rates(read, seconds, cpu)
         say(f"{NAME}: export.iter_rows: {read:,} rows in {seconds:.2f} s")
 
         # 1. the CSV export of the big campaign, to the last byte
@@ -218,12 +213,7 @@ async def measure_api(db: Path, say: Callable[[str], None]) -> dict[str, Any]:
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         assert status == 200, status
         exported = lines - 1  # the header line
-        out["export_api"] = {
-            "rows": exported,
-            "s": seconds,
-            "rows_per_s": exported / seconds,
-            "cpu_us_per_row": cpu / exported * 1e6,
-        }
+        out["export_api"] = rates(exported, seconds, cpu)
         say(f"{NAME}: GET /api/hits.csv: {exported:,} rows in {seconds:.2f} s")
 
         # 2. walk PAGES pages, keeping each page's cursor
@@ -285,7 +275,11 @@ def measure_cli(db: Path) -> dict[str, Any]:
         )
     seconds, after = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    rows = BIG_CAMPAIGN[1]
+    return rates(BIG_CAMPAIGN[1], seconds, cpu)
+
+
+def rates(rows: int, seconds: float, cpu: float) -> dict[str, Any]:
+    """One export's figures: rows, wall seconds, rows per second, CPU microseconds per row."""
     return {
         "rows": rows,
         "s": seconds,
