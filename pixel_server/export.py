@@ -78,8 +78,18 @@ def csv_rows(rows: Iterable[dict[str, Any]]) -> str:
     """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
+    # neutralise() is called only for a string that does not start with a letter or digit:
+    # most cells are None, numbers or plain words, and a call per cell was a third of the cost
     writer.writerows(
-        [row["id"], iso_time(row["ts"]), *[neutralise(row[c]) for c in COLUMNS]] for row in rows
+        [
+            row["id"],
+            iso_time(row["ts"]),
+            *[
+                v if v.__class__ is not str or v[:1].isalnum() else neutralise(v)
+                for v in map(row.__getitem__, COLUMNS)
+            ],
+        ]
+        for row in rows
     )
     return buffer.getvalue()
 
