@@ -56,7 +56,6 @@ class BoundedHttpToolsProtocol(CoalescingHttpToolsProtocol):
         self.bounds: Bounds = getattr(config, "bounds", None) or Bounds()
         self._in_head = True  # the bytes arriving now belong to a request head
         self._head_bytes = 0  # bytes received since that head began
-        self._head_size = 0  # request line and headers parsed so far
         self._head_begun = False  # a head has begun and is not complete yet
         self._head_timer: asyncio.TimerHandle | None = None
 
@@ -107,35 +106,31 @@ class BoundedHttpToolsProtocol(CoalescingHttpToolsProtocol):
         self.logger.warning(msg)
         self.send_400_response(msg)
 
-    # parser callbacks
+    # parser callbacks: on_url and on_header are not overridden, because an override of each
+    # cost about 3 us a request (measured: 10% of the pixel's throughput). A head that arrives
+    # in pieces is measured in data_received; one that arrived whole is measured here, from
+    # what uvicorn parsed, and only when more bytes than the limit came in since it began.
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._head_size = 0
         self._head_begun = True
-
-    def on_url(self, url: bytes) -> None:
-        self._grow_head(len(url))
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._grow_head(len(name) + len(value) + 4)  # ": " and CRLF
-        super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         self._in_head = self._head_begun = False
         self._cancel_head_timer()
+        limit = self.bounds.max_header_bytes
+        if self._head_bytes > limit and self._parsed_head_size() > limit:
+            raise HeadTooLarge
         super().on_headers_complete()
+
+    def _parsed_head_size(self) -> int:
+        """The request line and headers as received: URL, names and values, ": " and CRLF."""
+        return len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._in_head, self._head_bytes = True, 0
 
     # the bounds
-    def _grow_head(self, size: int) -> None:
-        self._head_size += size
-        if self._head_size > self.bounds.max_header_bytes:
-            raise HeadTooLarge
-
     def _refuse_large_head(self) -> None:
         limit = self.bounds.max_header_bytes
         self._refuse("header_too_large", 431, f"Request head over {limit} bytes.")
