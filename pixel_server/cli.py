@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 
 import click
 
-from .command import PixelGroup, flag_given
+from .command import OneLineError, PixelGroup, flag_given
 from .config import ConfigError, Settings, accepted, env_text
 from .fields import UTM_KEYS
 from .files import replaced_on_success
@@ -78,18 +78,11 @@ def load_settings(options: dict[str, Any]) -> Settings:
         raise ConfigError(f"{flag} / {exc}", exc.setting) from None
 
 
-class Refused(click.ClickException):
-    """A command that cannot go on as configured: one ``Error:`` line, exit status 2."""
-
-    exit_code = 2
-
-
 def keyring(settings: Settings, *, create: bool = False) -> Keyring:
-    """The signing keys for a command; only ``create=True`` (the server) may make a key."""
-    try:
-        return Keyring.create_or_load(settings) if create else Keyring.load(settings)
-    except ConfigError as exc:
-        raise Refused(str(exc)) from None
+    """The signing keys for a command; only ``create=True`` (the server) may make a key.
+
+    A key problem is a ConfigError, which PixelGroup prints as one line with exit status 2."""
+    return Keyring.create_or_load(settings) if create else Keyring.load(settings)
 
 
 def id_options(fn: F) -> F:
@@ -161,13 +154,10 @@ def mint_one(minter: Minter, spec: Spec, url: str | None = None) -> str:
 
 
 def minter(settings: Settings, *, link: bool) -> Minter:
-    """The signer of ``link`` or ``pixel``; a key problem is one line and exit 2."""
+    """The signer of ``link`` or ``pixel`` (a key problem is a ConfigError: one line, exit 2)."""
     from .links import Minter
 
-    try:
-        return Minter.for_links(settings) if link else Minter.for_pixels(settings)
-    except ConfigError as exc:
-        raise Refused(str(exc)) from None
+    return Minter.for_links(settings) if link else Minter.for_pixels(settings)
 
 
 def no_bulk_options(fmt: str | None, output: str | None) -> None:
@@ -471,7 +461,7 @@ def export(fmt: str, output: str, limit: int | None, **options: Any) -> None:
         with replaced_on_success(Path(output)) as fh:  # a failed export keeps the old file
             written = asyncio.run(write(fh, progress=True))
     except OSError as exc:
-        raise Refused(f"cannot write {output}: {exc.strerror or exc}") from None
+        raise OneLineError(f"cannot write {output}: {exc.strerror or exc}") from None
     click.echo(f"wrote {written} hits to {output}", err=True)
 
 
@@ -501,14 +491,14 @@ def keys_init(**options: Any) -> None:
     """
     settings = load_settings(options)
     if settings.secret_key:
-        raise Refused("PIXEL_SECRET_KEY is set: that is the key, no key file is used")
+        raise OneLineError("PIXEL_SECRET_KEY is set: that is the key, no key file is used")
     path = settings.secret_path.absolute()
     try:
         created = KeyFile.create(path, settings.key_id or DEFAULT_KEY_ID)
     except ConfigError as exc:
-        raise Refused(str(exc)) from None
+        raise OneLineError(str(exc)) from None
     if not created:
-        raise Refused(f"{path} already exists: not overwriting it (`pixel-server keys show`)")
+        raise OneLineError(f"{path} already exists: not overwriting it (`pixel-server keys show`)")
     ring = keyring(settings)
     click.echo(f"created key {ring.signing_id} in {path} (mode 0600): back this file up")
 
@@ -546,7 +536,7 @@ def keys_rotate(new_id: str | None, **options: Any) -> None:
     """
     settings = load_settings(options)
     if settings.secret_key:
-        raise Refused(
+        raise OneLineError(
             "the signing key is PIXEL_SECRET_KEY, not a key file: rotate it there "
             "(PIXEL_SECRET_KEY=<new secret> PIXEL_KEY_ID=<new id> "
             "PIXEL_VERIFY_KEYS=<old id>:<old secret>)"
@@ -556,7 +546,7 @@ def keys_rotate(new_id: str | None, **options: Any) -> None:
         rotated = KeyFile.read(settings.secret_path).rotated(new_id)
         rotated.replace()
     except ConfigError as exc:
-        raise Refused(str(exc)) from None
+        raise OneLineError(str(exc)) from None
     click.echo(
         f"{rotated.path}: new key {rotated.signing_id} signs; "
         f"{', '.join(kid for kid, _ in rotated.keys[1:])} still verify. "
