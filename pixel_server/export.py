@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .hits import COLUMNS
+from .ndjson import ndjson_line
 from .query import HitQuery
 from .store.base import Store
 
@@ -25,9 +26,6 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
 # ... and so is one starting with their fullwidth or small forms (spreadsheets fold them to
 # ASCII, as IMEs type them), possibly after spaces and invisible characters that get trimmed
 FORMULA_CHARS = frozenset("=+-@\uff1d\uff0b\uff0d\uff20\ufe66\ufe62\ufe63\ufe6b")
-# JSON allows these raw in strings, but JavaScript before ES2019 and str.splitlines() treat
-# them as line ends, which would split an NDJSON record
-NDJSON_ESCAPES = {"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"}
 
 
 def iso_time(ts_ms: int) -> str:
@@ -100,10 +98,7 @@ def ndjson_rows(rows: Iterable[dict[str, Any]]) -> str:
 
 def ndjson_row(row: dict[str, Any]) -> str:
     """One JSON object and a newline; U+2028, U+2029 and NEL escaped so no reader splits it."""
-    line = json.dumps(present(row), ensure_ascii=False, separators=(",", ":"))
-    for char, escaped in NDJSON_ESCAPES.items():
-        line = line.replace(char, escaped)  # they can only occur inside strings
-    return line + "\n"
+    return ndjson_line(json.dumps(present(row), ensure_ascii=False, separators=(",", ":")))
 
 
 async def iter_pages(

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TextIO
 
+from .ndjson import ndjson_line
+
 
 class RecipientsError(ValueError):
     """Raised for a recipients file that cannot be used; the message names the line."""
@@ -94,6 +96,4 @@ def write_rows(
         yield buffer.getvalue()
         return
     for recipient, url in rows:
-        line = json.dumps({**recipient.cells, column: url}, ensure_ascii=False)
-        # JavaScript splits lines at U+2028/U+2029 too: escape them like any control character
-        yield line.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029") + "\n"
+        yield ndjson_line(json.dumps({**recipient.cells, column: url}, ensure_ascii=False))
