@@ -12,6 +12,7 @@ import io
 import os
 import sys
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, cast
 from urllib.parse import urlencode
@@ -27,7 +28,7 @@ from .query import EQUALITY_FILTERS, HitQuery, QueryError, filter_names
 
 if TYPE_CHECKING:
     from .links import LinkError, Minter, Spec
-    from .store.sqlite import SQLiteStore
+    from .store import Store
 
 # Each command imports what it needs inside its function: `pixel-server link` must not pay
 # for the user-agent parser, SQLite driver or web stack (tests/test_links_cli.py checks).
@@ -250,15 +251,20 @@ def build_query(options: dict[str, Any], limit: int | None) -> HitQuery:
         raise click.UsageError(str(exc)) from None
 
 
-def open_existing(settings: Settings) -> SQLiteStore:
-    from .store.sqlite import SQLiteStore
+def open_existing(settings: Settings) -> AbstractAsyncContextManager[Store]:
+    """The configured store, opened for an ``async with`` block; a SQLite file must exist
+    (reading must not create an empty database somewhere unexpected)."""
+    from .store import open_store, opened
 
-    if not Path(settings.db).exists():
-        raise click.UsageError(f"no database at {settings.db} (set --db or PIXEL_DB)")
-    from .preflight import check_database_file
+    path = settings.sqlite_path
+    if path is not None:
+        if not Path(path).exists():
+            hint = "PIXEL_DATABASE_URL" if settings.database_url else "--db or PIXEL_DB"
+            raise click.UsageError(f"no database at {path} (set {hint})")
+        from .preflight import check_database_file
 
-    check_database_file(Path(settings.db))
-    return SQLiteStore(settings.db, settings.sqlite_synchronous)
+        check_database_file(Path(path))
+    return opened(open_store(settings))
 
 
 @click.group(
@@ -302,7 +308,13 @@ def serve(**options: Any) -> None:
 @click.option("--expires", help="Refuse clicks after this long, e.g. 30d or 12h (at most 3650d).")
 @click.option("--append-utm", is_flag=True, help="Add the UTM values to the target's query.")
 @settings_options(
-    "db", "public_url", "secret_file", "key_id", "redirect_hosts", "redirect_allow_ip"
+    "db",
+    "data_dir",
+    "public_url",
+    "secret_file",
+    "key_id",
+    "redirect_hosts",
+    "redirect_allow_ip",
 )
 def link(
     url: str,
@@ -340,7 +352,7 @@ def link(
 @click.option(
     "--unsigned", is_flag=True, help="A plain /p.gif URL (page views) instead of a token."
 )
-@settings_options("db", "public_url", "secret_file", "key_id")
+@settings_options("db", "data_dir", "public_url", "secret_file", "key_id")
 def pixel(
     unsigned: bool, recipients: str | None, fmt: str | None, output: str | None, **options: Any
 ) -> None:
@@ -481,7 +493,7 @@ def keys() -> None:
 
 
 @keys.command("init")
-@settings_options("db", "secret_file", "key_id")
+@settings_options("db", "data_dir", "secret_file", "key_id")
 def keys_init(**options: Any) -> None:
     """Create the key file with a new random key; refuses to overwrite one.
 
@@ -504,7 +516,7 @@ def keys_init(**options: Any) -> None:
 
 
 @keys.command("show")
-@settings_options("db", "secret_file", "key_id")
+@settings_options("db", "data_dir", "secret_file", "key_id")
 def keys_show(**options: Any) -> None:
     """List the key ids, which one signs, where each comes from, and a fingerprint.
 
@@ -522,7 +534,7 @@ def keys_show(**options: Any) -> None:
 
 @keys.command("rotate")
 @click.option("--id", "new_id", help="Id of the new key [default: the next kN].")
-@settings_options("db", "secret_file")
+@settings_options("db", "data_dir", "secret_file")
 def keys_rotate(new_id: str | None, **options: Any) -> None:
     """Put a new signing key on top of the key file; the old keys keep verifying.
 

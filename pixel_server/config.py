@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from . import validators as v
+from .dburl import URL_TEXT, StoreURL
+from .dburl import parse as parse_store_url
 from .validators import FILE_TEXT, HOST_TEXT, KEY_ID_TEXT, MIN_API_TOKEN_CHARS, split_list
 
 __all__ = ["ConfigError", "Settings", "accepted", "env_name", "env_text", "split_list"]
@@ -79,9 +81,25 @@ class Settings:
     db: str = _setting(
         "PIXEL_DB",
         "./pixel.db",
-        "SQLite database file, created on first start.",
-        check=v.file_path,
-        accepts=FILE_TEXT,
+        "SQLite database file, created on first start (when PIXEL_DATABASE_URL is unset).",
+        check=v.db_path,
+        accepts=FILE_TEXT + "; a database URL goes in PIXEL_DATABASE_URL",
+    )
+    database_url: str = _setting(
+        "PIXEL_DATABASE_URL",
+        "",
+        "The store: postgresql://USER@HOST/DB for PostgreSQL; unset: SQLite at PIXEL_DB.",
+        secret=True,  # it may hold a password: never shown, logged only redacted
+        check=v.database_url,
+        accepts=f"empty (SQLite at PIXEL_DB), or {URL_TEXT}",
+    )
+    data_dir: str = _setting(
+        "PIXEL_DATA_DIR",
+        "",
+        "Local files (key file, spill journals); default: beside the SQLite file, or"
+        " ./pixel-data with PostgreSQL.",
+        check=v.data_dir,
+        accepts="the path of a directory (created if missing)",
     )
     public_url: str = _setting(
         "PIXEL_PUBLIC_URL",
@@ -101,7 +119,7 @@ class Settings:
     secret_file: str = _setting(
         "PIXEL_SECRET_FILE",
         "",
-        "Where the generated key lives (default: DB path + `.key`).",
+        "Where the generated key lives (default: DB path + `.key`; PIXEL_DATA_DIR/pixel.key).",
         check=v.file_path,
         accepts=FILE_TEXT,
     )
@@ -190,7 +208,8 @@ class Settings:
     spill_dir: str = _setting(
         "PIXEL_SPILL_DIR",
         "",
-        "Spill journals while the store is down (default: DB path + `.spill`); `off` disables.",
+        "Spill journals while the store is down (default: DB path + `.spill`, or"
+        " PIXEL_DATA_DIR/spill); `off` disables.",
         check=v.spill_dir,
         accepts="off, or the path of a directory (created if missing)",
     )
@@ -208,6 +227,13 @@ class Settings:
         min=0.001,
         max=3600,
         accepts="below PIXEL_ACK_TIMEOUT",
+    )
+    pg_pool_max: int = _setting(
+        "PIXEL_PG_POOL_MAX",
+        4,
+        "PostgreSQL connections per process (the writer uses one, reads share the rest).",
+        min=2,
+        max=100,
     )
     sqlite_synchronous: str = _setting(
         "PIXEL_SQLITE_SYNCHRONOUS",
@@ -306,6 +332,9 @@ class Settings:
         if self.key_id in v.verify_key_ids(self.verify_keys):
             problem = f"id {self.key_id!r} is the signing key's (PIXEL_KEY_ID)"
             raise _invalid(fields["verify_keys"], self.verify_keys, problem)
+        if self.database_url and self.db != fields["db"].default:
+            problem = "is set, and so is PIXEL_DB: name the store once"
+            raise _invalid(fields["database_url"], self.database_url, problem)
         if self.redirect_hosts.strip():
             # urls.py owns what an allowlist entry may be; imported late (it imports this).
             from .urls import TargetPolicy
@@ -313,14 +342,47 @@ class Settings:
             TargetPolicy.from_settings(self)  # ConfigError naming the entry
 
     @property
+    def store(self) -> StoreURL:
+        """The store this deployment writes to (PIXEL_DATABASE_URL, else SQLite at PIXEL_DB)."""
+        if self.database_url:
+            return parse_store_url(self.database_url)
+        return StoreURL("sqlite", f"sqlite:///{self.db}", self.db)
+
+    @property
+    def sqlite_path(self) -> str | None:
+        """The SQLite file, None on another store."""
+        store = self.store
+        return store.path if store.kind == "sqlite" else None
+
+    @property
+    def data_path(self) -> Path | None:
+        """Where local files go when PIXEL_DATA_DIR says; None: beside the SQLite file."""
+        if self.data_dir:
+            return Path(self.data_dir)
+        return None if self.sqlite_path is not None else Path("pixel-data")
+
+    @property
+    def data_source(self) -> str:
+        """The variable the default key and spill paths follow (for messages)."""
+        if self.data_dir or self.sqlite_path is None:
+            return "PIXEL_DATA_DIR"
+        return "PIXEL_DB"
+
+    @property
     def secret_path(self) -> Path:
-        return Path(self.secret_file or f"{self.db}.key")
+        if self.secret_file:
+            return Path(self.secret_file)
+        base = self.data_path
+        return Path(f"{self.sqlite_path}.key") if base is None else base / "pixel.key"
 
     @property
     def spill_path(self) -> Path | None:
         if self.spill_dir == "off":
             return None
-        return Path(self.spill_dir or f"{self.db}.spill")
+        if self.spill_dir:
+            return Path(self.spill_dir)
+        base = self.data_path
+        return Path(f"{self.sqlite_path}.spill") if base is None else base / "spill"
 
     @property
     def base_url(self) -> str:

@@ -125,15 +125,17 @@ class Keyring:
 
 def missing_message(settings: Settings) -> str:
     path = settings.secret_path
-    where = (
-        f"PIXEL_SECRET_FILE={settings.secret_file}"
-        if settings.secret_file
-        else (f"PIXEL_DB={settings.db} + .key")
-    )
+    if settings.secret_file:
+        where = f"PIXEL_SECRET_FILE={settings.secret_file}"
+    elif settings.data_source == "PIXEL_DB":
+        where = f"PIXEL_DB={settings.db} + .key"
+    else:
+        where = f"PIXEL_DATA_DIR={settings.data_dir or 'pixel-data'} + /pixel.key"
     return (
         f"no signing key: PIXEL_SECRET_KEY is empty and there is no key file at "
         f"{path.absolute()} ({where}). Point this command at the server's key: set PIXEL_DB "
-        "(--db) to the server's database, PIXEL_SECRET_FILE (--secret-file) to its key file, "
+        "(--db) to the server's database (or PIXEL_DATA_DIR to its data directory), "
+        "PIXEL_SECRET_FILE (--secret-file) to its key file, "
         "or PIXEL_SECRET_KEY to its key (`pixel-server serve` or `pixel-server keys init` "
         "create a new key, which the links already sent do not know)"
     )

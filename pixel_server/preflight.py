@@ -46,13 +46,15 @@ def redirect_policy(settings: Settings) -> TargetPolicy:
 
 def check_paths(settings: Settings) -> None:
     """Every file and directory ``serve`` writes can be written by this process's user."""
-    db = Path(settings.db)
-    writable_dir(db.parent, "PIXEL_DB")
-    for path in (db, db.with_name(f"{db.name}-wal"), db.with_name(f"{db.name}-shm")):
-        writable_file(path, "PIXEL_DB")
-    check_database_file(db)
+    if settings.sqlite_path is not None:
+        db = Path(settings.sqlite_path)
+        env = "PIXEL_DATABASE_URL" if settings.database_url else "PIXEL_DB"
+        writable_dir(db.parent, env)
+        for path in (db, db.with_name(f"{db.name}-wal"), db.with_name(f"{db.name}-shm")):
+            writable_file(path, env)
+        check_database_file(db, env)
     if not settings.secret_key:
-        env = "PIXEL_SECRET_FILE" if settings.secret_file else "PIXEL_DB"
+        env = "PIXEL_SECRET_FILE" if settings.secret_file else settings.data_source
         try:
             settings.secret_path.open("rb").close()
         except FileNotFoundError:
@@ -60,10 +62,11 @@ def check_paths(settings: Settings) -> None:
         except OSError as exc:
             raise _refused(env, f"cannot read the key file {settings.secret_path}", exc) from None
     if settings.spill_path is not None:
-        writable_dir(settings.spill_path, "PIXEL_SPILL_DIR" if settings.spill_dir else "PIXEL_DB")
+        env = "PIXEL_SPILL_DIR" if settings.spill_dir else settings.data_source
+        writable_dir(settings.spill_path, env)
 
 
-def check_database_file(path: Path) -> None:
+def check_database_file(path: Path, env: str = "PIXEL_DB") -> None:
     """``path`` is missing, empty (SQLite makes it a database) or an SQLite database file."""
     try:
         with path.open("rb") as fh:
@@ -71,12 +74,12 @@ def check_database_file(path: Path) -> None:
     except FileNotFoundError:
         return
     except OSError as exc:
-        raise _refused("PIXEL_DB", f"cannot read {path}", exc) from None
+        raise _refused(env, f"cannot read {path}", exc) from None
     if header and header != SQLITE_HEADER:
         raise ConfigError(
-            f"PIXEL_DB: {path} is not an SQLite database; point PIXEL_DB at the server's "
+            f"{env}: {path} is not an SQLite database; point {env} at the server's "
             "database file (or at a new path)",
-            "PIXEL_DB",
+            env,
         )
 
 

@@ -1,4 +1,5 @@
-"""Hit log filters shared by the read API and the CLI: parsing and the SQL WHERE clause.
+"""Hit log filters shared by the read API and the CLI: parsed into a :class:`HitQuery`, data
+that each store renders in its own terms (store/sql.py for the SQL stores).
 
 Paging is by keyset, newest first by ``(ts, id)``: a cursor names the last row a page showed,
 and the next page is the rows strictly below it in that order. Every filter has an index that
@@ -29,6 +30,10 @@ CURSOR_HELP = (
 DEFAULT_LIMIT = 100
 # filters that compare a column for equality; the public name is the column name except `e`
 EQUALITY_FILTERS = ("kind", "e", "eid", "cid", "uid", "sid", *UTM_KEYS)
+FILTER_COLUMNS = {"e": "event"}  # a filter's stored column, where its name differs
+OPERATORS = (">=", "<", "=")
+# one filter: (stored column, one of OPERATORS, value)
+Condition = tuple[str, str, Any]
 # ASCII digits only: \d and str.isdigit() also match '²' or '٣', which int() rejects or reads
 _RELATIVE = re.compile(r"([0-9]{1,15})([smhdw])")
 _DIGITS = re.compile(r"[0-9]+")
@@ -117,25 +122,18 @@ class HitQuery:
         """The query for the page after the one that ended with ``row`` (a stored row)."""
         return replace(self, before=(int(row["ts"]), int(row["id"])))
 
-    def where(self, placeholder: str = "?") -> tuple[str, list[Any]]:
-        """SQL ``WHERE`` clause (possibly empty) and its arguments."""
-        clauses: list[str] = []
-        args: list[Any] = []
+    def conditions(self) -> list[Condition]:
+        """The filters as data, ``(column, operator, value)``, every one to hold; each store
+        renders them (SQL with its own placeholders, or a test in memory). ``before`` is not
+        among them: it is a row-value comparison, ``(ts, id) < before``."""
+        out: list[Condition] = []
         if self.since_ms is not None:
-            clauses.append(f"ts >= {placeholder}")
-            args.append(self.since_ms)
+            out.append(("ts", ">=", self.since_ms))
         if self.until_ms is not None:
-            clauses.append(f"ts < {placeholder}")
-            args.append(self.until_ms)
+            out.append(("ts", "<", self.until_ms))
         for key, value in sorted(self.equals.items()):
-            column = "event" if key == "e" else key
-            clauses.append(f"{column} = {placeholder}")
-            args.append(value)
-        if self.before is not None:
-            # a row value, so the index on (..., ts) [+ rowid] is entered at the cursor
-            clauses.append(f"(ts, id) < ({placeholder}, {placeholder})")
-            args.extend(self.before)
-        return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
+            out.append((FILTER_COLUMNS.get(key, key), "=", value))
+        return out
 
 
 def format_cursor(row: Mapping[str, Any]) -> str:

@@ -20,8 +20,7 @@ from .keys import Keyring
 from .metrics import Metrics
 from .signing import PIXEL_SALT, REDIRECT_SALT, TokenSigner
 from .spill import Spill
-from .store.base import Store
-from .store.sqlite import SQLiteStore
+from .store import Store, open_store
 from .urls import TargetPolicy
 from .useragent import warm_up
 from .writer import Writer
@@ -34,7 +33,7 @@ class Runtime:
     settings: Settings
     keyring: Keyring
     metrics: Metrics = field(default_factory=Metrics)
-    store: Store | None = None  # None: the lifespan opens SQLite at settings.db
+    store: Store | None = None  # None: the lifespan opens the store the settings name
     writer: Writer | None = None
 
     def __post_init__(self) -> None:
@@ -69,9 +68,10 @@ class Runtime:
 async def lifespan(rt: Runtime) -> AsyncIterator[None]:
     """Open the store and writer; on shutdown drain the writer, then close the store."""
     s = rt.settings
-    store: Any = rt.store
+    store = rt.store
+    shown = type(store).__name__
     if store is None:
-        store = SQLiteStore(s.db, s.sqlite_synchronous, int(s.busy_timeout * 1000))
+        store, shown = open_store(s), s.store.shown
     await store.open()
     spill = None if s.spill_path is None else Spill(s.spill_path, s.spill_max_bytes)
     try:
@@ -87,7 +87,7 @@ async def lifespan(rt: Runtime) -> AsyncIterator[None]:
             spill=spill,
         ) as writer:
             rt.writer = writer
-            log.info("serving; store=%s", getattr(store, "path", type(store).__name__))
+            log.info("serving; store=%s", shown)
             yield
     finally:
         if spill is not None:

@@ -14,6 +14,9 @@ import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .dburl import looks_like_url
+from .dburl import parse as parse_store_url
+
 MIN_API_TOKEN_CHARS = 8
 HOST_TEXT = "an IP address (0.0.0.0, ::) or a host name"
 FILE_TEXT = "the path of a file (not a directory)"
@@ -80,10 +83,29 @@ def file_path(value: str) -> None:
         raise ValueError(f"{value!r} is a directory")
 
 
+def db_path(value: str) -> None:
+    """PIXEL_DB: a SQLite file path; a URL is refused (it names no file, and PIXEL_DB's
+    derived paths, such as DB + `.key`, would land in a folder called `postgresql:`)."""
+    if looks_like_url(value):
+        raise ValueError("is a URL, not a file path: set PIXEL_DATABASE_URL instead")
+    file_path(value)
+
+
+def database_url(value: str) -> None:
+    """PIXEL_DATABASE_URL: a store URL (dburl.py)."""
+    parse_store_url(value)
+
+
+def data_dir(value: str) -> None:
+    """PIXEL_DATA_DIR: a directory that may not exist yet."""
+    if Path(value).exists() and not Path(value).is_dir():
+        raise ValueError(f"{value!r} exists and is not a directory")
+
+
 def spill_dir(value: str) -> None:
     """PIXEL_SPILL_DIR: ``off``, or a directory that may not exist yet."""
-    if value != "off" and Path(value).exists() and not Path(value).is_dir():
-        raise ValueError(f"{value!r} exists and is not a directory")
+    if value != "off":
+        data_dir(value)
 
 
 def public_url(value: str) -> None:

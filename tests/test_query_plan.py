@@ -11,9 +11,10 @@ import pytest
 
 from pixel_server.hits import KINDS, Hit
 from pixel_server.query import EQUALITY_FILTERS, HitQuery, QueryError, format_cursor, parse_cursor
+from pixel_server.store import sql
 from pixel_server.store.memory import MemoryStore
 from pixel_server.store.schema import migrate
-from pixel_server.store.sqlite import SQLiteStore, connect, page_sql
+from pixel_server.store.sqlite import SQLiteStore, connect
 
 from conftest import Harness
 
@@ -38,8 +39,8 @@ def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
 
 
 def plan(conn: sqlite3.Connection, query: HitQuery) -> str:
-    sql, args = page_sql(query)
-    return " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", args))
+    text, args = sql.page(query)
+    return " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {text}", args))
 
 
 def queries() -> Iterator[tuple[str, HitQuery]]:

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import operator
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
 from ..hits import COLUMNS, Hit
 from ..query import HitQuery
 from .base import StoreUnavailable
+
+_OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
+    ">=": operator.ge,
+    "<": operator.lt,
+    "=": operator.eq,
+}
 
 
 class MemoryStore:
@@ -57,16 +64,12 @@ class MemoryStore:
         return added
 
     async def query(self, query: HitQuery) -> list[dict[str, Any]]:
+        tests = [(column, _OPERATORS[op], value) for column, op, value in query.conditions()]
+
         def matches(row: dict[str, Any]) -> bool:
-            if query.since_ms is not None and row["ts"] < query.since_ms:
-                return False
-            if query.until_ms is not None and row["ts"] >= query.until_ms:
-                return False
             if query.before is not None and (row["ts"], row["id"]) >= query.before:
                 return False
-            return all(
-                row["event" if key == "e" else key] == value for key, value in query.equals.items()
-            )
+            return all(test(row[column], value) for column, test, value in tests)
 
         newest = sorted(self.rows, key=lambda row: (row["ts"], row["id"]), reverse=True)
         return [row for row in newest if matches(row)][: query.page_size]

@@ -22,6 +22,7 @@ import aiosqlite
 from ..files import ensure_private_file
 from ..hits import COLUMNS, Hit
 from ..query import HitQuery
+from . import sql as sql_text
 from .base import StoreUnavailable
 from .schema import begin_immediate, migrate
 
@@ -31,22 +32,11 @@ INSERT_SQL = (
     f"INSERT INTO hits ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"  # noqa: S608
     " ON CONFLICT DO NOTHING"
 )
-SELECT_COLUMNS = "id, " + ", ".join(COLUMNS)
 ROW_KEYS = ("id", *COLUMNS)
-# newest first; every filter's index yields this order (schema.py, migration 3), and
-# HitQuery.where()'s cursor clause continues it, so no page sorts
-ORDER_BY = "ts DESC, id DESC"
 PROGRESS_SQL = (
     "INSERT INTO spill_replay (journal, offset) VALUES (?, ?)"
     " ON CONFLICT (journal) DO UPDATE SET offset = excluded.offset"
 )
-
-
-def page_sql(query: HitQuery) -> tuple[str, list[Any]]:
-    """The statement and arguments that read one page of ``query``."""
-    where, args = query.where("?")
-    sql = f"SELECT {SELECT_COLUMNS} FROM hits{where} ORDER BY {ORDER_BY} LIMIT ?"  # noqa: S608
-    return sql, [*args, query.page_size]
 
 
 def connect(
@@ -171,7 +161,7 @@ class SQLiteStore:
 
     async def query(self, query: HitQuery) -> list[dict[str, Any]]:
         assert self._reader is not None, "store is not open"
-        sql, args = page_sql(query)
+        sql, args = sql_text.page(query)
         async with self._reader.execute(sql, args) as cursor:
             rows = await cursor.fetchall()
         # plain tuples zipped with the names: 6 us a row against 10 through sqlite3.Row
@@ -179,8 +169,7 @@ class SQLiteStore:
 
     async def count(self, query: HitQuery) -> int:
         assert self._reader is not None, "store is not open"
-        where, args = query.where("?")
-        sql = f"SELECT count(*) FROM hits{where}"  # noqa: S608 - see INSERT_SQL
+        sql, args = sql_text.count(query)
         async with self._reader.execute(sql, args) as cursor:
             row = await cursor.fetchone()
         return int(row[0]) if row else 0

@@ -1,0 +1,186 @@
+"""PostgreSQL store (asyncpg): many stateless instances writing to one database.
+
+A batch is one statement, so one transaction and one round trip: the rows travel as one array
+per column and are unnested server-side; the statement claims each ``(kind, eid)`` in
+``hit_eids`` (``ON CONFLICT DO NOTHING``) and inserts only the rows whose claim succeeded, so
+two instances given the same eid in the same millisecond store it once: the database's unique
+constraint decides, never an in-process set. Replayed spill chunks record their journal
+offset in the same statement.
+
+Connections come from a pool. A connection PostgreSQL dropped, a refused connect, a database
+not accepting connections or a timed-out statement is :class:`StoreUnavailable`: the writer
+keeps the batch (then spills it) and retries, and the pool reconnects on the next acquire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from ..hits import COLUMNS, Hit
+from ..query import HitQuery
+from . import sql as sql_text
+from .base import StoreUnavailable
+from .pgschema import ensure_partitions, migrate
+
+log = logging.getLogger("pixel_server")
+
+ROW_KEYS = ("id", *COLUMNS)
+INT_COLUMNS = frozenset(("ts", "is_bot", "dnt", "gpc"))
+COMMAND_TIMEOUT = 10.0  # seconds a statement may take before the store counts as unavailable
+CONNECT_TIMEOUT = 5.0
+PARTITION_CHECK_S = 6 * 3600  # create the coming months' partitions this often
+
+_TYPES = ", ".join(
+    f"${n}::{'bigint' if c == 'ts' else 'smallint' if c in INT_COLUMNS else 'text'}[]"
+    for n, c in enumerate(COLUMNS, start=1)
+)
+_N = len(COLUMNS)
+_LIST = ", ".join(COLUMNS)
+_B_LIST = ", ".join(f"b.{c}" for c in COLUMNS)
+# $1..$N: one array per column; WITH ORDINALITY numbers the rows so the first of several rows
+# with one (kind, eid) in a batch wins, and ids follow arrival order
+INSERT_SQL = f"""
+WITH batch AS (
+    SELECT * FROM unnest({_TYPES}) WITH ORDINALITY AS b({_LIST}, n)
+), firsts AS (
+    SELECT DISTINCT ON (kind, eid) n, kind, eid, ts FROM batch
+    WHERE eid IS NOT NULL ORDER BY kind, eid, n
+), claimed AS (
+    INSERT INTO hit_eids (kind, eid, ts) SELECT kind, eid, ts FROM firsts
+    ON CONFLICT DO NOTHING RETURNING kind, eid
+)
+INSERT INTO hits ({_LIST})
+SELECT {_B_LIST} FROM batch b
+WHERE b.eid IS NULL OR b.n IN (
+    SELECT f.n FROM firsts f JOIN claimed c ON c.kind = f.kind AND c.eid = f.eid
+)
+ORDER BY b.n
+RETURNING kind
+"""  # noqa: S608 - built from our own column names; every value is a parameter
+PROGRESS_SQL = (
+    'INSERT INTO spill_replay (journal, "offset") VALUES ($1, $2)'
+    ' ON CONFLICT (journal) DO UPDATE SET "offset" = excluded."offset"'
+)
+
+# what "the database is not there right now" looks like from asyncpg
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset, unreachable
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,  # class 08: connection exceptions
+    asyncpg.CannotConnectNowError,  # 57P03: starting up, shutting down
+    asyncpg.AdminShutdownError,  # 57P01: pg_terminate_backend, fast shutdown
+    asyncpg.InsufficientResourcesError,  # class 53: disk full, too many connections
+    asyncpg.InterfaceError,  # connection closed under us, pool closing
+    asyncpg.QueryCanceledError,  # statement_timeout
+    asyncpg.InvalidCatalogNameError,  # the database does not exist (yet)
+    asyncpg.ObjectNotInPrerequisiteStateError,  # 55000, e.g. ALLOW_CONNECTIONS false
+    asyncpg.ReadOnlySQLTransactionError,  # a standby, or default_transaction_read_only
+)
+
+
+class PostgresStore:
+    """A hit store in one PostgreSQL database, shared by any number of instances."""
+
+    def __init__(self, dsn: str, pool_max: int = 4) -> None:
+        self._dsn = dsn
+        self._pool_max = pool_max
+        self._pool: asyncpg.Pool | None = None
+        self._partitions_checked = 0.0
+
+    async def open(self) -> None:
+        """Connect and migrate. Raises StoreUnavailable if PostgreSQL cannot be reached."""
+        try:
+            self._pool = await asyncpg.create_pool(
+                self._dsn,
+                min_size=1,
+                max_size=self._pool_max,
+                command_timeout=COMMAND_TIMEOUT,
+                timeout=CONNECT_TIMEOUT,
+            )
+            async with self._pool.acquire() as conn:
+                await migrate(conn, _now_ms())
+        except UNAVAILABLE as exc:
+            await self.aclose()
+            raise StoreUnavailable(_describe(exc)) from exc
+        self._partitions_checked = time.monotonic()
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        assert self._pool is not None, "store is not open"
+        return self._pool
+
+    async def write(
+        self, hits: Sequence[Hit], progress: tuple[str, int] | None = None
+    ) -> Counter[str]:
+        columns: list[list[Any]] = [[] for _ in COLUMNS]
+        for hit in hits:
+            for values, value in zip(columns, hit.row(), strict=True):
+                values.append(value)
+        try:
+            await self._maybe_add_partitions()
+            async with self.pool.acquire() as conn:
+                if progress is None:
+                    rows = await conn.fetch(INSERT_SQL, *columns)
+                else:
+                    async with conn.transaction():
+                        rows = await conn.fetch(INSERT_SQL, *columns)
+                        await conn.execute(PROGRESS_SQL, *progress)
+        except UNAVAILABLE as exc:
+            raise StoreUnavailable(_describe(exc)) from exc
+        return Counter(row[0] for row in rows)
+
+    async def _maybe_add_partitions(self) -> None:
+        if time.monotonic() - self._partitions_checked < PARTITION_CHECK_S:
+            return
+        self._partitions_checked = time.monotonic()
+        async with self.pool.acquire() as conn:
+            await ensure_partitions(conn, _now_ms())
+
+    async def spill_offset(self, journal: str) -> int:
+        sql = 'SELECT "offset" FROM spill_replay WHERE journal = $1'
+        value = await self._read(lambda conn: conn.fetchval(sql, journal))
+        return int(value or 0)
+
+    async def forget_spill(self, journal: str) -> None:
+        sql = "DELETE FROM spill_replay WHERE journal = $1"
+        await self._read(lambda conn: conn.execute(sql, journal))
+
+    async def query(self, query: HitQuery) -> list[dict[str, Any]]:
+        sql, args = sql_text.page(query, sql_text.numbered)
+        rows = await self._read(lambda conn: conn.fetch(sql, *args))
+        return [dict(zip(ROW_KEYS, row, strict=True)) for row in rows]
+
+    async def count(self, query: HitQuery) -> int:
+        sql, args = sql_text.count(query, sql_text.numbered)
+        return int(await self._read(lambda conn: conn.fetchval(sql, *args)))
+
+    async def _read(self, run: Any) -> Any:
+        try:
+            async with self.pool.acquire() as conn:
+                return await run(conn)
+        except UNAVAILABLE as exc:
+            raise StoreUnavailable(_describe(exc)) from exc
+
+    async def aclose(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            try:
+                await asyncio.wait_for(pool.close(), timeout=COMMAND_TIMEOUT)
+            except UNAVAILABLE:  # TimeoutError among them
+                pool.terminate()
+
+
+def _describe(exc: BaseException) -> str:
+    """A one-line reason for /readyz and logs (asyncpg never puts the password in it)."""
+    return f"PostgreSQL unavailable: {type(exc).__name__}: {exc}".strip().rstrip(":")
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000

@@ -1,0 +1,63 @@
+"""SQL shared by the SQL stores: a :class:`HitQuery` rendered as a ``WHERE`` clause.
+
+The stores differ only in how a parameter is written: SQLite's ``?``, PostgreSQL's ``$1 ..
+$n``. Column names come from query.py's own tables (never from input), and every value travels
+as a parameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..hits import COLUMNS
+from ..query import OPERATORS, HitQuery
+
+# a parameter's text from its 1-based position
+Placeholder = Callable[[int], str]
+SELECT_COLUMNS = "id, " + ", ".join(COLUMNS)
+# newest first; every filter's index yields this order (SQLite schema.py migration 3, the
+# PostgreSQL migrations likewise), and the cursor clause continues it, so no page sorts
+ORDER_BY = "ts DESC, id DESC"
+_COLUMNS = frozenset(COLUMNS)
+
+
+def qmark(_position: int) -> str:
+    return "?"
+
+
+def numbered(position: int) -> str:
+    return f"${position}"
+
+
+def where(query: HitQuery, placeholder: Placeholder = qmark) -> tuple[str, list[Any]]:
+    """``" WHERE ..."`` (or ``""``) and its arguments, in placeholder order."""
+    clauses: list[str] = []
+    args: list[Any] = []
+    for column, operator, value in query.conditions():
+        if column not in _COLUMNS or operator not in OPERATORS:
+            raise ValueError(f"not a hit filter: {column} {operator}")
+        args.append(value)
+        clauses.append(f"{column} {operator} {placeholder(len(args))}")
+    if query.before is not None:
+        # a row value, so the index on (..., ts) [+ id] is entered at the cursor
+        args.extend(query.before)
+        clauses.append(f"(ts, id) < ({placeholder(len(args) - 1)}, {placeholder(len(args))})")
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+
+def page(query: HitQuery, placeholder: Placeholder = qmark) -> tuple[str, list[Any]]:
+    """The statement and arguments that read one page of ``query``, newest first."""
+    clause, args = where(query, placeholder)
+    args.append(query.page_size)
+    sql = (
+        f"SELECT {SELECT_COLUMNS} FROM hits{clause}"  # noqa: S608 - see the module docstring
+        f" ORDER BY {ORDER_BY} LIMIT {placeholder(len(args))}"
+    )
+    return sql, args
+
+
+def count(query: HitQuery, placeholder: Placeholder = qmark) -> tuple[str, list[Any]]:
+    """The statement and arguments that count the rows of ``query`` (its limit ignored)."""
+    clause, args = where(query, placeholder)
+    return f"SELECT count(*) FROM hits{clause}", args  # noqa: S608 - see the module docstring
