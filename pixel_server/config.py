@@ -223,7 +223,8 @@ class Settings:
     busy_timeout: float = _setting(
         "PIXEL_BUSY_TIMEOUT",
         1.0,
-        "Seconds a write waits for the SQLite lock before the store counts as unavailable.",
+        "Seconds a write may wait (SQLite's lock, a PostgreSQL statement) before the store"
+        " counts as unavailable.",
         min=0.001,
         max=3600,
         accepts="below PIXEL_ACK_TIMEOUT",

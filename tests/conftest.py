@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 import hypothesis
+import pgtest
 import pytest
 from asgi_lifespan import LifespanManager
 
@@ -51,16 +52,69 @@ CHROME_UA = (
 )
 
 
+BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "both_stores: run the test on SQLite and on PostgreSQL (fixture `backend`)"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked ``both_stores`` (a module's ``pytestmark``) that use the store, through
+    ``make_settings``, ``harness``, ``server_factory`` or ``backend`` itself, run once per
+    store; every other test runs on SQLite."""
+    if "backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_stores"):
+        metafunc.parametrize("backend", BACKENDS, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A PostgreSQL database for this test run (dropped at the end)."""
+    url, drop = pgtest.create_run_database()
+    yield url
+    drop()
+
+
 @pytest.fixture
-def make_settings(tmp_path: Path) -> Callable[..., Settings]:
-    """Settings on a fresh SQLite file under tmp_path; keyword overrides use field names."""
+def pg_url(pg_database: str) -> Iterator[str]:
+    """A ``postgresql://`` URL of an empty schema of its own, dropped after the test."""
+    url, drop = pgtest.new_schema(pg_database)
+    yield url
+    drop()
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> str:
+    """The store under test: "sqlite" unless the test is parametrised by both_stores."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture
+def store_env(backend: str, request: pytest.FixtureRequest) -> dict[str, str]:
+    """The PIXEL_* variables that point a server or CLI at the store under test ({} means
+    SQLite at the PIXEL_DB the caller sets)."""
+    if backend == "sqlite":
+        return {}
+    return {"PIXEL_DATABASE_URL": request.getfixturevalue("pg_url")}
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, store_env: dict[str, str]) -> Callable[..., Settings]:
+    """Settings on a fresh store (a SQLite file under tmp_path, or a PostgreSQL schema);
+    keyword overrides use field names."""
 
     def make(**overrides: Any) -> Settings:
         base: dict[str, Any] = {
-            "db": str(tmp_path / "pixel.db"),
             "secret_key": SECRET,
             "api_tokens": API_TOKEN,
         }
+        if "PIXEL_DATABASE_URL" in store_env and "db" not in overrides:
+            base["database_url"] = store_env["PIXEL_DATABASE_URL"]
+            base["data_dir"] = str(tmp_path / "data")
+        else:
+            base["db"] = str(tmp_path / "pixel.db")
         base.update(overrides)
         settings = Settings(**base)
         settings.validate()
@@ -105,6 +159,40 @@ async def harness(make_settings: Callable[..., Settings]) -> AsyncIterator[Harne
         yield h
 
 
+def stored_rows(settings: Settings, sql: str = "SELECT eid FROM hits") -> list[tuple[Any, ...]]:
+    """Rows of ``sql`` (portable SQL) read straight from the settings' store, SQLite or
+    PostgreSQL, bypassing the service."""
+    if settings.sqlite_path is None:
+        url = settings.database_url
+        return pgtest.run(lambda: pgtest.fetch(url, sql))
+    with contextlib.closing(sqlite3.connect(settings.sqlite_path)) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def store_cli_env(settings: Settings) -> dict[str, str]:
+    """The PIXEL_* variables that point a CLI command at the settings' store."""
+    if settings.sqlite_path is None:
+        return {"PIXEL_DATABASE_URL": settings.database_url, "PIXEL_DATA_DIR": settings.data_dir}
+    return {"PIXEL_DB": settings.sqlite_path}
+
+
+@contextlib.contextmanager
+def store_locked(settings: Settings) -> Iterator[None]:
+    """Another program holds the store's write lock for the block: an exclusive transaction
+    on the SQLite file, or an exclusive lock on PostgreSQL's tables."""
+    if settings.sqlite_path is None:
+        with pgtest.holding_lock(settings.database_url, "hits", "hit_eids"):
+            yield
+        return
+    locker = sqlite3.connect(settings.sqlite_path, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    try:
+        yield
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -120,6 +208,7 @@ class ServerProcess:
     port: int
     db: Path
     log: Path
+    database_url: str | None = None  # PostgreSQL; None: SQLite at db
 
     @property
     def url(self) -> str:
@@ -144,6 +233,10 @@ class ServerProcess:
         self.proc.wait(10)
 
     def rows(self, sql: str = "SELECT eid FROM hits") -> list[tuple[Any, ...]]:
+        """Rows of ``sql`` (portable SQL), read from the server's store directly."""
+        if self.database_url is not None:
+            url = self.database_url
+            return pgtest.run(lambda: pgtest.fetch(url, sql))
         with sqlite3.connect(self.db) as conn:
             return conn.execute(sql).fetchall()
 
@@ -152,9 +245,10 @@ def start_server(tmp_path: Path, *args: str, env: dict[str, str] | None = None) 
     port = free_port()
     db = Path(env["PIXEL_DB"]) if env and "PIXEL_DB" in env else tmp_path / "pixel.db"
     log = tmp_path / f"server-{port}.log"
+    database_url = (env or {}).get("PIXEL_DATABASE_URL")
     full_env = {
         **os.environ,
-        "PIXEL_DB": str(db),
+        **({} if database_url else {"PIXEL_DB": str(db)}),
         "PIXEL_PORT": str(port),
         "PIXEL_SECRET_KEY": SECRET,
         "PIXEL_API_TOKENS": API_TOKEN,
@@ -168,7 +262,7 @@ def start_server(tmp_path: Path, *args: str, env: dict[str, str] | None = None) 
             stderr=subprocess.STDOUT,
             cwd=tmp_path,
         )
-    server = ServerProcess(proc, port, db, log)
+    server = ServerProcess(proc, port, db, log, database_url)
     # a readiness poll, not a bound: a start takes ~0.5 s idle and a few seconds on a busy
     # 2-core machine; the deadline only turns a server that never gets ready into a failure
     deadline = time.monotonic() + READY_DEADLINE
@@ -186,11 +280,17 @@ def start_server(tmp_path: Path, *args: str, env: dict[str, str] | None = None) 
 
 
 @pytest.fixture
-def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+def server_factory(
+    tmp_path: Path, store_env: dict[str, str]
+) -> Iterator[Callable[..., ServerProcess]]:
+    """Starts real servers on the store under test (``env`` may override it)."""
     started: list[ServerProcess] = []
 
     def make(*args: str, env: dict[str, str] | None = None) -> ServerProcess:
-        server = start_server(tmp_path, *args, env=env)
+        merged = {**store_env, **(env or {})}
+        if "PIXEL_DB" in (env or {}):
+            merged.pop("PIXEL_DATABASE_URL", None)  # the test asked for this SQLite file
+        server = start_server(tmp_path, *args, env=merged)
         started.append(server)
         return server
 

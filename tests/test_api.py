@@ -12,7 +12,9 @@ import pytest
 
 from pixel_server.config import Settings
 
-from conftest import Harness, running, until
+from conftest import Harness, running, store_locked, until
+
+pytestmark = pytest.mark.both_stores
 
 ERROR_KEYS = {"status", "code", "message"}
 
@@ -177,18 +179,15 @@ def test_neutralise_prefixes_every_formula_start(cell: str) -> None:
 async def test_locked_store_degrades_readiness_but_pixels_keep_answering(
     make_settings: Callable[..., Settings],
 ) -> None:
-    """While another program holds an exclusive lock on the file, pixels still answer quickly
+    """While another program holds an exclusive lock on the store, pixels still answer quickly
     (their hits go to the spill journal), /readyz says degraded, and every hit is in the
     store once the lock is gone."""
     import asyncio
-    import sqlite3
     import time
 
     settings = make_settings(ack_timeout=1.0, busy_timeout=0.2)
     async with running(settings) as h:
-        locker = sqlite3.connect(settings.db, isolation_level=None)
-        locker.execute("BEGIN EXCLUSIVE")
-        try:
+        with store_locked(settings):
             # the lock is released only after these answers, so every answer is one given
             # while the store is locked (the 30 s deadline turns pixels waiting for the store,
             # a deadlock here, into a failure)
@@ -205,9 +204,6 @@ async def test_locked_store_degrades_readiness_but_pixels_keep_answering(
             ready = await h.client.get("/readyz")
             assert ready.status_code == 503
             assert ready.json()["status"] == "degraded"
-        finally:
-            locker.execute("ROLLBACK")
-            locker.close()
 
         async def recovered() -> bool:
             return (await h.client.get("/readyz")).status_code == 200

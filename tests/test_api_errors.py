@@ -24,6 +24,8 @@ from pixel_server.query import EQUALITY_FILTERS, CursorError, parse_cursor
 
 from conftest import API_TOKEN, Harness
 
+pytestmark = pytest.mark.both_stores
+
 ENDPOINTS = ("/api/hits", "/api/hits.csv", "/api/hits.ndjson")
 PARAMS = ("since", "until", "limit", "cursor", *EQUALITY_FILTERS)
 ERROR_CODES = {"bad_filter", "bad_cursor", "not_found", "method_not_allowed", "unauthorized"}

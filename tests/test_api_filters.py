@@ -16,7 +16,9 @@ from pixel_server.config import Settings
 from pixel_server.hits import Hit
 from pixel_server.query import EQUALITY_FILTERS, QueryError, parse_time
 
-from conftest import SECRET, Harness, running
+from conftest import SECRET, Harness, running, store_cli_env
+
+pytestmark = pytest.mark.both_stores
 
 NOV_1 = 1_793_491_200_000  # 2026-11-01T00:00:00Z
 NOW = NOV_1 + 30 * 86_400_000
@@ -131,7 +133,8 @@ def hits_db(make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPa
                 assert (await h.client.get(f"/p.gif?{query}")).status_code == 200
 
     asyncio.run(populate())
-    monkeypatch.setenv("PIXEL_DB", settings.db)
+    for name, value in store_cli_env(settings).items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("PIXEL_SECRET_KEY", SECRET)
     return Path(settings.db)
 

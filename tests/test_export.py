@@ -15,6 +15,8 @@ from pixel_server.hits import COLUMNS, Hit
 
 from conftest import Harness
 
+pytestmark = pytest.mark.both_stores
+
 HIDDEN_FORMULAS = [
     " =1+1",  # spaces before the formula: Excel and LibreOffice trim them
     "   @SUM(A1)",

@@ -9,10 +9,9 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import sqlite3
 import threading
 from collections.abc import Callable, Coroutine, Iterator
-from contextlib import closing, contextmanager, suppress
+from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
 import pytest
@@ -28,7 +27,9 @@ from pixel_server.signing import REDIRECT_SALT, InvalidToken, TokenSigner
 from pixel_server.testing import asgi_request
 from pixel_server.urls import TargetPolicy, TargetRejected, normalize_target
 
-from conftest import Harness, running
+from conftest import Harness, running, stored_rows
+
+pytestmark = pytest.mark.both_stores
 
 T = TypeVar("T")
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -313,9 +314,10 @@ def test_app_stores_no_control_character_from_random_pixel_queries(
             app.run(asgi_get(asgi, "GET", "/p.gif", query))
 
         check()
-    with closing(sqlite3.connect(config.db)) as db:
-        rows = db.execute("SELECT * FROM hits").fetchall()
-        extras = [json.loads(p) for (p,) in db.execute("SELECT params FROM hits WHERE params>''")]
+    rows = stored_rows(config, "SELECT * FROM hits")
+    extras = [
+        json.loads(p) for (p,) in stored_rows(config, "SELECT params FROM hits WHERE params>''")
+    ]
     assert len(rows) >= 20  # not vacuous (repeated eids are stored once)
     assert len(extras) >= 20
     # the params JSON is unpacked: json.dumps writes C0 controls as \u escapes

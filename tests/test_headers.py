@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
+
 from pixel_server.config import Settings
 
 from conftest import Harness, running
+
+pytestmark = pytest.mark.both_stores
 
 UA = "Mozilla/5.0 (Linux; Android 14; Pixel 8 \u00e9dition \u65e5\u672c) Chrome/124.0 \U0001f600"
 REFERER = "https://b\u00fccher.example/\u00e4rger?q=\u65e5\u672c"

@@ -16,6 +16,8 @@ from pixel_server.links_api import MAX_BODY_BYTES, MAX_LINKS
 
 from conftest import Harness, running
 
+pytestmark = pytest.mark.both_stores
+
 BASE = "https://t.example.com"
 
 

@@ -10,6 +10,8 @@ from pixel_server.config import Settings
 
 from conftest import Harness, running
 
+pytestmark = pytest.mark.both_stores
+
 METRICS_TOKEN = "metrics-token-0123456789"
 
 

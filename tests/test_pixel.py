@@ -8,6 +8,8 @@ from pixel_server.responses import GIF
 
 from conftest import CHROME_UA, Harness
 
+pytestmark = pytest.mark.both_stores
+
 CONTRACT_HEADERS = {
     "content-type": "image/gif",
     "content-length": "43",

@@ -14,6 +14,8 @@ from pixel_server.signing import REDIRECT_SALT, TokenSigner
 from conftest import SECRET, Harness, running
 from test_urls import ALLOWLIST_HOSTILE, HOSTILE
 
+pytestmark = pytest.mark.both_stores
+
 
 def assert_refused(response_status: int, headers: object, status: int) -> None:
     assert response_status == status

@@ -6,6 +6,8 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from pixel_server.config import Settings
 from pixel_server.hits import Hit
 from pixel_server.query import HitQuery
@@ -13,7 +15,9 @@ from pixel_server.store.memory import MemoryStore
 from pixel_server.store.schema import MIGRATIONS, schema_version
 from pixel_server.store.sqlite import SQLiteStore, connect
 
-from conftest import running
+from conftest import running, stored_rows
+
+pytestmark = pytest.mark.both_stores
 
 KIND_EID = [("view", "x"), ("open", "x"), ("click", "x"), ("event", "x")]
 
@@ -51,7 +55,7 @@ async def test_unsigned_view_does_not_suppress_a_signed_open(
         rows = await h.hits(eid="X")
         assert sorted(row["kind"] for row in rows) == ["open", "view"]
         assert h.metric("pixel_hits_duplicate_total", kind="open") == 1
-    stored = sqlite3.connect(settings.db).execute("SELECT kind FROM hits WHERE eid = 'X'")
+    stored = stored_rows(settings, "SELECT kind FROM hits WHERE eid = 'X'")
     assert sorted(kind for (kind,) in stored) == ["open", "view"]
 
 

@@ -28,7 +28,9 @@ def open_store(settings: Settings) -> Store:
         return SQLiteStore(url.path, settings.sqlite_synchronous, int(settings.busy_timeout * 1000))
     from .postgres import PostgresStore
 
-    return PostgresStore(url.url, pool_max=settings.pg_pool_max)
+    return PostgresStore(
+        url.url, pool_max=settings.pg_pool_max, statement_timeout=settings.busy_timeout
+    )
 
 
 @asynccontextmanager

@@ -65,6 +65,8 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX hit_eids_ts ON hit_eids (ts);
     CREATE TABLE spill_replay (journal text PRIMARY KEY, "offset" bigint NOT NULL);
+    CREATE TABLE write_batches (id uuid PRIMARY KEY, ts bigint NOT NULL, added jsonb NOT NULL);
+    CREATE INDEX write_batches_ts ON write_batches (ts);
     """,
 )
 

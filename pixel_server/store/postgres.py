@@ -15,8 +15,10 @@ keeps the batch (then spills it) and retries, and the pool reconnects on the nex
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
+import uuid
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -45,7 +47,10 @@ _N = len(COLUMNS)
 _LIST = ", ".join(COLUMNS)
 _B_LIST = ", ".join(f"b.{c}" for c in COLUMNS)
 # $1..$N: one array per column; WITH ORDINALITY numbers the rows so the first of several rows
-# with one (kind, eid) in a batch wins, and ids follow arrival order
+# with one (kind, eid) in a batch wins, and ids follow arrival order. The batch is recorded in
+# write_batches with what it added (an in-doubt commit is resolved by looking it up), and a
+# replayed spill chunk's journal offset in spill_replay: all in one statement, one transaction.
+_J = _N + 1  # $J batch id, $J+1 now (ms), $J+2 journal (NULL: not a replay), $J+3 its offset
 INSERT_SQL = f"""
 WITH batch AS (
     SELECT * FROM unnest({_TYPES}) WITH ORDINALITY AS b({_LIST}, n)
@@ -55,19 +60,34 @@ WITH batch AS (
 ), claimed AS (
     INSERT INTO hit_eids (kind, eid, ts) SELECT kind, eid, ts FROM firsts
     ON CONFLICT DO NOTHING RETURNING kind, eid
+), inserted AS (
+    INSERT INTO hits ({_LIST})
+    SELECT {_B_LIST} FROM batch b
+    WHERE b.eid IS NULL OR b.n IN (
+        SELECT f.n FROM firsts f JOIN claimed c ON c.kind = f.kind AND c.eid = f.eid
+    )
+    ORDER BY b.n
+    RETURNING kind
+), added AS (
+    SELECT kind, count(*) AS rows FROM inserted GROUP BY kind
+), marker AS (
+    INSERT INTO write_batches (id, ts, added)
+    SELECT ${_J}::uuid, ${_J + 1}::bigint, coalesce(jsonb_object_agg(kind, rows), '{{}}')
+    FROM added
+), progress AS (
+    INSERT INTO spill_replay (journal, "offset")
+    SELECT ${_J + 2}::text, ${_J + 3}::bigint WHERE ${_J + 2}::text IS NOT NULL
+    ON CONFLICT (journal) DO UPDATE SET "offset" = excluded."offset"
 )
-INSERT INTO hits ({_LIST})
-SELECT {_B_LIST} FROM batch b
-WHERE b.eid IS NULL OR b.n IN (
-    SELECT f.n FROM firsts f JOIN claimed c ON c.kind = f.kind AND c.eid = f.eid
-)
-ORDER BY b.n
-RETURNING kind
+SELECT kind, rows FROM added
 """  # noqa: S608 - built from our own column names; every value is a parameter
-PROGRESS_SQL = (
-    'INSERT INTO spill_replay (journal, "offset") VALUES ($1, $2)'
-    ' ON CONFLICT (journal) DO UPDATE SET "offset" = excluded."offset"'
+OUTCOME_SQL = "SELECT added FROM write_batches WHERE id = $1"
+BACKEND_GONE_SQL = "SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $1"
+TERMINATE_SQL = (
+    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND backend_start = $2"
 )
+BACKEND_START_SQL = "SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()"
+BATCH_RETENTION_MS = 7 * 86_400_000  # write_batches rows kept this long (only for in-doubt)
 
 # what "the database is not there right now" looks like from asyncpg
 UNAVAILABLE: tuple[type[BaseException], ...] = (
@@ -86,13 +106,25 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
 
 
 class PostgresStore:
-    """A hit store in one PostgreSQL database, shared by any number of instances."""
+    """A hit store in one PostgreSQL database, shared by any number of instances.
 
-    def __init__(self, dsn: str, pool_max: int = 4) -> None:
+    ``statement_timeout`` bounds a write (PIXEL_BUSY_TIMEOUT, below the ack timeout, as the
+    SQLite lock wait is). A write whose outcome is unknown (a timeout or a connection lost
+    after the statement was sent) is resolved before it is reported: the backend that ran it is
+    terminated and awaited, so its transaction is over, and ``write_batches`` says whether it
+    committed. Only when PostgreSQL cannot be reached to ask is a batch "in doubt"; it is then
+    spilled like any failed batch, and a replay can store its eid-less hits a second time
+    (hits with an eid stay deduplicated); ``pixel_store_writes_in_doubt_total`` counts them.
+    """
+
+    def __init__(self, dsn: str, pool_max: int = 4, statement_timeout: float = 1.0) -> None:
         self._dsn = dsn
         self._pool_max = pool_max
+        self._timeout = statement_timeout
         self._pool: asyncpg.Pool | None = None
         self._partitions_checked = 0.0
+        self._backend_start: dict[int, Any] = {}  # pid -> backend_start, to terminate safely
+        self.in_doubt = 0
 
     async def open(self) -> None:
         """Connect and migrate. Raises StoreUnavailable if PostgreSQL cannot be reached."""
@@ -103,6 +135,8 @@ class PostgresStore:
                 max_size=self._pool_max,
                 command_timeout=COMMAND_TIMEOUT,
                 timeout=CONNECT_TIMEOUT,
+                init=self._init_connection,
+                server_settings={"application_name": "pixel_server"},
             )
             async with self._pool.acquire() as conn:
                 await migrate(conn, _now_ms())
@@ -110,6 +144,9 @@ class PostgresStore:
             await self.aclose()
             raise StoreUnavailable(_describe(exc)) from exc
         self._partitions_checked = time.monotonic()
+
+    async def _init_connection(self, conn: asyncpg.Connection) -> None:
+        self._backend_start[conn.get_server_pid()] = await conn.fetchval(BACKEND_START_SQL)
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -119,29 +156,72 @@ class PostgresStore:
     async def write(
         self, hits: Sequence[Hit], progress: tuple[str, int] | None = None
     ) -> Counter[str]:
+        if not hits:
+            return Counter()
         columns: list[list[Any]] = [[] for _ in COLUMNS]
         for hit in hits:
             for values, value in zip(columns, hit.row(), strict=True):
                 values.append(value)
+        batch = uuid.uuid4()
+        journal, offset = progress if progress is not None else (None, None)
+        args = (*columns, batch, _now_ms(), journal, offset)
         try:
-            await self._maybe_add_partitions()
-            async with self.pool.acquire() as conn:
-                if progress is None:
-                    rows = await conn.fetch(INSERT_SQL, *columns)
-                else:
-                    async with conn.transaction():
-                        rows = await conn.fetch(INSERT_SQL, *columns)
-                        await conn.execute(PROGRESS_SQL, *progress)
+            await self._maybe_maintain()
+            conn = await self.pool.acquire(timeout=CONNECT_TIMEOUT)
         except UNAVAILABLE as exc:
             raise StoreUnavailable(_describe(exc)) from exc
-        return Counter(row[0] for row in rows)
+        pid = conn.get_server_pid()
+        try:
+            rows = await conn.fetch(INSERT_SQL, *args, timeout=self._timeout)
+        except UNAVAILABLE as exc:
+            # the statement was sent: it may have committed
+            outcome = await self._resolve(batch, pid)
+            if outcome is None:
+                raise StoreUnavailable(_describe(exc)) from exc
+            return outcome
+        finally:
+            await self._release(conn)
+        return Counter({kind: int(count) for kind, count in rows})
 
-    async def _maybe_add_partitions(self) -> None:
+    async def _release(self, conn: Any) -> None:
+        try:
+            await self.pool.release(conn, timeout=CONNECT_TIMEOUT)
+        except UNAVAILABLE:
+            conn.terminate()
+
+    async def _resolve(self, batch: uuid.UUID, pid: int) -> Counter[str] | None:
+        """What the write of ``batch`` on backend ``pid`` did: its counts if it committed, None
+        if it did not (or cannot be known now: counted in ``in_doubt``)."""
+        started = self._backend_start.pop(pid, None)
+        try:
+            async with asyncio.timeout(max(self._timeout, 1.0) * 5):
+                conn = await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT)
+                try:
+                    if started is not None:
+                        await conn.execute(TERMINATE_SQL, pid, started)
+                    while not await conn.fetchval(BACKEND_GONE_SQL, pid):
+                        await asyncio.sleep(0.005)
+                    added = await conn.fetchval(OUTCOME_SQL, batch)
+                finally:
+                    await conn.close()
+        except UNAVAILABLE:
+            self.in_doubt += 1
+            log.warning("a write to PostgreSQL is in doubt (it may have committed): spilled")
+            return None
+        if added is None:
+            return None  # it rolled back: the caller retries or spills, no duplicate
+        return Counter({kind: int(n) for kind, n in json.loads(added).items()})
+
+    async def _maybe_maintain(self) -> None:
+        """Now and then: create the coming months' partitions, forget old batch records."""
         if time.monotonic() - self._partitions_checked < PARTITION_CHECK_S:
             return
         self._partitions_checked = time.monotonic()
         async with self.pool.acquire() as conn:
             await ensure_partitions(conn, _now_ms())
+            await conn.execute(
+                "DELETE FROM write_batches WHERE ts < $1", _now_ms() - BATCH_RETENTION_MS
+            )
 
     async def spill_offset(self, journal: str) -> int:
         sql = 'SELECT "offset" FROM spill_replay WHERE journal = $1'
@@ -163,7 +243,7 @@ class PostgresStore:
 
     async def _read(self, run: Any) -> Any:
         try:
-            async with self.pool.acquire() as conn:
+            async with self.pool.acquire(timeout=CONNECT_TIMEOUT) as conn:
                 return await run(conn)
         except UNAVAILABLE as exc:
             raise StoreUnavailable(_describe(exc)) from exc

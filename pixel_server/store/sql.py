@@ -20,6 +20,20 @@ SELECT_COLUMNS = "id, " + ", ".join(COLUMNS)
 # PostgreSQL migrations likewise), and the cursor clause continues it, so no page sorts
 ORDER_BY = "ts DESC, id DESC"
 _COLUMNS = frozenset(COLUMNS)
+NOTHING = " WHERE 1 = 0"  # a filter no row can match
+
+
+def storable(text: str) -> bool:
+    """Whether a stored hit can hold ``text``: hits never keep NUL (hits.py replaces control
+    characters) and are UTF-8, and PostgreSQL refuses both in a parameter; such a filter
+    value matches no row, rather than failing the query."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # a lone surrogate, e.g. from a command line's stray bytes
+        return False
+    return True
 
 
 def qmark(_position: int) -> str:
@@ -37,6 +51,8 @@ def where(query: HitQuery, placeholder: Placeholder = qmark) -> tuple[str, list[
     for column, operator, value in query.conditions():
         if column not in _COLUMNS or operator not in OPERATORS:
             raise ValueError(f"not a hit filter: {column} {operator}")
+        if isinstance(value, str) and not storable(value):
+            return NOTHING, []
         args.append(value)
         clauses.append(f"{column} {operator} {placeholder(len(args))}")
     if query.before is not None:

@@ -1,0 +1,202 @@
+"""The Store contract, one suite for every backend: memory, SQLite and PostgreSQL.
+
+Write, dedup per (kind, eid) across and within batches, every filter, keyset paging, spill
+replay offsets, count, and the answers to values no row can hold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from pixel_server.hits import COLUMNS, Hit
+from pixel_server.query import EQUALITY_FILTERS, FILTER_COLUMNS, HitQuery
+from pixel_server.store import Store, opened
+from pixel_server.store.memory import MemoryStore
+from pixel_server.store.postgres import PostgresStore
+from pixel_server.store.sqlite import SQLiteStore
+
+STORES = ("memory", "sqlite", "postgresql")
+
+
+@pytest.fixture(params=STORES)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    kind = request.param
+    backend: Store
+    if kind == "memory":
+        backend = MemoryStore()
+    elif kind == "sqlite":
+        backend = SQLiteStore(str(tmp_path / "contract.db"))
+    else:
+        backend = PostgresStore(request.getfixturevalue("pg_url"))
+    async with opened(backend) as ready:
+        yield ready
+
+
+def sample(n: int, **fields: str) -> list[Hit]:
+    """``n`` hits, one per millisecond from ts=1000, each field of ``fields`` on every one."""
+    return [Hit(ts=1000 + i, kind="view", **fields) for i in range(n)]  # type: ignore[arg-type]
+
+
+async def all_rows(store: Store, query: HitQuery | None = None) -> list[dict[str, object]]:
+    return await store.query(replace(query or HitQuery(), limit=10_000))
+
+
+async def test_written_rows_come_back_with_every_column(store: Store) -> None:
+    hit = Hit(
+        ts=1_790_000_000_123,
+        kind="event",
+        **{
+            c: f"v-{c}"
+            for c in COLUMNS
+            if c not in ("ts", "kind", "is_bot", "dnt", "gpc", "method")
+        },
+        is_bot=1,
+        dnt=1,
+        gpc=0,
+        method="POST",
+    )
+    assert +await store.write([hit]) == {"event": 1}
+    (row,) = await all_rows(store)
+    assert isinstance(row["id"], int)
+    assert row["id"] >= 1
+    assert {c: row[c] for c in COLUMNS} == dict(zip(COLUMNS, hit.row(), strict=True))
+
+
+async def test_unicode_and_empty_values_survive(store: Store) -> None:
+    hit = Hit(ts=5, kind="view", cid="spring ☀ 春", uid="", ua="\uff2dozilla \u2028 x")
+    await store.write([hit])
+    (row,) = await all_rows(store)
+    assert (row["cid"], row["uid"], row["ua"]) == ("spring ☀ 春", "", "\uff2dozilla \u2028 x")
+
+
+async def test_eid_is_unique_per_kind_across_and_within_batches(store: Store) -> None:
+    first = await store.write(
+        [
+            Hit(ts=1, kind="view", eid="x"),
+            Hit(ts=1, kind="open", eid="x"),
+            Hit(ts=2, kind="open", eid="x"),  # within the batch: a duplicate
+            Hit(ts=3, kind="click", eid="y"),
+            Hit(ts=3, kind="view"),  # no eid: never a duplicate
+            Hit(ts=3, kind="view"),
+        ]
+    )
+    assert +first == {"view": 3, "open": 1, "click": 1}
+    again = await store.write([Hit(ts=9, kind="open", eid="x"), Hit(ts=9, kind="event", eid="x")])
+    assert +again == {"event": 1}
+    assert await store.count(HitQuery(equals={"eid": "x"})) == 3
+    # the first of the duplicates is the one kept
+    (kept,) = await all_rows(store, HitQuery(equals={"eid": "x", "kind": "open"}))
+    assert kept["ts"] == 1
+
+
+async def test_empty_batch_writes_nothing(store: Store) -> None:
+    assert sum((await store.write([])).values()) == 0
+    assert await store.count(HitQuery()) == 0
+
+
+@pytest.mark.parametrize("name", EQUALITY_FILTERS)
+async def test_every_equality_filter_selects_exactly_its_rows(store: Store, name: str) -> None:
+    column = FILTER_COLUMNS.get(name, name)
+    value = "click" if name == "kind" else "wanted"
+    other = "view" if name == "kind" else "other"
+    hits = [
+        *[Hit(ts=10 + i, kind="view") for i in range(3)],
+        *[replace(Hit(ts=20 + i, kind="view"), **{column: value}) for i in range(4)],  # type: ignore[arg-type]
+        *[replace(Hit(ts=30 + i, kind="view"), **{column: other}) for i in range(2)],  # type: ignore[arg-type]
+    ]
+    if name == "eid":  # eids are unique per kind
+        hits = [replace(h, eid=f"{h.eid}" if h.eid is None else h.eid) for h in hits[:3]]
+        hits += [Hit(ts=20, kind="view", eid=value), Hit(ts=21, kind="open", eid=value)]
+        expected = 2
+    else:
+        expected = 4
+    await store.write(hits)
+    query = HitQuery(equals={name: value})
+    rows = await all_rows(store, query)
+    assert len(rows) == expected == await store.count(query)
+    assert {row[column] for row in rows} == {value}
+
+
+async def test_time_bounds_are_since_inclusive_until_exclusive(store: Store) -> None:
+    await store.write(sample(10))  # ts 1000..1009
+    query = HitQuery(since_ms=1003, until_ms=1007)
+    rows = await all_rows(store, query)
+    assert [row["ts"] for row in rows] == [1006, 1005, 1004, 1003]
+    assert await store.count(query) == 4
+
+
+async def test_filters_combine_with_and(store: Store) -> None:
+    await store.write(
+        [
+            *sample(5, cid="a", utm_source="nl"),
+            *sample(5, cid="a"),
+            *sample(5, cid="b", utm_source="nl"),
+        ]
+    )
+    query = HitQuery(since_ms=1002, equals={"cid": "a", "utm_source": "nl"})
+    assert await store.count(query) == 3
+    assert {(r["cid"], r["utm_source"]) for r in await all_rows(store, query)} == {("a", "nl")}
+
+
+async def test_pages_are_newest_first_and_the_cursor_visits_each_row_once(store: Store) -> None:
+    # several rows share a millisecond, so the id decides within one ts
+    await store.write([Hit(ts=1000 + i // 3, kind="view", cid="c") for i in range(25)])
+    seen: list[tuple[int, int]] = []
+    query = HitQuery(equals={"cid": "c"}, limit=4)
+    while True:
+        page = await store.query(query)
+        seen += [(int(r["ts"]), int(r["id"])) for r in page]
+        if len(page) < 4:
+            break
+        query = query.after(page[-1])
+    assert len(seen) == len(set(seen)) == 25
+    assert seen == sorted(seen, reverse=True)
+
+
+async def test_count_ignores_the_limit(store: Store) -> None:
+    await store.write(sample(7))
+    assert await store.count(HitQuery(limit=2)) == 7
+    assert len(await store.query(HitQuery(limit=2))) == 2
+
+
+@pytest.mark.parametrize("value", ["\x00", "nul\x00inside", "\ud800", "x" * 100_000])
+async def test_values_no_row_can_hold_match_nothing(store: Store, value: str) -> None:
+    """A filter value no stored hit can have (NUL, a lone surrogate, huge) is no match, not an
+    error: hits never store control characters or invalid UTF-8 (hits.py)."""
+    await store.write(sample(3, cid="c"))
+    query = HitQuery(equals={"cid": value})
+    assert await store.query(query) == []
+    assert await store.count(query) == 0
+
+
+async def test_spill_offsets_are_recorded_with_the_rows_and_forgotten(store: Store) -> None:
+    assert await store.spill_offset("spill-1-1.jsonl") == 0
+    await store.write(sample(2), progress=("spill-1-1.jsonl", 120))
+    await store.write(sample(1), progress=("spill-1-1.jsonl", 180))
+    await store.write(sample(1), progress=("spill-2-2.jsonl", 60))
+    assert await store.spill_offset("spill-1-1.jsonl") == 180
+    assert await store.spill_offset("spill-2-2.jsonl") == 60
+    assert await store.count(HitQuery()) == 4
+    await store.forget_spill("spill-1-1.jsonl")
+    assert await store.spill_offset("spill-1-1.jsonl") == 0
+    assert await store.spill_offset("spill-2-2.jsonl") == 60
+
+
+async def test_reopening_keeps_rows_and_dedup(store: Store) -> None:
+    await store.write([Hit(ts=1, kind="open", eid="z")])
+    if isinstance(store, MemoryStore):
+        return  # nothing to reopen
+    await store.aclose()
+    await store.open()
+    assert sum((await store.write([Hit(ts=2, kind="open", eid="z")])).values()) == 0
+    assert await store.count(HitQuery()) == 1
+
+
+async def test_close_is_idempotent(store: Store) -> None:
+    await store.aclose()
+    await store.aclose()
+    await store.open()  # and the fixture closes it again
