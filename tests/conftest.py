@@ -59,13 +59,19 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "both_stores: run the test on SQLite and on PostgreSQL (fixture `backend`)"
     )
+    config.addinivalue_line(
+        "markers", "sqlite_only(reason): in a both_stores module, a test of SQLite's own files"
+    )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Tests marked ``both_stores`` (a module's ``pytestmark``) that use the store, through
     ``make_settings``, ``harness``, ``server_factory`` or ``backend`` itself, run once per
     store; every other test runs on SQLite."""
-    if "backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_stores"):
+    both = metafunc.definition.get_closest_marker("both_stores") is not None
+    if metafunc.definition.get_closest_marker("sqlite_only") is not None:
+        both = False
+    if "backend" in metafunc.fixturenames and both:
         metafunc.parametrize("backend", BACKENDS, indirect=True)
 
 
@@ -177,14 +183,19 @@ def store_cli_env(settings: Settings) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def store_locked(settings: Settings) -> Iterator[None]:
+def store_locked(where: Settings | ServerProcess) -> Iterator[None]:
     """Another program holds the store's write lock for the block: an exclusive transaction
     on the SQLite file, or an exclusive lock on PostgreSQL's tables."""
-    if settings.sqlite_path is None:
-        with pgtest.holding_lock(settings.database_url, "hits", "hit_eids"):
+    if isinstance(where, Settings):
+        sqlite_path, database_url = where.sqlite_path, where.database_url
+    else:
+        sqlite_path = None if where.database_url else str(where.db)
+        database_url = where.database_url or ""
+    if sqlite_path is None:
+        with pgtest.holding_lock(database_url, "hits", "hit_eids"):
             yield
         return
-    locker = sqlite3.connect(settings.sqlite_path, isolation_level=None)
+    locker = sqlite3.connect(sqlite_path, isolation_level=None)
     locker.execute("BEGIN EXCLUSIVE")
     try:
         yield
@@ -213,6 +224,14 @@ class ServerProcess:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def spill_dir(self) -> Path:
+        """Where this server's spill journals go by default (beside the SQLite file, or
+        pixel-data/spill in its working directory on PostgreSQL)."""
+        if self.database_url:
+            return self.log.parent / "pixel-data" / "spill"
+        return self.db.with_name(self.db.name + ".spill")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
         """Signal the server and wait for its exit status. By design it exits within

@@ -15,15 +15,21 @@ from click.testing import CliRunner
 from pixel_server.cli import main
 from pixel_server.config import Settings
 
-from conftest import SECRET, running
+from conftest import SECRET, running, store_cli_env
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
+pytestmark = pytest.mark.both_stores
+
+
 @pytest.fixture
-def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+def cli_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_settings: Callable[..., Settings]
+) -> dict[str, str]:
+    """The CLI pointed at the store under test (the one make_settings() opens)."""
     env = {
-        "PIXEL_DB": str(tmp_path / "pixel.db"),
+        **store_cli_env(make_settings()),
         "PIXEL_SECRET_KEY": SECRET,
         "PIXEL_PUBLIC_URL": "https://t.example.com",
     }
@@ -68,7 +74,7 @@ async def test_link_prints_a_url_the_server_redirects(
     )
     url = output.strip()
     assert url.startswith("https://t.example.com/r/k1.")
-    async with running(make_settings(db=cli_env["PIXEL_DB"])) as h:
+    async with running(make_settings()) as h:
         response = await h.client.get(url.removeprefix("https://t.example.com"))
         assert response.status_code == 302
         assert response.headers["location"] == "https://shop.example/sale?utm_source=nl"
@@ -102,7 +108,7 @@ async def test_pixel_prints_signed_url_and_img_tag(
     assert re.fullmatch(r"https://t\.example\.com/p/k1\.[\w.-]+\.gif", url)
     assert f'src="{url}"' in tag
     assert 'width="1" height="1"' in tag
-    async with running(make_settings(db=cli_env["PIXEL_DB"])) as h:
+    async with running(make_settings()) as h:
         await h.client.get(url.removeprefix("https://t.example.com"))
         [hit] = await h.hits()
         assert (hit["kind"], hit["cid"], hit["uid"], hit["params"]) == (
@@ -134,7 +140,7 @@ def test_hits_table_shows_parsed_fields_and_escapes_controls(
         "(KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1"
     )
     populate(
-        make_settings(db=cli_env["PIXEL_DB"]),
+        make_settings(),
         ("/p.gif?cid=tbl&utm_source=nl", {"user-agent": ua}),
         ("/p.gif?cid=%E2%80%AEevil%C2%9B31m", {}),
     )
@@ -150,6 +156,7 @@ def test_hits_table_shows_parsed_fields_and_escapes_controls(
     assert "evil" not in invoke("hits", "--cid", "tbl")
 
 
+@pytest.mark.sqlite_only("a PostgreSQL database is never created by reading")
 def test_hits_without_database_is_a_clear_error(cli_env: dict[str, str]) -> None:
     """Reading a database that does not exist says so instead of creating one."""
     result = CliRunner().invoke(main, ["hits"])
@@ -163,7 +170,7 @@ def test_export_to_file_and_stdout(
 ) -> None:
     """`export` writes CSV to a file (reporting the count) and NDJSON to stdout."""
     populate(
-        make_settings(db=cli_env["PIXEL_DB"]),
+        make_settings(),
         *[(f"/p.gif?cid=exp&eid=x{i}&utm_source=%3Dcmd", {}) for i in range(12)],
     )
     out = tmp_path / "hits.csv"

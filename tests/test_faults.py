@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -19,10 +18,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import Load, ServerProcess, wait_until
+from conftest import Load, ServerProcess, store_locked, wait_until
 
 pytestmark = pytest.mark.server
 SERVERS = pytest.mark.parametrize("kind", ["uvicorn", "granian"])
+pytestmark = pytest.mark.both_stores
 
 
 def stored_eids(server: ServerProcess) -> list[str]:
@@ -47,14 +47,15 @@ SIGTERM_AFTER_ACKS = (24, 400)
 @SERVERS
 @pytest.mark.timeout(300)  # 10 starts and stops: 18-66 s under stress; 300 s catches a hang
 def test_sigterm_at_random_points_loses_nothing_acknowledged(
-    server_factory: Callable[..., ServerProcess], tmp_path: Path, kind: str
+    server_factory: Callable[..., ServerProcess], tmp_path: Path, kind: str, backend: str
 ) -> None:
     """10 rounds: load from 6 clients, SIGTERM after a random number (24-400) of answered hits
     while the load goes on; exit 0 within 10 s and every hit answered 200 is stored, once."""
     rng = random.Random(20261128)
     for round_no in range(10):
-        db = str(tmp_path / f"r{round_no}.db")
-        server = server_factory(env={"PIXEL_DB": db, "PIXEL_SERVER": kind})
+        # a new SQLite file each round; on PostgreSQL one schema, each round its own eids
+        fresh = {"PIXEL_DB": str(tmp_path / f"r{round_no}.db")} if backend == "sqlite" else {}
+        server = server_factory(env={**fresh, "PIXEL_SERVER": kind})
         with Load(server, 6, f"r{round_no}") as run:
             run.wait_for(rng.randint(*SIGTERM_AFTER_ACKS))
             started = time.monotonic()
@@ -68,15 +69,16 @@ def test_sigterm_at_random_points_loses_nothing_acknowledged(
 
 @SERVERS
 def test_kill_9_then_restart_loses_nothing_acknowledged(
-    server_factory: Callable[..., ServerProcess], kind: str
+    server_factory: Callable[..., ServerProcess], kind: str, backend: str
 ) -> None:
     """kill -9 mid-load (every process of the server): every acknowledged hit is stored once,
-    the file passes integrity_check, and the server starts again on it."""
+    a SQLite file passes integrity_check, and the server starts again on the store."""
     server = server_factory(env={"PIXEL_SERVER": kind})
     with Load(server, 6, "k") as run:
         run.wait_for(300)  # well into the load; the clients keep sending until the kill
         server.kill_all()
-    assert server.rows("PRAGMA integrity_check") == [("ok",)]
+    if backend == "sqlite":
+        assert server.rows("PRAGMA integrity_check") == [("ok",)]
     assert_all_stored(server, run.acked)
     again = server_factory()
     assert httpx.get(f"{again.url}/p.gif?eid=after-restart").status_code == 200
@@ -85,20 +87,9 @@ def test_kill_9_then_restart_loses_nothing_acknowledged(
 
 
 @contextmanager
-def exclusive_lock(db: Path) -> Iterator[None]:
-    """Another program holding the SQLite write lock."""
-    conn = sqlite3.connect(db, isolation_level=None)
-    conn.execute("BEGIN EXCLUSIVE")
-    try:
-        yield
-    finally:
-        conn.execute("ROLLBACK")
-        conn.close()
-
-
-@contextmanager
-def unwritable(db: Path) -> Iterator[None]:
-    """The database files cannot be written: immutable (root) or read-only (other users)."""
+def unwritable(server: ServerProcess) -> Iterator[None]:
+    """The SQLite files cannot be written: immutable (root) or read-only (other users)."""
+    db = server.db
     files = [db, db.with_name(db.name + "-wal")]
     if os.geteuid() == 0:
         subprocess.run(["chattr", "+i", *map(str, files)], check=True)
@@ -126,23 +117,41 @@ OUTAGE_SECONDS = 8.0  # the scenario's length: four ack timeouts, so waiting pix
 
 @pytest.mark.parametrize(
     ("outage", "kind"),
-    [(exclusive_lock, "uvicorn"), (unwritable, "uvicorn"), (exclusive_lock, "granian")],
-    ids=["locked", "unwritable", "locked-granian"],
+    [(store_locked, "uvicorn"), (store_locked, "granian")],
+    ids=["locked", "locked-granian"],
 )
 def test_store_outage_keeps_pixels_fast_and_loses_nothing(
     server_factory: Callable[..., ServerProcess],
-    outage: Callable[[Path], AbstractContextManager[None]],
+    outage: Callable[[ServerProcess], AbstractContextManager[None]],
     kind: str,
 ) -> None:
     """For 8 s under load the store cannot be written: pixels keep answering 200 within the
     ack timeout, /readyz says degraded, and afterwards every acknowledged hit is stored."""
+    outage_under_load(server_factory, outage, kind)
+
+
+@pytest.mark.sqlite_only(
+    "read-only SQLite files; PostgreSQL's read-only mode: test_postgres_faults"
+)
+def test_unwritable_store_keeps_pixels_fast_and_loses_nothing(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    """The same for 8 s of database files that cannot be written."""
+    outage_under_load(server_factory, unwritable, "uvicorn")
+
+
+def outage_under_load(
+    server_factory: Callable[..., ServerProcess],
+    outage: Callable[[ServerProcess], AbstractContextManager[None]],
+    kind: str,
+) -> None:
     # PIXEL_BUSY_TIMEOUT 0.25 s instead of 1 s: the first batch of a lock outage waits that
     # long for the lock before it goes to the journal, so the journal's answers come 0.25 s +
     # one fsync after the request, leaving 1.75 s below the 2 s ack timeout for a busy machine
     server = server_factory(env={"PIXEL_SERVER": kind, "PIXEL_BUSY_TIMEOUT": "0.25"})
     with Load(server, 6, "o") as run:
         run.wait_for(50)  # the load is under way before the outage begins
-        with outage(server.db):
+        with outage(server):
             began = time.monotonic()
             wait_until(lambda: ready_status(server) == 503, "/readyz never said degraded")
             during = len(run)
@@ -155,7 +164,7 @@ def test_store_outage_keeps_pixels_fast_and_loses_nothing(
     # it: the pixels were answered from the journal, never left waiting on the store
     assert max(run.latencies) < 2.0, f"slowest pixel took {max(run.latencies):.2f} s"
     assert_all_stored(server, run.acked)
-    assert not list(server.db.with_name(server.db.name + ".spill").glob("*.jsonl"))
+    assert not list(server.spill_dir.glob("*.jsonl"))
 
 
 def test_kill_9_during_an_outage_loses_nothing_acknowledged(
@@ -163,10 +172,10 @@ def test_kill_9_during_an_outage_loses_nothing_acknowledged(
 ) -> None:
     """Hits acknowledged from the spill journal survive kill -9; the next start replays them."""
     server = server_factory()
-    with Load(server, 6, "ko") as run, exclusive_lock(server.db):
+    with Load(server, 6, "ko") as run, store_locked(server):
         run.wait_for(len(run) + 200)  # answered while locked: from the journal
         server.kill_all()
-    spilled = list(server.db.with_name(server.db.name + ".spill").glob("*.jsonl"))
+    spilled = list(server.spill_dir.glob("*.jsonl"))
     assert spilled, "nothing was spilled during the outage"
     again = server_factory()
     wait_until(lambda: ready_status(again) == 200, "the journal was not replayed")
@@ -178,7 +187,7 @@ def test_kill_9_during_an_outage_loses_nothing_acknowledged(
 def test_four_workers_share_one_file_without_loss_or_errors(
     server_factory: Callable[..., ServerProcess],
 ) -> None:
-    """--workers 4 on one SQLite file: every acknowledged hit stored, no lock error logged."""
+    """--workers 4 on one store: every acknowledged hit stored, no lock error logged."""
     server = server_factory("--workers", "4")
     with Load(server, 8, "w4") as run:
         run.wait_for(1000)

@@ -7,9 +7,13 @@ two instances given the same eid in the same millisecond store it once: the data
 constraint decides, never an in-process set. Replayed spill chunks record their journal
 offset in the same statement.
 
-Connections come from a pool. A connection PostgreSQL dropped, a refused connect, a database
-not accepting connections or a timed-out statement is :class:`StoreUnavailable`: the writer
-keeps the batch (then spills it) and retries, and the pool reconnects on the next acquire.
+Two pools: writes (the writer's batches, at most two connections) run with PostgreSQL's own
+``lock_timeout`` and ``statement_timeout`` set to PIXEL_BUSY_TIMEOUT, so a locked table or a
+stalled server answers with an error in that time: the statement surely rolled back, and the
+store is :class:`StoreUnavailable` (the writer keeps the batch, then spills it, and retries;
+the pool reconnects on the next acquire). Reads (pages, exports, counts) have their own pool
+and a longer limit. A refused connect, a dropped connection, a database not accepting
+connections, a read-only server: StoreUnavailable too.
 """
 
 from __future__ import annotations
@@ -35,9 +39,8 @@ log = logging.getLogger("pixel_server")
 
 ROW_KEYS = ("id", *COLUMNS)
 INT_COLUMNS = frozenset(("ts", "is_bot", "dnt", "gpc"))
-COMMAND_TIMEOUT = 10.0  # seconds a statement may take before the store counts as unavailable
 CONNECT_TIMEOUT = 5.0
-PARTITION_CHECK_S = 6 * 3600  # create the coming months' partitions this often
+MAINTAIN_EVERY_S = 6 * 3600  # partitions ahead, old batch records: this often
 
 _TYPES = ", ".join(
     f"${n}::{'bigint' if c == 'ts' else 'smallint' if c in INT_COLUMNS else 'text'}[]"
@@ -89,69 +92,83 @@ TERMINATE_SQL = (
 BACKEND_START_SQL = "SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()"
 BATCH_RETENTION_MS = 7 * 86_400_000  # write_batches rows kept this long (only for in-doubt)
 
-# what "the database is not there right now" looks like from asyncpg
-UNAVAILABLE: tuple[type[BaseException], ...] = (
-    OSError,  # refused, reset, unreachable
-    asyncio.TimeoutError,
+# the server answered with an error that means "not now" (the statement rolled back)
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,  # class 08: connection exceptions
     asyncpg.CannotConnectNowError,  # 57P03: starting up, shutting down
     asyncpg.AdminShutdownError,  # 57P01: pg_terminate_backend, fast shutdown
     asyncpg.InsufficientResourcesError,  # class 53: disk full, too many connections
-    asyncpg.InterfaceError,  # connection closed under us, pool closing
-    asyncpg.QueryCanceledError,  # statement_timeout
-    asyncpg.InvalidCatalogNameError,  # the database does not exist (yet)
+    asyncpg.QueryCanceledError,  # 57014: statement_timeout
+    asyncpg.LockNotAvailableError,  # 55P03: lock_timeout
+    asyncpg.InvalidCatalogNameError,  # 3D000: the database does not exist (yet)
     asyncpg.ObjectNotInPrerequisiteStateError,  # 55000, e.g. ALLOW_CONNECTIONS false
-    asyncpg.ReadOnlySQLTransactionError,  # a standby, or default_transaction_read_only
+    asyncpg.ReadOnlySQLTransactionError,  # 25006: a standby, default_transaction_read_only
 )
+# no answer: the connection broke, or the client-side backstop timeout fired; a write may
+# have committed (resolved by PostgresStore._resolve)
+NO_ANSWER: tuple[type[BaseException], ...] = (OSError, TimeoutError, asyncpg.InterfaceError)
+UNAVAILABLE = (*UNAVAILABLE_ERRORS, *NO_ANSWER)
+READ_TIMEOUT = 60.0  # seconds a read statement may take (a count over millions of rows)
+BACKSTOP = 2.0  # client-side seconds beyond the server's own statement_timeout
 
 
 class PostgresStore:
     """A hit store in one PostgreSQL database, shared by any number of instances.
 
-    ``statement_timeout`` bounds a write (PIXEL_BUSY_TIMEOUT, below the ack timeout, as the
-    SQLite lock wait is). A write whose outcome is unknown (a timeout or a connection lost
-    after the statement was sent) is resolved before it is reported: the backend that ran it is
-    terminated and awaited, so its transaction is over, and ``write_batches`` says whether it
-    committed. Only when PostgreSQL cannot be reached to ask is a batch "in doubt"; it is then
-    spilled like any failed batch, and a replay can store its eid-less hits a second time
-    (hits with an eid stay deduplicated); ``pixel_store_writes_in_doubt_total`` counts them.
+    A write that got no answer (the connection broke after the statement was sent, or the
+    client-side backstop fired) may have committed. It is resolved before it is reported: the
+    backend that ran it is terminated and awaited, so its transaction is over, and
+    ``write_batches`` says whether it committed. Only when PostgreSQL cannot be reached to ask
+    is a batch in doubt (``in_doubt`` counts them); it is then spilled like any failed batch,
+    and its replay can store its eid-less hits a second time (hits with an eid stay
+    deduplicated).
     """
 
     def __init__(self, dsn: str, pool_max: int = 4, statement_timeout: float = 1.0) -> None:
         self._dsn = dsn
         self._pool_max = pool_max
         self._timeout = statement_timeout
-        self._pool: asyncpg.Pool | None = None
-        self._partitions_checked = 0.0
+        self._writes: asyncpg.Pool | None = None
+        self._reads: asyncpg.Pool | None = None
+        self._maintained = 0.0
         self._backend_start: dict[int, Any] = {}  # pid -> backend_start, to terminate safely
         self.in_doubt = 0
 
     async def open(self) -> None:
         """Connect and migrate. Raises StoreUnavailable if PostgreSQL cannot be reached."""
+        limit = str(max(1, int(self._timeout * 1000)))  # milliseconds
         try:
-            self._pool = await asyncpg.create_pool(
-                self._dsn,
-                min_size=1,
-                max_size=self._pool_max,
-                command_timeout=COMMAND_TIMEOUT,
-                timeout=CONNECT_TIMEOUT,
-                init=self._init_connection,
-                server_settings={"application_name": "pixel_server"},
+            self._writes = await self._pool(
+                1, 2, {"statement_timeout": limit, "lock_timeout": limit}, self._remember
             )
-            async with self._pool.acquire() as conn:
+            self._reads = await self._pool(
+                0, max(1, self._pool_max - 2), {"statement_timeout": str(int(READ_TIMEOUT * 1000))}
+            )
+            async with self._reads.acquire(timeout=CONNECT_TIMEOUT) as conn:
                 await migrate(conn, _now_ms())
         except UNAVAILABLE as exc:
             await self.aclose()
             raise StoreUnavailable(_describe(exc)) from exc
-        self._partitions_checked = time.monotonic()
+        self._maintained = time.monotonic()
 
-    async def _init_connection(self, conn: asyncpg.Connection) -> None:
+    async def _pool(
+        self, low: int, high: int, settings: dict[str, str], init: Any = None
+    ) -> asyncpg.Pool:
+        return await asyncpg.create_pool(
+            self._dsn,
+            min_size=low,
+            max_size=high,
+            timeout=CONNECT_TIMEOUT,
+            init=init,
+            server_settings={"application_name": "pixel_server", **settings},
+        )
+
+    async def _remember(self, conn: asyncpg.Connection) -> None:
         self._backend_start[conn.get_server_pid()] = await conn.fetchval(BACKEND_START_SQL)
 
-    @property
-    def pool(self) -> asyncpg.Pool:
-        assert self._pool is not None, "store is not open"
-        return self._pool
+    def _open_pool(self, pool: asyncpg.Pool | None) -> asyncpg.Pool:
+        assert pool is not None, "store is not open"
+        return pool
 
     async def write(
         self, hits: Sequence[Hit], progress: tuple[str, int] | None = None
@@ -165,27 +182,29 @@ class PostgresStore:
         batch = uuid.uuid4()
         journal, offset = progress if progress is not None else (None, None)
         args = (*columns, batch, _now_ms(), journal, offset)
+        pool = self._open_pool(self._writes)
         try:
             await self._maybe_maintain()
-            conn = await self.pool.acquire(timeout=CONNECT_TIMEOUT)
+            conn = await pool.acquire(timeout=CONNECT_TIMEOUT)
         except UNAVAILABLE as exc:
             raise StoreUnavailable(_describe(exc)) from exc
         pid = conn.get_server_pid()
         try:
-            rows = await conn.fetch(INSERT_SQL, *args, timeout=self._timeout)
-        except UNAVAILABLE as exc:
-            # the statement was sent: it may have committed
+            rows = await conn.fetch(INSERT_SQL, *args, timeout=self._timeout + BACKSTOP)
+        except UNAVAILABLE_ERRORS as exc:  # answered: rolled back
+            raise StoreUnavailable(_describe(exc)) from exc
+        except NO_ANSWER as exc:
             outcome = await self._resolve(batch, pid)
             if outcome is None:
                 raise StoreUnavailable(_describe(exc)) from exc
             return outcome
         finally:
-            await self._release(conn)
+            await self._release(pool, conn)
         return Counter({kind: int(count) for kind, count in rows})
 
-    async def _release(self, conn: Any) -> None:
+    async def _release(self, pool: asyncpg.Pool, conn: Any) -> None:
         try:
-            await self.pool.release(conn, timeout=CONNECT_TIMEOUT)
+            await pool.release(conn, timeout=CONNECT_TIMEOUT)
         except UNAVAILABLE:
             conn.terminate()
 
@@ -194,7 +213,7 @@ class PostgresStore:
         if it did not (or cannot be known now: counted in ``in_doubt``)."""
         started = self._backend_start.pop(pid, None)
         try:
-            async with asyncio.timeout(max(self._timeout, 1.0) * 5):
+            async with asyncio.timeout(CONNECT_TIMEOUT + self._timeout + BACKSTOP):
                 conn = await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT)
                 try:
                     if started is not None:
@@ -214,10 +233,10 @@ class PostgresStore:
 
     async def _maybe_maintain(self) -> None:
         """Now and then: create the coming months' partitions, forget old batch records."""
-        if time.monotonic() - self._partitions_checked < PARTITION_CHECK_S:
+        if time.monotonic() - self._maintained < MAINTAIN_EVERY_S:
             return
-        self._partitions_checked = time.monotonic()
-        async with self.pool.acquire() as conn:
+        self._maintained = time.monotonic()
+        async with self._open_pool(self._reads).acquire(timeout=CONNECT_TIMEOUT) as conn:
             await ensure_partitions(conn, _now_ms())
             await conn.execute(
                 "DELETE FROM write_batches WHERE ts < $1", _now_ms() - BATCH_RETENTION_MS
@@ -243,23 +262,27 @@ class PostgresStore:
 
     async def _read(self, run: Any) -> Any:
         try:
-            async with self.pool.acquire(timeout=CONNECT_TIMEOUT) as conn:
+            async with self._open_pool(self._reads).acquire(timeout=CONNECT_TIMEOUT) as conn:
                 return await run(conn)
         except UNAVAILABLE as exc:
             raise StoreUnavailable(_describe(exc)) from exc
 
     async def aclose(self) -> None:
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
+        for name in ("_writes", "_reads"):
+            pool = getattr(self, name)
+            if pool is None:
+                continue
+            setattr(self, name, None)
             try:
-                await asyncio.wait_for(pool.close(), timeout=COMMAND_TIMEOUT)
+                await asyncio.wait_for(pool.close(), timeout=CONNECT_TIMEOUT)
             except UNAVAILABLE:  # TimeoutError among them
                 pool.terminate()
 
 
 def _describe(exc: BaseException) -> str:
     """A one-line reason for /readyz and logs (asyncpg never puts the password in it)."""
-    return f"PostgreSQL unavailable: {type(exc).__name__}: {exc}".strip().rstrip(":")
+    detail = str(exc).strip() or "no detail"
+    return f"PostgreSQL unavailable: {type(exc).__name__}: {detail}"
 
 
 def _now_ms() -> int:
