@@ -94,7 +94,6 @@ BATCH_RETENTION_MS = 7 * 86_400_000  # write_batches rows kept this long (only f
 
 # the server answered with an error that means "not now" (the statement rolled back)
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
-    asyncpg.PostgresConnectionError,  # class 08: connection exceptions
     asyncpg.CannotConnectNowError,  # 57P03: starting up, shutting down
     asyncpg.AdminShutdownError,  # 57P01: pg_terminate_backend, fast shutdown
     asyncpg.InsufficientResourcesError,  # class 53: disk full, too many connections
@@ -106,8 +105,19 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
 )
 # no answer: the connection broke, or the client-side backstop timeout fired; a write may
 # have committed (resolved by PostgresStore._resolve)
-NO_ANSWER: tuple[type[BaseException], ...] = (OSError, TimeoutError, asyncpg.InterfaceError)
-UNAVAILABLE = (*UNAVAILABLE_ERRORS, *NO_ANSWER)
+# (asyncpg raises class 08, e.g. ConnectionDoesNotExistError, itself when a connection drops)
+NO_ANSWER: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+)
+UNAVAILABLE: tuple[type[BaseException], ...] = (*UNAVAILABLE_ERRORS, *NO_ANSWER)
+# releasing a connection whose backend is gone can also fail inside asyncpg's state machine
+RELEASE_ERRORS: tuple[type[BaseException], ...] = (
+    *UNAVAILABLE,
+    asyncpg.exceptions.InternalClientError,
+)
 READ_TIMEOUT = 60.0  # seconds a read statement may take (a count over millions of rows)
 BACKSTOP = 2.0  # client-side seconds beyond the server's own statement_timeout
 
@@ -190,22 +200,32 @@ class PostgresStore:
             raise StoreUnavailable(_describe(exc)) from exc
         pid = conn.get_server_pid()
         try:
-            rows = await conn.fetch(INSERT_SQL, *args, timeout=self._timeout + BACKSTOP)
+            rows = await self._execute(conn, args)
         except UNAVAILABLE_ERRORS as exc:  # answered: rolled back
+            await self._release(pool, conn)
             raise StoreUnavailable(_describe(exc)) from exc
         except NO_ANSWER as exc:
+            conn.terminate()  # never reuse a connection in an unknown state
+            await self._release(pool, conn)
             outcome = await self._resolve(batch, pid)
             if outcome is None:
                 raise StoreUnavailable(_describe(exc)) from exc
             return outcome
-        finally:
+        except BaseException:
             await self._release(pool, conn)
+            raise
+        await self._release(pool, conn)
         return Counter({kind: int(count) for kind, count in rows})
+
+    async def _execute(self, conn: Any, args: Sequence[Any]) -> list[Any]:
+        """Send one batch statement (a seam for the tests of a lost answer)."""
+        rows: list[Any] = await conn.fetch(INSERT_SQL, *args, timeout=self._timeout + BACKSTOP)
+        return rows
 
     async def _release(self, pool: asyncpg.Pool, conn: Any) -> None:
         try:
             await pool.release(conn, timeout=CONNECT_TIMEOUT)
-        except UNAVAILABLE:
+        except RELEASE_ERRORS:
             conn.terminate()
 
     async def _resolve(self, batch: uuid.UUID, pid: int) -> Counter[str] | None:
