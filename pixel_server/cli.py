@@ -291,12 +291,13 @@ def serve(**options: Any) -> None:
     import logging.config
 
     from .logs import log_config
-    from .preflight import build_once, check_paths
+    from .preflight import build_once, check_paths, check_store
     from .server import run
 
     settings = load_settings(options)
     logging.config.dictConfig(log_config(settings.log_level))
     check_paths(settings)  # as this user, before anything is written: one line, not a traceback
+    check_store(settings)  # reachable and migrated once, before workers start
     keyring(settings, create=True)  # create the key once, before workers race for it
     build_once(settings)  # what every worker builds, so that none meets a bad setting
     sys.exit(run(settings))
@@ -475,6 +476,37 @@ def export(fmt: str, output: str, limit: int | None, **options: Any) -> None:
     except OSError as exc:
         raise OneLineError(f"cannot write {output}: {exc.strerror or exc}") from None
     click.echo(f"wrote {written} hits to {output}", err=True)
+
+
+@main.command()
+@settings_options("db")
+def migrate(**options: Any) -> None:
+    """Create the store's tables or bring them up to date, then exit.
+
+    `serve` does the same at start (safely when several instances start at once: the
+    migrations run under a lock); run this first to upgrade the schema on its own, e.g. from
+    a deploy job. The store is PIXEL_DATABASE_URL (PostgreSQL) or the SQLite file PIXEL_DB.
+
+    \b
+    Example:
+      PIXEL_DATABASE_URL=postgresql://pixel@db.internal/pixel pixel-server migrate
+    """
+    import asyncio
+
+    from .store import open_store, opened
+
+    settings = load_settings(options)
+    if settings.sqlite_path is not None:
+        from .preflight import check_paths
+
+        check_paths(settings)
+
+    async def run() -> int:
+        async with opened(open_store(settings)) as store:
+            return int(await store.schema_version())
+
+    version = asyncio.run(run())
+    click.echo(f"{settings.store.shown}: schema v{version}, up to date")
 
 
 @main.group()

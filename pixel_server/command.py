@@ -9,6 +9,7 @@ import click
 from click.core import ParameterSource
 
 from .config import ConfigError
+from .outage import StoreUnavailable
 
 
 def flag_given(setting: str | None) -> str | None:
@@ -31,6 +32,15 @@ class OneLineError(click.ClickException):
         return " ".join(self.message.splitlines())
 
 
+class StoreDown(click.ClickException):
+    """The store cannot be reached now: one line, exit status 1 (not a usage problem)."""
+
+    exit_code = 1
+
+    def format_message(self) -> str:
+        return " ".join(self.message.splitlines())
+
+
 class PixelGroup(click.Group):
     """Turns every configuration and usage problem of every command into one line, exit 2.
 
@@ -46,6 +56,8 @@ class PixelGroup(click.Group):
             return super().invoke(ctx)
         except ConfigError as exc:
             raise OneLineError(str(exc)) from None
+        except StoreUnavailable as exc:
+            raise StoreDown(f"the store is unavailable: {exc}; try again later") from None
         except click.UsageError as exc:
             hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
             raise OneLineError(exc.format_message() + hint) from None

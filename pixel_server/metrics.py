@@ -105,6 +105,13 @@ class Metrics:
         self.info = Gauge("pixel_worker_info", "This worker process.", ["pid"], registry=registry)
         self.info.labels(**pid).set(1)
         registry.register(RefusalCollector(REFUSALS))
+        self._watching = False
+
+    def watch_store(self, store: object) -> None:
+        """Expose the store's own counters (PostgreSQL's in-doubt writes) from now on."""
+        if hasattr(store, "in_doubt") and not self._watching:
+            self._watching = True
+            self.registry.register(StoreCollector(store))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -125,3 +132,18 @@ class RefusalCollector(Collector):
         for reason in REFUSAL_REASONS:
             family.add_metric([reason], self.refusals.counts[reason])
         yield family
+
+
+class StoreCollector(Collector):
+    """``pixel_store_writes_in_doubt_total``: writes whose commit could not be confirmed
+    (store/postgres.py); their eid-less hits may be stored twice."""
+
+    def __init__(self, store: object) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(
+            "pixel_store_writes_in_doubt",
+            "Batches spilled although they may have committed (PostgreSQL unreachable to ask).",
+            value=int(getattr(self.store, "in_doubt", 0)),
+        )

@@ -44,6 +44,26 @@ def redirect_policy(settings: Settings) -> TargetPolicy:
         raise ConfigError(message, "PIXEL_REDIRECT_HOSTS") from None
 
 
+def check_store(settings: Settings) -> None:
+    """Open the store once (which migrates it) and close it: an unreachable PostgreSQL or a
+    schema from a newer release stops ``serve`` with one line, before any worker starts."""
+    import asyncio
+
+    from .store import open_store, opened
+
+    async def touch() -> None:
+        async with opened(open_store(settings)):
+            pass
+
+    try:
+        asyncio.run(touch())
+    except RuntimeError as exc:  # a newer schema (store/schema.py, store/pgschema.py)
+        if "newer" not in str(exc):
+            raise
+        env = "PIXEL_DATABASE_URL" if settings.database_url else "PIXEL_DB"
+        raise ConfigError(f"{env}: {exc}", env) from None
+
+
 def check_paths(settings: Settings) -> None:
     """Every file and directory ``serve`` writes can be written by this process's user."""
     if settings.sqlite_path is not None:

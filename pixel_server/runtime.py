@@ -73,6 +73,7 @@ async def lifespan(rt: Runtime) -> AsyncIterator[None]:
     if store is None:
         store, shown = open_store(s), s.store.shown
     await store.open()
+    rt.metrics.watch_store(store)
     spill = None if s.spill_path is None else Spill(s.spill_path, s.spill_max_bytes)
     try:
         rt.store = store

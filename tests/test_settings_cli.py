@@ -97,6 +97,7 @@ COMMAND_ARGS: dict[str, tuple[str, ...]] = {
     "pixel": (),
     "hits": (),
     "export": (),
+    "migrate": (),
     # the `keys` group (being added at the same time): each reads the settings first
     "keys init": (),
     "keys show": (),

@@ -17,15 +17,9 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from ..hits import Hit
+from ..outage import StoreError as StoreError
+from ..outage import StoreUnavailable as StoreUnavailable
 from ..query import HitQuery
-
-
-class StoreError(Exception):
-    """Base class for store failures."""
-
-
-class StoreUnavailable(StoreError):
-    """The store cannot take writes right now; retrying later may succeed."""
 
 
 class Store(Protocol):
@@ -52,6 +46,9 @@ class Store(Protocol):
 
     async def count(self, query: HitQuery) -> int:
         """How many hits match ``query``, ignoring its limit."""
+
+    async def schema_version(self) -> int:
+        """The version of the store's schema (its migrations applied)."""
 
     async def aclose(self) -> None:
         """Close connections; idempotent."""

@@ -77,5 +77,8 @@ class MemoryStore:
     async def count(self, query: HitQuery) -> int:
         return len(await self.query(replace(query, limit=len(self.rows) or 1)))
 
+    async def schema_version(self) -> int:
+        return 0  # nothing to migrate
+
     async def aclose(self) -> None:
         return None

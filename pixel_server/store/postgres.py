@@ -280,6 +280,10 @@ class PostgresStore:
         sql, args = sql_text.count(query, sql_text.numbered)
         return int(await self._read(lambda conn: conn.fetchval(sql, *args)))
 
+    async def schema_version(self) -> int:
+        sql = "SELECT coalesce(max(version), 0) FROM pixel_schema"
+        return int(await self._read(lambda conn: conn.fetchval(sql)))
+
     async def _read(self, run: Any) -> Any:
         try:
             async with self._open_pool(self._reads).acquire(timeout=CONNECT_TIMEOUT) as conn:

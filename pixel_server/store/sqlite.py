@@ -24,7 +24,7 @@ from ..hits import COLUMNS, Hit
 from ..query import HitQuery
 from . import sql as sql_text
 from .base import StoreUnavailable
-from .schema import begin_immediate, migrate
+from .schema import begin_immediate, migrate, schema_version
 
 BUSY_TIMEOUT_MS = 10_000
 # S608: these statements are built from our own column names and placeholders, never from input
@@ -173,6 +173,10 @@ class SQLiteStore:
         async with self._reader.execute(sql, args) as cursor:
             row = await cursor.fetchone()
         return int(row[0]) if row else 0
+
+    async def schema_version(self) -> int:
+        version: int = await self._run(schema_version, self._connection)
+        return version
 
     async def aclose(self) -> None:
         if self._reader is not None:
