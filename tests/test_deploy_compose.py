@@ -1,25 +1,40 @@
-"""deploy/compose.postgres.yaml (and compose.sqlite.yaml) are consistent.
+"""deploy/compose.postgres.yaml (and compose.sqlite.yaml) are consistent, and their topology
+works: nginx started by the compose file's own command in front of two real instances on one
+PostgreSQL schema.
 
 No container runtime runs the compose files here (no Docker engine, and no image registry for
 the postgres and nginx images). The files are read as Compose reads them (tests/composefile.py)
 and checked: every reference resolves, every PIXEL_* name is a setting, and each instance's
-environment, image ENV + env_file + environment, is accepted by the server.
+environment, image ENV + env_file + environment, is accepted by the server. The LB test then
+runs the pieces for real: nginx via the nginx service's shell command, with deploy/nginx.conf
+and UPSTREAMS pointed at two local `pixel-server serve` processes that share the database and
+the key, each with its own PIXEL_DATA_DIR.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import ipaddress
+import os
 import re
+import signal
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import nginxtest
 import pytest
 from composefile import DEPLOY, MissingVariable, container_env, load, seconds
+from nginxtest import client_from, get_from
 
 from pixel_server.config import Settings
+
+from conftest import API_TOKEN, ServerProcess, free_port, wait_until
 
 POSTGRES_FILE = "compose.postgres.yaml"
 SQLITE_FILE = "compose.sqlite.yaml"
@@ -225,3 +240,193 @@ def test_nginx_balances_every_instance() -> None:
         name: {"condition": "service_healthy", "restart": True} for name in instances(doc)
     }
     assert nginx["volumes"] == ["./nginx.conf:/etc/nginx/pixel-nginx.conf:ro"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The topology, for real: the nginx service's command in front of two instances on PostgreSQL.
+# ---------------------------------------------------------------------------------------------
+
+CLIENT = "127.0.5.3"  # stored truncated as 127.0.5.0; nginx's own 127.0.0.1 as 127.0.0.0
+FORGER = "127.0.6.4"
+TARGET = "https://shop.example/sale"
+AUTH = {"authorization": f"Bearer {API_TOKEN}"}
+
+
+@pytest.fixture
+def backend() -> str:
+    """Every server_factory server here runs on PostgreSQL."""
+    return "postgresql"
+
+
+@pytest.fixture
+def lb(tmp_path: Path) -> Iterator[Callable[[list[ServerProcess]], int]]:
+    """Start nginx as the compose file's nginx service does, with its UPSTREAMS pointed at
+    local servers (in order) and its published port at a free one; return that port."""
+    binary = nginxtest.require()
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(servers: list[ServerProcess]) -> int:
+        nginx = load(POSTGRES_FILE, SECRETS)["services"]["nginx"]
+        names = nginx["environment"]["UPSTREAMS"].split()
+        assert len(names) == len(servers)
+        port = free_port()
+        prefix = tmp_path / "nginx-lb"
+        prefix.mkdir()
+        mount = "/etc/nginx/pixel-nginx.conf"
+        assert nginx["volumes"] == [f"./nginx.conf:{mount}:ro"]
+        (prefix / "pixel-nginx.conf").write_text(
+            nginxtest.listening_on(port, nginxtest.CONF.read_text())
+        )
+        shell, flag, script = nginx["command"]
+        local = {
+            "/etc/nginx/": f"{prefix}/",
+            "exec nginx ": f"exec {binary} -p {prefix}/ -c {prefix}/nginx.conf ",
+        }
+        for container_text, here in local.items():
+            assert container_text in script
+            script = script.replace(container_text, here)
+        upstreams = " ".join(f"127.0.0.1:{server.port}" for server in servers)
+        argv = [shell, flag, script]
+        env = {"PATH": os.environ["PATH"], "UPSTREAMS": upstreams}
+        procs.append(nginxtest.start(argv, port, prefix / "error.log", env))
+        rendered = (prefix / "nginx.conf").read_text()
+        for server in servers:
+            assert f"server 127.0.0.1:{server.port};" in rendered
+        return port
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+        proc.wait(10)
+
+
+def instance(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path, name: str
+) -> ServerProcess:
+    """One instance as compose.postgres.yaml makes it: the shared database (the test's schema)
+    and key (conftest's), its own PIXEL_DATA_DIR, and nginx's address (here 127.0.0.1, there
+    the edge subnet) as the only trusted proxy."""
+    return server_factory(
+        env={"PIXEL_DATA_DIR": str(tmp_path / name), "PIXEL_TRUSTED_PROXIES": "127.0.0.1"}
+    )
+
+
+def received(server: ServerProcess) -> float:
+    """pixel_hits_received_total of the one worker of ``server``, every kind together."""
+    text = httpx.get(f"{server.url}/metrics", timeout=10).text
+    counts = re.findall(r"^pixel_hits_received_total\{[^}]*\} (\S+)$", text, re.M)
+    return sum(float(count) for count in counts)
+
+
+def stored_ips(server: ServerProcess, cid: str) -> list[str]:
+    response = httpx.get(f"{server.url}/api/hits", params={"cid": cid}, headers=AUTH, timeout=10)
+    assert response.status_code == 200, response.text
+    return [hit["ip"] for hit in response.json()["hits"]]
+
+
+@pytest.mark.server
+def test_two_instances_behind_nginx_store_the_client_and_share_the_key(
+    server_factory: Callable[..., ServerProcess],
+    lb: Callable[[list[ServerProcess]], int],
+    tmp_path: Path,
+) -> None:
+    """Through nginx both instances answer, every hit lands in the one database with the
+    client's (truncated) address, never nginx's and never one the client claims, and a link
+    signed by one instance redirects on the other and through nginx."""
+    one, two = (
+        instance(server_factory, tmp_path, "pixel1"),
+        instance(server_factory, tmp_path, "pixel2"),
+    )
+    port = lb([one, two])
+    with client_from(CLIENT, port) as client:
+        for i in range(20):
+            assert client.get(f"/p.gif?cid=lb&eid=lb-{i}").status_code == 200
+    forged = {
+        "x-forwarded-for": "198.51.100.66",
+        "x-real-ip": "198.51.100.67",
+        "forwarded": "for=198.51.100.68",
+    }
+    assert get_from(FORGER, port, "/p.gif?cid=forged", forged).status_code == 200
+    # past nginx (which the compose networks rule out): an instance trusts no one else's header
+    direct = get_from(FORGER, one.port, "/p.gif?cid=direct", {"x-forwarded-for": "198.51.100.69"})
+    assert direct.status_code == 200
+
+    counts = [received(one), received(two)]
+    assert min(counts) > 0, f"nginx sent everything to one instance: {counts}"
+    assert sum(counts) == 20 + 1 + 1
+    # either instance reads every hit: one database
+    assert stored_ips(two, "lb") == ["127.0.5.0"] * 20
+    assert stored_ips(one, "forged") == ["127.0.6.0"]
+    assert stored_ips(two, "direct") == ["127.0.6.0"]
+
+    signed = httpx.post(
+        f"{one.url}/api/links", json=[{"url": TARGET, "cid": "lb-link"}], headers=AUTH
+    )
+    assert signed.status_code == 200, signed.text
+    path = urlsplit(signed.json()["links"][0]["link"]).path
+    assert get_from(CLIENT, two.port, path).headers["location"] == TARGET
+    with client_from(CLIENT, port) as client:
+        for _ in range(2):  # round robin: one of the two is the other instance
+            response = client.get(path)
+            assert (response.status_code, response.headers["location"]) == (302, TARGET)
+    assert stored_ips(one, "lb-link") == ["127.0.5.0"] * 3
+
+    # what the shared key is for: an instance with a key of its own refuses the link
+    own_key = server_factory(
+        env={"PIXEL_DATA_DIR": str(tmp_path / "pixel3"), "PIXEL_SECRET_KEY": ""}
+    )
+    assert (tmp_path / "pixel3" / "pixel.key").exists()
+    assert httpx.get(f"{own_key.url}{path}").status_code == 400
+
+
+@pytest.mark.server
+@pytest.mark.timeout(180)
+def test_an_instance_stopped_behind_nginx_costs_no_request(
+    server_factory: Callable[..., ServerProcess],
+    lb: Callable[[list[ServerProcess]], int],
+    tmp_path: Path,
+) -> None:
+    """A rolling restart: SIGTERM one instance while a client sends pixels through nginx.
+    nginx moves to the other instance (a refused or closed upstream connection is retried
+    there for these GETs); every pixel is answered 200 and stored exactly once."""
+    one, two = (
+        instance(server_factory, tmp_path, "pixel1"),
+        instance(server_factory, tmp_path, "pixel2"),
+    )
+    port = lb([one, two])
+    answers: list[tuple[str, int]] = []
+    stop = threading.Event()
+    progress = threading.Condition()
+
+    def client() -> None:
+        # from 20 addresses in turn: nginx.conf limits each address to 50 pixels a second
+        with contextlib.ExitStack() as stack:
+            sources = [f"127.0.8.{n}" for n in range(1, 21)]
+            https = [stack.enter_context(client_from(source, port)) for source in sources]
+            i = 0
+            while not stop.is_set() and i < 5000:
+                eid = f"roll-{i}"
+                status = https[i % len(https)].get(f"/p.gif?cid=roll&eid={eid}").status_code
+                with progress:
+                    answers.append((eid, status))
+                    progress.notify_all()
+                i += 1
+
+    def answered(count: int) -> None:
+        with progress:
+            assert progress.wait_for(lambda: len(answers) >= count, 60), len(answers)
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    try:
+        answered(50)
+        assert one.stop(signal.SIGTERM) == 0
+        after = len(answers)
+        answered(after + 50)
+    finally:
+        stop.set()
+        thread.join(60)
+    assert [a for a in answers if a[1] != 200] == []
+    wait_until(lambda: two.rows("SELECT count(*) FROM hits")[0][0] >= len(answers), "all stored")
+    rows = two.rows("SELECT eid, count(*) FROM hits GROUP BY eid")
+    assert dict(rows) == {eid: 1 for eid, _ in answers}
