@@ -6,21 +6,16 @@ PIXEL_REQUIRE_NGINX=1 (set by .ci/run, which installs it), where a missing nginx
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+import nginxtest
 import pytest
+from nginxtest import get_from
 
 from conftest import API_TOKEN, ServerProcess, free_port
-
-CONF = Path(__file__).resolve().parent.parent / "deploy" / "nginx.conf"
-NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 
 pytestmark = pytest.mark.server
 
@@ -28,59 +23,26 @@ pytestmark = pytest.mark.server
 @pytest.fixture
 def nginx(tmp_path: Path) -> Iterator[Callable[[int], int]]:
     """Start nginx with deploy/nginx.conf pointed at an upstream port; return its port."""
-    if NGINX is None:
-        if os.environ.get("PIXEL_REQUIRE_NGINX") == "1":
-            pytest.fail("nginx is required (PIXEL_REQUIRE_NGINX=1) but not installed")
-        pytest.skip(
-            "nginx is not installed (apt-get install nginx); set PIXEL_REQUIRE_NGINX=1 to fail"
-        )
+    binary = nginxtest.require()
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(upstream_port: int) -> int:
         port = free_port()
         prefix = tmp_path / "nginx"
         prefix.mkdir()
-        text = CONF.read_text()
+        text = nginxtest.CONF.read_text()
         assert "server 127.0.0.1:8000;" in text
-        assert "listen 8080 default_server;" in text
         text = text.replace("server 127.0.0.1:8000;", f"server 127.0.0.1:{upstream_port};")
-        text = text.replace(
-            "listen 8080 default_server;", f"listen 127.0.0.1:{port} default_server;"
-        )
         conf = prefix / "nginx.conf"
-        conf.write_text(text)
-        assert NGINX is not None
-        log = prefix / "error.log"
-        with log.open("wb") as err:
-            proc = subprocess.Popen(
-                [NGINX, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"],
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-            )
-        procs.append(proc)
-        deadline = time.monotonic() + 60  # a readiness poll; generous for a busy machine
-        while time.monotonic() < deadline:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    return port
-            if proc.poll() is not None:
-                raise RuntimeError(f"nginx died: {log.read_text()}")
-            time.sleep(0.05)
-        raise RuntimeError("nginx did not start")
+        conf.write_text(nginxtest.listening_on(port, text))
+        argv = [binary, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"]
+        procs.append(nginxtest.start(argv, port, prefix / "error.log"))
+        return port
 
     yield start
     for proc in procs:
         proc.terminate()
         proc.wait(10)
-
-
-def get_from(
-    source_ip: str, port: int, path: str, headers: dict[str, str] | None = None
-) -> httpx.Response:
-    """A GET whose TCP connection comes from ``source_ip`` (any 127.x address works locally)."""
-    transport = httpx.HTTPTransport(local_address=source_ip)
-    with httpx.Client(transport=transport, base_url=f"http://127.0.0.1:{port}") as client:
-        return client.get(path, headers=headers)
 
 
 def test_client_ip_passes_through_and_forged_header_is_ignored(
