@@ -7,6 +7,7 @@ wait is a poll with a generous deadline (the machine may be busy), never a fixed
 from __future__ import annotations
 
 import logging
+import re
 import resource
 import socket
 import subprocess
@@ -256,6 +257,36 @@ def test_a_whole_head_over_the_limit_in_one_read_is_refused(
     ok = httpx.get(f"{server.url}/p.gif?cid=after", timeout=DEADLINE)
     assert ok.status_code == 200  # the server is fine, and the refused head stored nothing
     assert server.rows("SELECT cid FROM hits") == [("after",)]
+
+
+def pipelined_head(cid: str, pad: int) -> bytes:
+    return f"GET /p.gif?cid={cid} HTTP/1.1\r\nHost: x\r\nX-Pad: {'A' * pad}\r\n\r\n".encode()
+
+
+@SERVERS
+def test_pipelined_heads_are_each_measured_alone(
+    server_factory: Callable[..., ServerProcess], kind: str
+) -> None:
+    """Three 10 KB heads sent in one write (30 KB together, over the 16 KiB limit) are each
+    served; a small request then a 20 KB head in one write: the small one is answered, then
+    the big one gets its 431, and it is not stored."""
+    server = bounded_server(server_factory, kind)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE) as sock:
+        sock.sendall(b"".join(pipelined_head(f"p{i}", 10_000) for i in range(3)))
+        received = b""
+        while received.count(GIF) < 3:
+            chunk = sock.recv(65536)
+            assert chunk, f"closed after {received.count(GIF)} answers"
+            received += chunk
+        assert [status_of(part) for part in received.split(GIF)[:3]] == [200, 200, 200]
+    with socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE) as sock:
+        with suppress(OSError):  # reset once the server refuses the head
+            sock.sendall(pipelined_head("small", 10) + pipelined_head("big", 20_000))
+        answer = closed_by_server(sock, time.monotonic() + DEADLINE)
+    statuses = [int(s) for s in re.findall(rb"HTTP/1\.1 (\d{3}) ", answer)]
+    assert statuses == [200, 431][: len(statuses)]  # in order; a reset may cut them short
+    stored = {cid for (cid,) in server.rows("SELECT cid FROM hits")}
+    assert stored == {"p0", "p1", "p2", "small"}
 
 
 def test_worker_processes_enforce_the_same_bounds(
