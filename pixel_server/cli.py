@@ -24,6 +24,7 @@ from .config import ConfigError, Settings, accepted, env_text
 from .fields import UTM_KEYS
 from .files import replaced_on_success
 from .keys import DEFAULT_KEY_ID, KeyFile, Keyring
+from .payload import CONTROL_KEYS
 from .query import EQUALITY_FILTERS, HitQuery, QueryError, filter_names
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ FORMATS = ("csv", "ndjson")  # of --recipients output (recipients.write_rows)
 FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 SECRET_FIELDS = {name for name, f in FIELDS.items() if not f.repr}
 F = Callable[..., Any]
+RESERVED_KEYS = ", ".join(CONTROL_KEYS)  # of a token's payload: no --field may be one
 
 
 def settings_options(*names: str) -> Callable[[F], F]:
@@ -112,7 +114,7 @@ def id_options(fn: F) -> F:
         "fields",
         multiple=True,
         metavar="KEY=VALUE",
-        help="Any extra field to carry (repeatable; not u, x, a, nor a key given twice).",
+        help=f"Any extra field to carry (repeatable; not {RESERVED_KEYS}, nor a key given twice).",
     )(fn)
     fn = click.option("--sid", help="Session id.")(fn)
     fn = click.option("--uid", help="User or recipient id (opaque; never an email address).")(fn)

@@ -8,19 +8,15 @@ passes validation.
 
 from __future__ import annotations
 
-import json
 import logging
 from functools import lru_cache
-from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from starlette.types import Receive, Scope, Send
 
-from .fields import CONTROL_KEYS
-from .hits import MAX_KEY_CHARS, UTM_KEYS, clean_text, parse_query
+from .hits import parse_query
+from .payload import InvalidToken, check_expiry, hit_fields, read_target, redirect_location
 from .responses import send_gif, send_page, send_redirect
 from .runtime import Runtime
-from .signing import InvalidToken
 from .urls import TargetRejected, normalize_target
 
 log = logging.getLogger("pixel_server.endpoints")
@@ -30,31 +26,6 @@ log = logging.getLogger("pixel_server.endpoints")
 valid_target = lru_cache(maxsize=4096)(normalize_target)
 
 ALLOW = [(b"allow", b"GET, HEAD")]
-
-
-def token_params(payload: dict[str, Any], max_chars: int) -> tuple[dict[str, str], set[str]]:
-    """The hit fields carried by a verified token, cleaned like query parameters."""
-    flags: set[str] = set()
-    params: dict[str, str] = {}
-    for key, value in payload.items():
-        if key in CONTROL_KEYS or not isinstance(key, str):
-            continue
-        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-        params[clean_text(key, MAX_KEY_CHARS, flags)] = clean_text(text, max_chars, flags)
-    return params, flags
-
-
-def with_utm(target: str, payload: dict[str, Any]) -> str:
-    """``target`` plus the token's UTM values that its query does not already set."""
-    parts = urlsplit(target)
-    present = {key for key, _ in parse_qsl(parts.query, keep_blank_values=True)}
-    extra = [
-        (key, str(payload[key])) for key in UTM_KEYS if payload.get(key) and key not in present
-    ]
-    if not extra:
-        return target
-    query = f"{parts.query}&{urlencode(extra)}" if parts.query else urlencode(extra)
-    return urlunsplit(parts._replace(query=query))
 
 
 class _Endpoint:
@@ -94,12 +65,13 @@ class SignedPixelEndpoint(_Endpoint):
     async def handle(self, scope: Scope, send: Send, head: bool) -> None:
         try:
             payload = self.rt.pixel_tokens.loads(scope["path_params"]["token"])
+            check_expiry(payload)
         except InvalidToken as exc:
-            # forged or tampered: still a GIF, but never counted as an open
+            # forged, tampered or expired: still a GIF, but never counted as an open
             self.rt.metrics.tokens_invalid.labels("pixel", exc.reason).inc()
         else:
             try:
-                params, flags = token_params(payload, self.rt.limits.max_value_chars)
+                params, flags = hit_fields(payload, self.rt.limits.max_value_chars)
                 await self.rt.record("open", scope, params, flags)
             except Exception:
                 log.exception("open not recorded")
@@ -119,9 +91,7 @@ class RedirectEndpoint(_Endpoint):
         metrics = self.rt.metrics
         try:
             payload = self.rt.link_tokens.loads(scope["path_params"]["token"])
-            target = payload.get("u")
-            if not isinstance(target, str):
-                raise InvalidToken("bad_payload")
+            target = read_target(payload)
         except InvalidToken as exc:
             metrics.tokens_invalid.labels("link", exc.reason).inc()
             if exc.reason == "expired":
@@ -137,10 +107,9 @@ class RedirectEndpoint(_Endpoint):
             metrics.redirects_refused.labels(exc.reason).inc()
             await send_page(send, 403, "This link's destination is not allowed", head)
             return
-        location = with_utm(target, payload) if payload.get("a") else target
+        location = redirect_location(payload, target)
         try:
-            params, flags = token_params(payload, self.rt.limits.max_value_chars)
-            params["url"] = location
+            params, flags = hit_fields(payload, self.rt.limits.max_value_chars, location)
             await self.rt.record("click", scope, params, flags)
         except Exception:  # the visitor still gets where they were going
             log.exception("click not recorded")

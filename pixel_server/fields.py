@@ -1,4 +1,4 @@
-"""The names a hit carries: its kinds, id columns and UTM keys, and the keys a token reserves.
+"""The names a hit carries: its kinds, id columns and UTM keys (a token's own keys: payload.py).
 
 No imports, on purpose: the CLI and the query parser read these names without loading the
 hit pipeline (importing the user-agent parser alone costs about 100 ms, docs/benchmarks.md).
@@ -12,6 +12,4 @@ ID_KEYS = ("e", "eid", "cid", "uid", "sid", "url", "ref")
 COLUMN_KEYS = frozenset((*ID_KEYS, *UTM_KEYS))
 # the ids `link` and `pixel` (and POST /api/links) take by name; other fields are extras
 NAMED_KEYS = ("cid", "uid", "sid", *UTM_KEYS)
-# token payload keys that steer the token and are never hit fields (see signing.py)
-CONTROL_KEYS = frozenset(("u", "x", "a"))
 MAX_KEY_CHARS = 128

@@ -21,13 +21,13 @@ Flags are stored with the hit: bad input is recorded as such, never answered wit
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from operator import attrgetter
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from .cleaning import UNSAFE, clean_text
 from .clientip import ClientIP
 from .fields import COLUMN_KEYS as COLUMN_KEYS
 from .fields import ID_KEYS as ID_KEYS
@@ -49,8 +49,6 @@ INPUT_FLAGS = frozenset(
     )
 )
 MAX_HEADER_CHARS = 2048
-
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass(slots=True)
@@ -104,17 +102,6 @@ class Limits:
     max_value_chars: int = 2048
 
 
-def clean_text(text: str, limit: int, flags: set[str]) -> str:
-    """Replace control characters and cut to ``limit`` characters, noting what was done."""
-    if _UNSAFE.search(text):
-        flags.add("control_chars")
-        text = _UNSAFE.sub("\ufffd", text)
-    if len(text) > limit:
-        flags.add("value_truncated")
-        text = text[:limit]
-    return text
-
-
 def _unquote(text: str, flags: set[str]) -> str:
     """Percent- and plus-decode ``text`` (raw query characters, one per byte) as UTF-8."""
     data = unquote_to_bytes(text.replace("+", " ").encode("latin-1"))
@@ -128,7 +115,7 @@ def _unquote(text: str, flags: set[str]) -> str:
 def _field(text: str, limit: int, flags: set[str]) -> str:
     if "%" in text or "+" in text or not text.isascii():
         text = _unquote(text, flags)
-    if len(text) > limit or _UNSAFE.search(text):
+    if len(text) > limit or UNSAFE.search(text):
         text = clean_text(text, limit, flags)
     return text
 

@@ -6,7 +6,8 @@ The same rules whichever way a request comes in (``link``/``pixel``, a recipient
 
 * ``cid``, ``uid``, ``sid`` and the UTM keys are named ids; any other key is an extra field.
   A field may not be a token key (``u``, ``x``, ``a``), nor ``url`` on a link (a click records
-  its target there), nor a key given twice with two values (``--field cid=x --cid y``);
+  its target there; both are payload.py's), nor a key given twice with two values
+  (``--field cid=x --cid y``);
 * ``expires`` is a duration (``90s`` ... ``4w``) above zero and at most ten years;
 * the target is checked once per distinct URL and signed in the canonical form a browser will
   visit (:func:`urls.normalize_target`); :attr:`Minter.changed` keeps what differed as typed;
@@ -23,8 +24,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import payload
 from .config import ConfigError, Settings
-from .fields import CONTROL_KEYS, MAX_KEY_CHARS, NAMED_KEYS
+from .fields import MAX_KEY_CHARS, NAMED_KEYS
 from .keys import Keyring
 from .query import QueryError, parse_duration_ms
 from .signing import PIXEL_SALT, REDIRECT_SALT, TokenSigner
@@ -72,10 +74,10 @@ def add_fields(ids: dict[str, str], pairs: Iterable[tuple[str, str]], *, link: b
     for key, value in pairs:
         if not key:
             raise LinkError("field", "a field needs a name")
-        if key in CONTROL_KEYS:
+        if key in payload.CONTROL_KEYS:
             raise LinkError("field", f"{key!r} is reserved for the token itself")
-        if link and key == "url":
-            raise LinkError("field", "'url' is set by the server to the redirect target")
+        if link and key == payload.LOCATION_FIELD:
+            raise LinkError("field", f"{key!r} is set by the server to the redirect target")
         if len(key) > MAX_KEY_CHARS:
             raise LinkError("field", f"field name {key[:20]!r}... is over {MAX_KEY_CHARS} chars")
         _check_text(key, value)
@@ -235,14 +237,14 @@ class Minter:
 
     def mint(self, spec: Spec, url: str | None = None) -> str:
         """The signed URL of ``spec`` (a link to ``url``, or a pixel when ``url`` is None)."""
-        payload: dict[str, Any] = dict(spec.ids)
-        if url is not None:
-            payload["u"] = self.target(url)
-        if spec.expires_s is not None:
-            payload["x"] = self._now + spec.expires_s
-        if spec.append_utm:
-            payload["a"] = 1
-        token = self._signer.dumps(payload)
+        token = self._signer.dumps(
+            payload.build(
+                spec.ids,
+                target=None if url is None else self.target(url),
+                expires=None if spec.expires_s is None else self._now + spec.expires_s,
+                append_utm=spec.append_utm,
+            )
+        )
         if len(token) > self._max_token_bytes:
             raise LinkError(
                 "token",

@@ -4,23 +4,19 @@ A token is ``<key id>.<itsdangerous URL-safe payload>.<signature>``. The key id 
 key to verify with, so a bad token costs one HMAC whatever the number of old keys. Redirects
 and pixels use different salts: a pixel token never works as a link and vice versa.
 
-The payload is signed, not encrypted: put opaque ids in it, never an email address.
-
-Payload keys: ``u`` target URL (links), ``x`` expiry (epoch seconds), ``a`` append UTM values
-to the target (links); every other key is a hit field (``cid``, ``uid``, ``utm_source``, ...)
-or an extra field kept with the hit.
+This module signs and verifies; what a payload holds, and its expiry, is payload.py's.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-import time
 from typing import Any
 
 from itsdangerous import BadData, Signer, URLSafeSerializer
 
 from .keys import Keyring
+from .payload import InvalidToken as InvalidToken
 
 REDIRECT_SALT = "pixel_server.redirect.v1"
 PIXEL_SALT = "pixel_server.pixel.v1"
@@ -28,14 +24,6 @@ PIXEL_SALT = "pixel_server.pixel.v1"
 # itsdangerous ignores some junk (non-ASCII, padding) when verifying; we refuse anything that is
 # not exactly the URL-safe alphabet so one link cannot be spelled several ways.
 TOKEN_CHARS = re.compile(r"[A-Za-z0-9_.\-]+")
-
-
-class InvalidToken(ValueError):
-    """Raised when a token cannot be trusted; ``reason`` is a metrics label."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class _KeyedSigner(Signer):
@@ -80,8 +68,11 @@ class TokenSigner:
         body = self._signers[kid].sign(self._serializers[kid].dump_payload(payload))
         return f"{kid}.{body.decode('ascii')}"
 
-    def loads(self, token: str, now: float | None = None) -> dict[str, Any]:
-        """Verify ``token`` and return its payload, or raise :class:`InvalidToken`."""
+    def loads(self, token: str) -> dict[str, Any]:
+        """Verify ``token`` and return its payload, or raise :class:`InvalidToken`.
+
+        Only the signature: the payload's expiry is checked by payload.py's readers.
+        """
         # 1. cheap checks first: nothing is decoded or hashed for junk
         if len(token) > self._max_bytes:
             raise InvalidToken("too_long")
@@ -96,17 +87,6 @@ class TokenSigner:
             payload = self._serializers[kid].load_payload(signer.unsign(body))
         except BadData:
             raise InvalidToken("bad_signature") from None
-        if not isinstance(payload, dict):
+        if not isinstance(payload, dict):  # dumps signs a dict: anything else is not ours
             raise InvalidToken("bad_payload")
-        # 3. expiry is part of the signed payload
-        expires = payload.get("x")
-        if expires is not None:
-            if not isinstance(expires, int | float):
-                raise InvalidToken("bad_payload")
-            if (time.time() if now is None else now) > expires:
-                raise InvalidToken("expired")
         return payload
-
-
-def expiry_from_now(seconds: float | None) -> int | None:
-    return None if seconds is None else int(time.time() + seconds)

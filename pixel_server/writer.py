@@ -203,7 +203,7 @@ class Writer:
         if self.spill is None:
             return False
         try:
-            await asyncio.to_thread(self.spill.append, [hit.row() for hit, _, _ in batch])
+            await asyncio.to_thread(self.spill.append, [hit for hit, _, _ in batch])
         except OSError as exc:
             self._fail(f"spill journal: {exc}")
             return False
@@ -225,12 +225,11 @@ class Writer:
             offset = spill.offset(journal)
             if offset is None:
                 offset = await self.store.spill_offset(journal.name)
-            rows, end = await asyncio.to_thread(journal.read, offset, self.batch_max)
-            if rows:
-                hits = [Hit(*row) for row in rows]
+            hits, end = await asyncio.to_thread(journal.read, offset, self.batch_max)
+            if hits:
                 added = await self.store.write(hits, progress=(journal.name, end))
                 self._count(hits, added)
-                self.metrics.replayed.inc(len(rows))
+                self.metrics.replayed.inc(len(hits))
             if spill.advanced(journal, end):
                 await self.store.forget_spill(journal.name)
                 log.info("spill journal %s fully replayed into the store", journal.name)

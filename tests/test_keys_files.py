@@ -17,6 +17,7 @@ from test_cli import populate
 from pixel_server.cli import main
 from pixel_server.config import Settings
 from pixel_server.files import ensure_private_file, private_dir, replaced_on_success
+from pixel_server.hits import Hit
 from pixel_server.spill import Spill
 
 from conftest import SECRET, ServerProcess
@@ -57,7 +58,7 @@ def test_server_creates_database_wal_shm_key_and_data_dir_private(
 def test_spill_directory_and_journal_are_private(tmp_path: Path, umask: int) -> None:
     """Spilled hits (IPs, recipient ids) go to a 0700 directory, in a 0600 journal."""
     spill = Spill(tmp_path / "pixel.db.spill", 1 << 20)
-    spill.append([(1, "view", "c")])
+    spill.append([Hit(ts=1, kind="view", cid="c")])
     assert spill.journal is not None
     assert oct(mode(tmp_path / "pixel.db.spill")) == "0o700"
     assert oct(mode(spill.journal.path)) == "0o600"

@@ -49,7 +49,7 @@ def test_minted_links_verify_with_one_clock(make_settings: Callable[..., Setting
     for uid in ("a", "b"):
         url = minter.mint(Spec({"uid": uid}, expires_s=60, append_utm=True), "https://a.example/")
         token = url.rsplit("/", 1)[1]
-        assert verify.loads(token, now=1_000_000) == {
+        assert verify.loads(token) == {
             "uid": uid,
             "u": "https://a.example/",
             "x": 1_000_060,
@@ -89,4 +89,4 @@ def test_tokens_are_the_bytes_itsdangerous_itself_signs(
         signer_kwargs={"digest_method": hashlib.sha256},
     )
     assert signer.dumps(payload) == f"{keys.signing_id}.{reference.dumps(payload)}"
-    assert signer.loads(signer.dumps(payload), now=0) == payload
+    assert signer.loads(signer.dumps(payload)) == payload

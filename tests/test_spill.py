@@ -4,14 +4,13 @@ or duplicates, adoption of journals left by dead processes."""
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 
 import pytest
 
 from pixel_server.hits import Hit
 from pixel_server.metrics import Metrics
-from pixel_server.spill import Journal, Spill
+from pixel_server.spill import Journal, Spill, encode
 from pixel_server.store.memory import MemoryStore
 from pixel_server.writer import Writer
 
@@ -94,9 +93,8 @@ async def test_final_flush_log_counts_hits_it_sent_to_the_journal(
 
 
 def write_journal(path: Path, hits: list[Hit], torn: bool = False) -> None:
-    lines = [json.dumps(list(h.row())) + "\n" for h in hits]
-    text = "".join(lines) + ('[1,"view",' if torn else "")
-    path.write_text(text)
+    data = b"".join(map(encode, hits)) + (b'{"v":2,"hit":{"ts":3,"kind":"vi' if torn else b"")
+    path.write_bytes(data)
 
 
 async def test_journal_of_a_dead_process_is_adopted_and_replayed(tmp_path: Path) -> None:
@@ -113,7 +111,7 @@ async def test_replay_resumes_at_the_committed_offset(tmp_path: Path) -> None:
     path = tmp_path / "spill-999-2.jsonl"
     hits = [Hit(ts=i, kind="view", cid="no-eid") for i in range(10)]  # no eid: no dedup help
     write_journal(path, hits)
-    four_rows = sum(len(json.dumps(list(h.row())) + "\n") for h in hits[:4])
+    four_rows = sum(len(encode(h)) for h in hits[:4])
     store = MemoryStore()
     await store.write(hits[:4], progress=(path.name, four_rows))
     async with Writer(store, Metrics(), spill=Spill(tmp_path, 1 << 20)):
