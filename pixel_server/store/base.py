@@ -16,8 +16,11 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from ..hits import Hit
+from ..hits import COLUMNS, Hit
 from ..query import HitQuery
+
+# The order of the values in a row of Store.query_rows(): the row id, then the hit's columns.
+ROW_KEYS: tuple[str, ...] = ("id", *COLUMNS)
 
 
 class StoreError(Exception):
@@ -49,6 +52,12 @@ class Store(Protocol):
 
     async def query(self, query: HitQuery) -> list[dict[str, Any]]:
         """Hits matching ``query``, newest first, as column dicts including ``id``."""
+
+    async def query_rows(self, query: HitQuery) -> list[Sequence[Any]]:
+        """The rows of :meth:`query` as plain value sequences, indexable in ``ROW_KEYS`` order
+        (``row[0]`` is the id, ``row[1]`` the ts, ...): a tuple, an asyncpg Record, anything
+        that ``row[i]`` and iteration read in that order. Exports format these directly, without
+        a dict per row."""
 
     async def count(self, query: HitQuery) -> int:
         """How many hits match ``query``, ignoring its limit."""
