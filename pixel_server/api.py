@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -141,7 +141,7 @@ class HitsApi:
         )
 
     async def _stream(
-        self, request: Request, header: str, lines: Callable[[list[dict[str, Any]]], str]
+        self, request: Request, header: str, lines: Callable[[Sequence[Sequence[Any]]], str]
     ) -> AsyncIterator[str]:
         """The export body, after validating the request and reading the first page."""
         query = self._query(request, None)

@@ -120,7 +120,11 @@ class HitQuery:
 
     def after(self, row: Mapping[str, Any]) -> HitQuery:
         """The query for the page after the one that ended with ``row`` (a stored row)."""
-        return replace(self, before=(int(row["ts"]), int(row["id"])))
+        return self.after_key(row["ts"], row["id"])
+
+    def after_key(self, ts: int, row_id: int) -> HitQuery:
+        """The query for the page after the one that ended with the row ``(ts, row_id)``."""
+        return replace(self, before=(int(ts), int(row_id)))
 
     def conditions(self) -> list[Condition]:
         """The filters as data, ``(column, operator, value)``, every one to hold; each store

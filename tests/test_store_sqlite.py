@@ -11,7 +11,8 @@ import pytest
 
 from pixel_server.hits import COLUMNS, Hit
 from pixel_server.query import HitQuery
-from pixel_server.store.base import StoreUnavailable
+from pixel_server.store.base import ROW_KEYS, StoreUnavailable
+from pixel_server.store.memory import MemoryStore
 from pixel_server.store.schema import MIGRATIONS, migrate, schema_version
 from pixel_server.store.sqlite import SQLiteStore, connect
 
@@ -83,6 +84,28 @@ async def test_query_is_newest_first_with_filters_and_cursor(tmp_path: Path) -> 
         window = await store.query(HitQuery(since_ms=1010, until_ms=1013, limit=100))
         assert sorted(row["ts"] for row in window) == [1010, 1011, 1012]
         assert await store.count(HitQuery(equals={"cid": "c0"})) == 10
+
+
+async def test_query_rows_are_the_query_values_in_row_keys_order(tmp_path: Path) -> None:
+    """query_rows() gives query()'s rows, same order, as value sequences read by index in
+    ROW_KEYS order (id first, then every column), on SQLite and in memory alike."""
+    hits = [
+        Hit(ts=2000 - i, kind="open", cid="c", uid=f"u{i}", params='{"k":"v"}', is_bot=i % 2)
+        for i in range(7)
+    ]
+    memory = MemoryStore()
+    await memory.write(hits)
+    async with SQLiteStore(str(tmp_path / "p.db")) as store:
+        await store.write(hits)
+        for backend in (store, memory):
+            query = HitQuery(equals={"cid": "c"}, limit=5)
+            rows, dicts = await backend.query_rows(query), await backend.query(query)
+            assert len(rows) == 5
+            assert [list(row) for row in rows] == [[d[key] for key in ROW_KEYS] for d in dicts]
+            assert [(row[0], row[1], row[ROW_KEYS.index("uid")]) for row in rows] == [
+                (d["id"], d["ts"], d["uid"]) for d in dicts
+            ]
+    assert ("id", *COLUMNS) == ROW_KEYS
 
 
 async def test_locked_database_raises_unavailable_then_recovers(tmp_path: Path) -> None:

@@ -16,10 +16,13 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from ..hits import Hit
+from ..hits import COLUMNS, Hit
 from ..outage import StoreError as StoreError
 from ..outage import StoreUnavailable as StoreUnavailable
 from ..query import HitQuery
+
+# The order of the values in a row of Store.query_rows(): the row id, then the hit's columns.
+ROW_KEYS: tuple[str, ...] = ("id", *COLUMNS)
 
 
 class Store(Protocol):
@@ -43,6 +46,12 @@ class Store(Protocol):
 
     async def query(self, query: HitQuery) -> list[dict[str, Any]]:
         """Hits matching ``query``, newest first, as column dicts including ``id``."""
+
+    async def query_rows(self, query: HitQuery) -> list[Sequence[Any]]:
+        """The rows of :meth:`query` as plain value sequences, indexable in ``ROW_KEYS`` order
+        (``row[0]`` is the id, ``row[1]`` the ts, ...): a tuple, an asyncpg Record, anything
+        that ``row[i]`` and iteration read in that order. Exports format these directly, without
+        a dict per row."""
 
     async def count(self, query: HitQuery) -> int:
         """How many hits match ``query``, ignoring its limit."""

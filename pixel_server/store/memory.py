@@ -7,11 +7,14 @@ import operator
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from operator import itemgetter
 from typing import Any
 
 from ..hits import COLUMNS, Hit
 from ..query import HitQuery
-from .base import StoreUnavailable
+from .base import ROW_KEYS, StoreUnavailable
+
+_values = itemgetter(*ROW_KEYS)
 
 _OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     ">=": operator.ge,
@@ -73,6 +76,9 @@ class MemoryStore:
 
         newest = sorted(self.rows, key=lambda row: (row["ts"], row["id"]), reverse=True)
         return [row for row in newest if matches(row)][: query.page_size]
+
+    async def query_rows(self, query: HitQuery) -> list[Sequence[Any]]:
+        return [_values(row) for row in await self.query(query)]
 
     async def count(self, query: HitQuery) -> int:
         return len(await self.query(replace(query, limit=len(self.rows) or 1)))

@@ -33,12 +33,11 @@ import asyncpg
 from ..hits import COLUMNS, Hit
 from ..query import HitQuery
 from . import sql as sql_text
-from .base import StoreUnavailable
+from .base import ROW_KEYS, StoreUnavailable
 from .pgschema import ensure_partitions, migrate
 
 log = logging.getLogger("pixel_server")
 
-ROW_KEYS = ("id", *COLUMNS)
 INT_COLUMNS = frozenset(("ts", "is_bot", "dnt", "gpc"))
 CONNECT_TIMEOUT = 5.0
 MAINTAIN_EVERY_S = 6 * 3600  # partitions ahead, old batch records: this often
@@ -288,9 +287,13 @@ class PostgresStore:
         await self._read(lambda conn: conn.execute(sql, journal))
 
     async def query(self, query: HitQuery) -> list[dict[str, Any]]:
+        return [dict(zip(ROW_KEYS, row, strict=True)) for row in await self.query_rows(query)]
+
+    async def query_rows(self, query: HitQuery) -> list[Sequence[Any]]:
+        """asyncpg Records: sequences in ROW_KEYS order (the SELECT's column order)."""
         sql, args = sql_text.page(query, sql_text.numbered)
-        rows = await self._read(lambda conn: conn.fetch(sql, *args))
-        return [dict(zip(ROW_KEYS, row, strict=True)) for row in rows]
+        rows: list[Sequence[Any]] = await self._read(lambda conn: conn.fetch(sql, *args))
+        return rows
 
     async def count(self, query: HitQuery) -> int:
         sql, args = sql_text.count(query, sql_text.numbered)

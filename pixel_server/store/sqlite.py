@@ -23,7 +23,7 @@ from ..files import ensure_private_file
 from ..hits import COLUMNS, Hit
 from ..query import HitQuery
 from . import sql as sql_text
-from .base import StoreUnavailable
+from .base import ROW_KEYS, StoreUnavailable
 from .schema import begin_immediate, migrate, schema_version
 
 BUSY_TIMEOUT_MS = 10_000
@@ -32,7 +32,6 @@ INSERT_SQL = (
     f"INSERT INTO hits ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"  # noqa: S608
     " ON CONFLICT DO NOTHING"
 )
-ROW_KEYS = ("id", *COLUMNS)
 PROGRESS_SQL = (
     "INSERT INTO spill_replay (journal, offset) VALUES (?, ?)"
     " ON CONFLICT (journal) DO UPDATE SET offset = excluded.offset"
@@ -160,12 +159,15 @@ class SQLiteStore:
         return added
 
     async def query(self, query: HitQuery) -> list[dict[str, Any]]:
+        # plain tuples zipped with the names: 6 us a row against 10 through sqlite3.Row
+        return [dict(zip(ROW_KEYS, row, strict=True)) for row in await self.query_rows(query)]
+
+    async def query_rows(self, query: HitQuery) -> list[Sequence[Any]]:
         assert self._reader is not None, "store is not open"
         sql, args = sql_text.page(query)
-        async with self._reader.execute(sql, args) as cursor:
-            rows = await cursor.fetchall()
-        # plain tuples zipped with the names: 6 us a row against 10 through sqlite3.Row
-        return [dict(zip(ROW_KEYS, row, strict=True)) for row in rows]
+        # one hop to aiosqlite's thread and back (execute, fetchall and close were three)
+        rows = await self._reader.execute_fetchall(sql, args)
+        return list(rows)  # the sqlite3 module's tuples, columns in ROW_KEYS order
 
     async def count(self, query: HitQuery) -> int:
         assert self._reader is not None, "store is not open"
