@@ -14,12 +14,24 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..hits import Hit
 from ..outage import StoreError as StoreError
 from ..outage import StoreUnavailable as StoreUnavailable
 from ..query import HitQuery
+
+
+@dataclass(frozen=True)
+class CopyPosition:
+    """How far a copy from another store has come (``pixel-server copy``, storecopy.py): kept
+    in the destination, written in the transaction of the rows it covers."""
+
+    source: str  # the source store's id (its store_id())
+    shown: str  # the source as the user named it, password redacted (for messages)
+    last: tuple[int, int]  # (ts, id) in the source of the last hit copied
+    copied: int = 0  # hits the copy has written; a copy_in() adds its chunk's new rows
 
 
 class Store(Protocol):
@@ -46,6 +58,25 @@ class Store(Protocol):
 
     async def count(self, query: HitQuery) -> int:
         """How many hits match ``query``, ignoring its limit."""
+
+    async def count_by_kind(self, query: HitQuery) -> Counter[str]:
+        """How many hits match ``query`` per kind, ignoring its limit."""
+
+    async def store_id(self) -> str:
+        """This store's own id, made when its schema was created: the same store under any
+        name (a path, a URL with another host name) has the same id."""
+
+    async def copy_position(self, source: str) -> CopyPosition | None:
+        """How far the copy from the store with id ``source`` has come (None: never began)."""
+
+    async def prepare_span(self, first_ms: int, last_ms: int) -> None:
+        """Get ready to hold hits from ``first_ms`` to ``last_ms``, e.g. a copied history
+        (PostgreSQL makes the months' partitions; the other stores have nothing to do)."""
+
+    async def copy_in(self, hits: Sequence[Hit], position: CopyPosition) -> Counter[str]:
+        """Store hits copied from another store, their ``ts`` and every column as given (a new
+        ``id``), and ``position`` (its ``copied`` plus the new rows), in one transaction;
+        return new rows per kind (a duplicate eid adds 0, as in :meth:`write`)."""
 
     async def schema_version(self) -> int:
         """The version of the store's schema (its migrations applied)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import operator
+import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -11,12 +12,14 @@ from typing import Any
 
 from ..hits import COLUMNS, Hit
 from ..query import HitQuery
-from .base import StoreUnavailable
+from .base import CopyPosition, StoreUnavailable
 
 _OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     ">=": operator.ge,
     "<": operator.lt,
     "=": operator.eq,
+    ">": operator.gt,
+    "<=": operator.le,
 }
 
 
@@ -27,6 +30,8 @@ class MemoryStore:
         self.rows: list[dict[str, Any]] = []
         self.batches: list[int] = []
         self.progress: dict[str, int] = {}
+        self.copies: dict[str, CopyPosition] = {}
+        self.id = uuid.uuid4().hex
         self.down = False
         self.gate: asyncio.Event | None = None  # when set, each write waits for it
 
@@ -63,19 +68,44 @@ class MemoryStore:
             self.progress[progress[0]] = progress[1]
         return added
 
+    async def prepare_span(self, first_ms: int, last_ms: int) -> None:
+        return None  # one table holds any time
+
+    async def copy_in(self, hits: Sequence[Hit], position: CopyPosition) -> Counter[str]:
+        added = await self.write(hits)
+        before = self.copies.get(position.source)
+        copied = (before.copied if before else 0) + sum(added.values())
+        self.copies[position.source] = replace(position, copied=copied)
+        return added
+
+    async def copy_position(self, source: str) -> CopyPosition | None:
+        return self.copies.get(source)
+
+    async def store_id(self) -> str:
+        return self.id
+
     async def query(self, query: HitQuery) -> list[dict[str, Any]]:
         tests = [(column, _OPERATORS[op], value) for column, op, value in query.conditions()]
+        bounds = [(_OPERATORS[op], bound) for op, bound in query.keyset()]
 
         def matches(row: dict[str, Any]) -> bool:
-            if query.before is not None and (row["ts"], row["id"]) >= query.before:
+            key = (row["ts"], row["id"])
+            if not all(test(key, bound) for test, bound in bounds):
                 return False
             return all(test(row[column], value) for column, test, value in tests)
 
-        newest = sorted(self.rows, key=lambda row: (row["ts"], row["id"]), reverse=True)
-        return [row for row in newest if matches(row)][: query.page_size]
+        ordered = sorted(
+            self.rows, key=lambda row: (row["ts"], row["id"]), reverse=not query.oldest_first
+        )
+        return [row for row in ordered if matches(row)][: query.page_size]
 
     async def count(self, query: HitQuery) -> int:
         return len(await self.query(replace(query, limit=len(self.rows) or 1)))
+
+    async def count_by_kind(self, query: HitQuery) -> Counter[str]:
+        return Counter(
+            row["kind"] for row in await self.query(replace(query, limit=len(self.rows) or 1))
+        )
 
     async def schema_version(self) -> int:
         return 0  # nothing to migrate

@@ -32,8 +32,8 @@ import asyncpg
 from ..hits import COLUMNS, Hit
 from ..query import HitQuery
 from . import sql as sql_text
-from .base import StoreUnavailable
-from .pgschema import ensure_partitions, migrate
+from .base import CopyPosition, StoreUnavailable
+from .pgschema import ensure_partitions, migrate, months_spanned
 
 log = logging.getLogger("pixel_server")
 
@@ -50,11 +50,8 @@ _N = len(COLUMNS)
 _LIST = ", ".join(COLUMNS)
 _B_LIST = ", ".join(f"b.{c}" for c in COLUMNS)
 # $1..$N: one array per column; WITH ORDINALITY numbers the rows so the first of several rows
-# with one (kind, eid) in a batch wins, and ids follow arrival order. The batch is recorded in
-# write_batches with what it added (an in-doubt commit is resolved by looking it up), and a
-# replayed spill chunk's journal offset in spill_replay: all in one statement, one transaction.
-_J = _N + 1  # $J batch id, $J+1 now (ms), $J+2 journal (NULL: not a replay), $J+3 its offset
-INSERT_SQL = f"""
+# with one (kind, eid) in a batch wins, and ids follow arrival order.
+_INSERT_HEAD = f"""
 WITH batch AS (
     SELECT * FROM unnest({_TYPES}) WITH ORDINALITY AS b({_LIST}, n)
 ), firsts AS (
@@ -73,7 +70,12 @@ WITH batch AS (
     RETURNING kind
 ), added AS (
     SELECT kind, count(*) AS rows FROM inserted GROUP BY kind
-), marker AS (
+)"""  # noqa: S608 - built from our own column names; every value is a parameter
+# The writer's batch is recorded in write_batches with what it added (an in-doubt commit is
+# resolved by looking it up), and a replayed spill chunk's journal offset in spill_replay:
+# all in one statement, one transaction.
+_J = _N + 1  # $J batch id, $J+1 now (ms), $J+2 journal (NULL: not a replay), $J+3 its offset
+INSERT_SQL = f"""{_INSERT_HEAD}, marker AS (
     INSERT INTO write_batches (id, ts, added)
     SELECT ${_J}::uuid, ${_J + 1}::bigint, coalesce(jsonb_object_agg(kind, rows), '{{}}')
     FROM added
@@ -83,7 +85,18 @@ WITH batch AS (
     ON CONFLICT (journal) DO UPDATE SET "offset" = excluded."offset"
 )
 SELECT kind, rows FROM added
-"""  # noqa: S608 - built from our own column names; every value is a parameter
+"""  # noqa: S608 - as _INSERT_HEAD
+# A chunk of `pixel-server copy` and its position, in one statement: $J source id, $J+1 the
+# source as shown, $J+2 and $J+3 the (ts, id) of its last row in the source.
+COPY_SQL = f"""{_INSERT_HEAD}, position AS (
+    INSERT INTO copy_progress AS p (source, shown, last_ts, last_id, copied)
+    SELECT ${_J}::text, ${_J + 1}::text, ${_J + 2}::bigint, ${_J + 3}::bigint, count(*)
+    FROM inserted
+    ON CONFLICT (source) DO UPDATE SET shown = excluded.shown, last_ts = excluded.last_ts,
+        last_id = excluded.last_id, copied = p.copied + excluded.copied
+)
+SELECT kind, rows FROM added
+"""  # noqa: S608 - as _INSERT_HEAD
 OUTCOME_SQL = "SELECT added FROM write_batches WHERE id = $1"
 BACKEND_GONE_SQL = "SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $1"
 TERMINATE_SQL = (
@@ -185,13 +198,9 @@ class PostgresStore:
     ) -> Counter[str]:
         if not hits:
             return Counter()
-        columns: list[list[Any]] = [[] for _ in COLUMNS]
-        for hit in hits:
-            for values, value in zip(columns, hit.row(), strict=True):
-                values.append(value)
         batch = uuid.uuid4()
         journal, offset = progress if progress is not None else (None, None)
-        args = (*columns, batch, _now_ms(), journal, offset)
+        args = (*_column_arrays(hits), batch, _now_ms(), journal, offset)
         pool = self._open_pool(self._writes)
         try:
             await self._maybe_maintain()
@@ -216,6 +225,43 @@ class PostgresStore:
             raise
         await self._release(pool, conn)
         return Counter({kind: int(count) for kind, count in rows})
+
+    async def copy_in(self, hits: Sequence[Hit], position: CopyPosition) -> Counter[str]:
+        """One statement, as :meth:`write`; an answer lost here is not resolved: the chunk
+        committed if and only if :meth:`copy_position` shows its last row."""
+        args = (*_column_arrays(hits), position.source, position.shown, *position.last)
+        pool = self._open_pool(self._writes)
+        try:
+            conn = await pool.acquire(timeout=CONNECT_TIMEOUT)
+        except UNAVAILABLE as exc:
+            raise StoreUnavailable(_describe(exc)) from exc
+        try:
+            rows = await conn.fetch(COPY_SQL, *args, timeout=self._timeout + BACKSTOP)
+        except NO_ANSWER as exc:
+            conn.terminate()
+            raise StoreUnavailable(_describe(exc)) from exc
+        except UNAVAILABLE_ERRORS as exc:
+            raise StoreUnavailable(_describe(exc)) from exc
+        finally:
+            await self._release(pool, conn)
+        return Counter({kind: int(count) for kind, count in rows})
+
+    async def copy_position(self, source: str) -> CopyPosition | None:
+        sql = "SELECT shown, last_ts, last_id, copied FROM copy_progress WHERE source = $1"
+        row = await self._read(lambda conn: conn.fetchrow(sql, source))
+        if row is None:
+            return None
+        shown, ts, row_id, copied = row
+        return CopyPosition(source, shown, (int(ts), int(row_id)), int(copied))
+
+    async def store_id(self) -> str:
+        return str(await self._read(lambda conn: conn.fetchval("SELECT id FROM store_identity")))
+
+    async def prepare_span(self, first_ms: int, last_ms: int) -> None:
+        """The monthly partitions of every month from ``first_ms`` to ``last_ms``, so that
+        copied history does not all land in the default partition."""
+        months = months_spanned(first_ms, last_ms)
+        await self._read(lambda conn: ensure_partitions(conn, first_ms, months))
 
     async def _execute(self, conn: Any, args: Sequence[Any]) -> list[Any]:
         """Send one batch statement (a seam for the tests of a lost answer)."""
@@ -280,6 +326,11 @@ class PostgresStore:
         sql, args = sql_text.count(query, sql_text.numbered)
         return int(await self._read(lambda conn: conn.fetchval(sql, *args)))
 
+    async def count_by_kind(self, query: HitQuery) -> Counter[str]:
+        sql, args = sql_text.count_by_kind(query, sql_text.numbered)
+        rows = await self._read(lambda conn: conn.fetch(sql, *args))
+        return Counter({str(kind): int(n) for kind, n in rows})
+
     async def schema_version(self) -> int:
         sql = "SELECT coalesce(max(version), 0) FROM pixel_schema"
         return int(await self._read(lambda conn: conn.fetchval(sql)))
@@ -301,6 +352,15 @@ class PostgresStore:
                 await asyncio.wait_for(pool.close(), timeout=CONNECT_TIMEOUT)
             except UNAVAILABLE:  # TimeoutError among them
                 pool.terminate()
+
+
+def _column_arrays(hits: Sequence[Hit]) -> list[list[Any]]:
+    """The hits as one list per column, the parameters of INSERT_SQL and COPY_SQL."""
+    columns: list[list[Any]] = [[] for _ in COLUMNS]
+    for hit in hits:
+        for values, value in zip(columns, hit.row(), strict=True):
+            values.append(value)
+    return columns
 
 
 def _describe(exc: BaseException) -> str:

@@ -12,10 +12,10 @@ import asyncio
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -23,7 +23,7 @@ from ..files import ensure_private_file
 from ..hits import COLUMNS, Hit
 from ..query import HitQuery
 from . import sql as sql_text
-from .base import StoreUnavailable
+from .base import CopyPosition, StoreUnavailable
 from .schema import begin_immediate, migrate, schema_version
 
 BUSY_TIMEOUT_MS = 10_000
@@ -37,6 +37,12 @@ PROGRESS_SQL = (
     "INSERT INTO spill_replay (journal, offset) VALUES (?, ?)"
     " ON CONFLICT (journal) DO UPDATE SET offset = excluded.offset"
 )
+POSITION_SQL = (
+    "INSERT INTO copy_progress (source, shown, last_ts, last_id, copied) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (source) DO UPDATE SET shown = excluded.shown, last_ts = excluded.last_ts,"
+    " last_id = excluded.last_id, copied = copied + excluded.copied"
+)
+T = TypeVar("T")
 
 
 def connect(
@@ -115,41 +121,24 @@ class SQLiteStore:
         return int(row[0]) if row else 0
 
     async def forget_spill(self, journal: str) -> None:
-        await self._run(self._forget_spill, journal)
-
-    def _forget_spill(self, journal: str) -> None:
-        conn = self._connection
-        try:
-            begin_immediate(conn, self._busy_timeout_ms / 1000)
-        except sqlite3.OperationalError as exc:
-            raise StoreUnavailable(str(exc)) from exc
-        try:
-            conn.execute("DELETE FROM spill_replay WHERE journal = ?", (journal,))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        sql = "DELETE FROM spill_replay WHERE journal = ?"
+        await self._run(self._transaction, lambda conn: conn.execute(sql, (journal,)))
 
     @property
     def _connection(self) -> sqlite3.Connection:
         assert self._conn is not None, "store is not open"
         return self._conn
 
-    def _write_rows(
-        self, by_kind: dict[str, list[tuple[Any, ...]]], progress: tuple[str, int] | None
-    ) -> Counter[str]:
-        """One transaction; one executemany per kind so duplicates are counted per kind."""
+    def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """``work`` in one ``BEGIN IMMEDIATE`` transaction on the write connection, committed
+        if it returns; SQLite's OperationalError (locked, read-only, I/O) is StoreUnavailable."""
         conn = self._connection
         try:
             begin_immediate(conn, self._busy_timeout_ms / 1000)
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(str(exc)) from exc
-        added: Counter[str] = Counter()
         try:
-            for kind, rows in by_kind.items():
-                added[kind] = conn.executemany(INSERT_SQL, rows).rowcount
-            if progress is not None:
-                conn.execute(PROGRESS_SQL, progress)
+            result = work(conn)
             conn.execute("COMMIT")
         except BaseException as exc:
             if conn.in_transaction:
@@ -157,7 +146,58 @@ class SQLiteStore:
             if isinstance(exc, sqlite3.OperationalError):
                 raise StoreUnavailable(str(exc)) from exc
             raise
-        return added
+        return result
+
+    def _write_rows(
+        self, by_kind: dict[str, list[tuple[Any, ...]]], progress: tuple[str, int] | None
+    ) -> Counter[str]:
+        """One transaction; one executemany per kind so duplicates are counted per kind."""
+
+        def work(conn: sqlite3.Connection) -> Counter[str]:
+            added: Counter[str] = Counter()
+            for kind, rows in by_kind.items():
+                added[kind] = conn.executemany(INSERT_SQL, rows).rowcount
+            if progress is not None:
+                conn.execute(PROGRESS_SQL, progress)
+            return added
+
+        return self._transaction(work)
+
+    async def prepare_span(self, first_ms: int, last_ms: int) -> None:
+        return None  # one table holds any time
+
+    async def copy_in(self, hits: Sequence[Hit], position: CopyPosition) -> Counter[str]:
+        rows = [hit.row() for hit in hits]
+        kinds = Counter(hit.kind for hit in hits)
+
+        def work(conn: sqlite3.Connection) -> Counter[str]:
+            # in arrival order (not grouped by kind as write() does), so the new ids keep the
+            # source's order; new rowids are above every old one (max + 1)
+            (last_before,) = conn.execute("SELECT coalesce(max(id), 0) FROM hits").fetchone()
+            inserted = conn.executemany(INSERT_SQL, rows).rowcount
+            added = kinds
+            if inserted != len(rows):  # some eids were here already: count what went in
+                sql = "SELECT kind, count(*) FROM hits WHERE id > ? GROUP BY kind"
+                added = Counter(dict(conn.execute(sql, (last_before,)).fetchall()))
+            shown, (ts, row_id) = position.shown, position.last
+            conn.execute(POSITION_SQL, (position.source, shown, ts, row_id, inserted))
+            return added
+
+        result: Counter[str] = await self._run(self._transaction, work)
+        return result
+
+    async def copy_position(self, source: str) -> CopyPosition | None:
+        sql = "SELECT shown, last_ts, last_id, copied FROM copy_progress WHERE source = ?"
+        row = await self._run(lambda: self._connection.execute(sql, (source,)).fetchone())
+        if row is None:
+            return None
+        shown, ts, row_id, copied = row
+        return CopyPosition(source, shown, (int(ts), int(row_id)), int(copied))
+
+    async def store_id(self) -> str:
+        sql = "SELECT id FROM store_identity"
+        (value,) = await self._run(lambda: self._connection.execute(sql).fetchone())
+        return str(value)
 
     async def query(self, query: HitQuery) -> list[dict[str, Any]]:
         assert self._reader is not None, "store is not open"
@@ -173,6 +213,13 @@ class SQLiteStore:
         async with self._reader.execute(sql, args) as cursor:
             row = await cursor.fetchone()
         return int(row[0]) if row else 0
+
+    async def count_by_kind(self, query: HitQuery) -> Counter[str]:
+        assert self._reader is not None, "store is not open"
+        sql, args = sql_text.count_by_kind(query)
+        async with self._reader.execute(sql, args) as cursor:
+            rows = await cursor.fetchall()
+        return Counter({str(kind): int(n) for kind, n in rows})
 
     async def schema_version(self) -> int:
         version: int = await self._run(schema_version, self._connection)
