@@ -198,13 +198,17 @@ async def test_copied_rows_keep_every_column_and_their_position_commits_with_the
     source = "0123456789abcdef0123456789abcdef"
     assert await store.copy_position(source) is None
     first = CopyPosition(source, "sqlite:///old.db", (1_790_000_000_123, 41))
-    assert +await store.copy_in([hit, *sample(2)], first) == {"click": 1, "view": 2}
+    rows = [{"id": 41, **dict(zip(COLUMNS, h.row(), strict=True))} for h in [hit, *sample(2)]]
+    assert +await store.copy_in(rows, first) == {"click": 1, "view": 2}
     assert await store.copy_position(source) == replace(first, copied=3)
     (row,) = await all_rows(store, HitQuery(equals={"kind": "click"}))
     assert {c: row[c] for c in COLUMNS} == dict(zip(COLUMNS, hit.row(), strict=True))
     # the same eid again adds nothing, and the position counts only the new rows
     again = CopyPosition(source, "sqlite:///old.db", (1_790_000_000_500, 90))
-    assert +await store.copy_in([hit, Hit(ts=7, kind="open", eid="new")], again) == {"open": 1}
+    rows = [
+        dict(zip(COLUMNS, h.row(), strict=True)) for h in [hit, Hit(ts=7, kind="open", eid="x")]
+    ]
+    assert +await store.copy_in(rows, again) == {"open": 1}
     assert await store.copy_position(source) == replace(again, copied=4)
     assert await store.copy_position("another source") is None
     assert await store.count(HitQuery()) == 4

@@ -13,7 +13,7 @@ then isolates and drops (and counts) the offending rows instead of retrying fore
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -73,10 +73,13 @@ class Store(Protocol):
         """Get ready to hold hits from ``first_ms`` to ``last_ms``, e.g. a copied history
         (PostgreSQL makes the months' partitions; the other stores have nothing to do)."""
 
-    async def copy_in(self, hits: Sequence[Hit], position: CopyPosition) -> Counter[str]:
-        """Store hits copied from another store, their ``ts`` and every column as given (a new
-        ``id``), and ``position`` (its ``copied`` plus the new rows), in one transaction;
-        return new rows per kind (a duplicate eid adds 0, as in :meth:`write`)."""
+    async def copy_in(
+        self, rows: Sequence[Mapping[str, Any]], position: CopyPosition
+    ) -> Counter[str]:
+        """Store rows copied from another store (column dicts as :meth:`query` returns them),
+        every column as given but ``id`` (the rows are numbered anew, in the order given), and
+        ``position`` (its ``copied`` plus the new rows), in one transaction; return new rows
+        per kind (a duplicate eid adds 0, as in :meth:`write`)."""
 
     async def schema_version(self) -> int:
         """The version of the store's schema (its migrations applied)."""

@@ -6,7 +6,7 @@ import asyncio
 import operator
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -71,8 +71,12 @@ class MemoryStore:
     async def prepare_span(self, first_ms: int, last_ms: int) -> None:
         return None  # one table holds any time
 
-    async def copy_in(self, hits: Sequence[Hit], position: CopyPosition) -> Counter[str]:
-        added = await self.write(hits)
+    async def copy_in(
+        self, rows: Sequence[Mapping[str, Any]], position: CopyPosition
+    ) -> Counter[str]:
+        added = await self.write(
+            [Hit(**{column: row[column] for column in COLUMNS}) for row in rows]
+        )
         before = self.copies.get(position.source)
         copied = (before.copied if before else 0) + sum(added.values())
         self.copies[position.source] = replace(position, copied=copied)

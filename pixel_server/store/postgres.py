@@ -24,7 +24,8 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 import asyncpg
@@ -38,6 +39,9 @@ from .pgschema import ensure_partitions, migrate, months_spanned
 log = logging.getLogger("pixel_server")
 
 ROW_KEYS = ("id", *COLUMNS)
+ROW_VALUES = itemgetter(*COLUMNS)  # a column dict's values in COLUMNS order
+CLAIM_COLUMNS = ("kind", "eid", "ts")  # of hit_eids
+_KIND, _EID, _TS = (COLUMNS.index(c) for c in CLAIM_COLUMNS)
 INT_COLUMNS = frozenset(("ts", "is_bot", "dnt", "gpc"))
 CONNECT_TIMEOUT = 5.0
 MAINTAIN_EVERY_S = 6 * 3600  # partitions ahead, old batch records: this often
@@ -86,14 +90,20 @@ INSERT_SQL = f"""{_INSERT_HEAD}, marker AS (
 )
 SELECT kind, rows FROM added
 """  # noqa: S608 - as _INSERT_HEAD
-# A chunk of `pixel-server copy` and its position, in one statement: $J source id, $J+1 the
-# source as shown, $J+2 and $J+3 the (ts, id) of its last row in the source.
-COPY_SQL = f"""{_INSERT_HEAD}, position AS (
+# A chunk of `pixel-server copy` and its position (copy_progress). Most chunks are COPY'd
+# (PostgresStore.copy_in) and the position written by POSITION_SQL; a chunk with an eid that is
+# claimed already goes through COPY_DEDUP_SQL, one statement that keeps the first of each:
+# $J source id, $J+1 the source as shown, $J+2 and $J+3 the (ts, id) of its last row there.
+_UPSERT_POSITION = """
+    ON CONFLICT (source) DO UPDATE SET shown = excluded.shown, last_ts = excluded.last_ts,
+        last_id = excluded.last_id, copied = p.copied + excluded.copied"""
+POSITION_SQL = f"""
+    INSERT INTO copy_progress AS p (source, shown, last_ts, last_id, copied)
+    VALUES ($1, $2, $3, $4, $5) {_UPSERT_POSITION}"""  # noqa: S608 - no input in it
+COPY_DEDUP_SQL = f"""{_INSERT_HEAD}, position AS (
     INSERT INTO copy_progress AS p (source, shown, last_ts, last_id, copied)
     SELECT ${_J}::text, ${_J + 1}::text, ${_J + 2}::bigint, ${_J + 3}::bigint, count(*)
-    FROM inserted
-    ON CONFLICT (source) DO UPDATE SET shown = excluded.shown, last_ts = excluded.last_ts,
-        last_id = excluded.last_id, copied = p.copied + excluded.copied
+    FROM inserted {_UPSERT_POSITION}
 )
 SELECT kind, rows FROM added
 """  # noqa: S608 - as _INSERT_HEAD
@@ -115,6 +125,9 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.InvalidCatalogNameError,  # 3D000: the database does not exist (yet)
     asyncpg.ObjectNotInPrerequisiteStateError,  # 55000, e.g. ALLOW_CONNECTIONS false
     asyncpg.ReadOnlySQLTransactionError,  # 25006: a standby, default_transaction_read_only
+    # class 28: the login refused (no such role, a wrong or changed password): the rows are
+    # not at fault, so they are kept (spilled) until it is put right, never dropped
+    asyncpg.InvalidAuthorizationSpecificationError,
 )
 # no answer: the connection broke, or the client-side backstop timeout fired; a write may
 # have committed (resolved by PostgresStore._resolve)
@@ -200,7 +213,7 @@ class PostgresStore:
             return Counter()
         batch = uuid.uuid4()
         journal, offset = progress if progress is not None else (None, None)
-        args = (*_column_arrays(hits), batch, _now_ms(), journal, offset)
+        args = (*_column_arrays([hit.row() for hit in hits]), batch, _now_ms(), journal, offset)
         pool = self._open_pool(self._writes)
         try:
             await self._maybe_maintain()
@@ -226,17 +239,41 @@ class PostgresStore:
         await self._release(pool, conn)
         return Counter({kind: int(count) for kind, count in rows})
 
-    async def copy_in(self, hits: Sequence[Hit], position: CopyPosition) -> Counter[str]:
-        """One statement, as :meth:`write`; an answer lost here is not resolved: the chunk
-        committed if and only if :meth:`copy_position` shows its last row."""
-        args = (*_column_arrays(hits), position.source, position.shown, *position.last)
+    async def copy_in(
+        self, rows: Sequence[Mapping[str, Any]], position: CopyPosition
+    ) -> Counter[str]:
+        """One transaction: the claims of the chunk's eids ``COPY``'d into hit_eids, the rows
+        into hits (binary ``COPY``: ~2.5x less CPU than the unnest statement, here and on the
+        server), the position. An eid already claimed, or twice in the chunk, aborts that; the
+        chunk then goes through COPY_DEDUP_SQL, which keeps the first of each eid.
+
+        An answer lost here is not resolved: the chunk committed if and only if
+        :meth:`copy_position` shows its last row."""
+        records = [ROW_VALUES(row) for row in rows]
+        claims = [(r[_KIND], r[_EID], r[_TS]) for r in records if r[_EID] is not None]
+        source, shown, (last_ts, last_id) = position.source, position.shown, position.last
+        timeout = self._timeout + BACKSTOP
         pool = self._open_pool(self._writes)
         try:
             conn = await pool.acquire(timeout=CONNECT_TIMEOUT)
         except UNAVAILABLE as exc:
             raise StoreUnavailable(_describe(exc)) from exc
         try:
-            rows = await conn.fetch(COPY_SQL, *args, timeout=self._timeout + BACKSTOP)
+            try:
+                async with conn.transaction():
+                    await conn.copy_records_to_table(
+                        "hit_eids", records=claims, columns=CLAIM_COLUMNS, timeout=timeout
+                    )
+                    await conn.copy_records_to_table(
+                        "hits", records=records, columns=COLUMNS, timeout=timeout
+                    )
+                    position_args = (source, shown, last_ts, last_id, len(records))
+                    await conn.execute(POSITION_SQL, *position_args, timeout=timeout)
+                return Counter(row["kind"] for row in rows)
+            except asyncpg.UniqueViolationError:
+                args = (*_column_arrays(records), source, shown, last_ts, last_id)
+                added = await conn.fetch(COPY_DEDUP_SQL, *args, timeout=timeout)
+                return Counter({kind: int(count) for kind, count in added})
         except NO_ANSWER as exc:
             conn.terminate()
             raise StoreUnavailable(_describe(exc)) from exc
@@ -244,7 +281,6 @@ class PostgresStore:
             raise StoreUnavailable(_describe(exc)) from exc
         finally:
             await self._release(pool, conn)
-        return Counter({kind: int(count) for kind, count in rows})
 
     async def copy_position(self, source: str) -> CopyPosition | None:
         sql = "SELECT shown, last_ts, last_id, copied FROM copy_progress WHERE source = $1"
@@ -354,11 +390,12 @@ class PostgresStore:
                 pool.terminate()
 
 
-def _column_arrays(hits: Sequence[Hit]) -> list[list[Any]]:
-    """The hits as one list per column, the parameters of INSERT_SQL and COPY_SQL."""
+def _column_arrays(records: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    """Rows in column order as one list per column, the parameters of INSERT_SQL and
+    COPY_DEDUP_SQL."""
     columns: list[list[Any]] = [[] for _ in COLUMNS]
-    for hit in hits:
-        for values, value in zip(columns, hit.row(), strict=True):
+    for record in records:
+        for values, value in zip(columns, record, strict=True):
             values.append(value)
     return columns
 

@@ -12,8 +12,9 @@ import asyncio
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,6 +34,7 @@ INSERT_SQL = (
     " ON CONFLICT DO NOTHING"
 )
 ROW_KEYS = ("id", *COLUMNS)
+ROW_VALUES = itemgetter(*COLUMNS)  # a column dict's values in INSERT_SQL's order
 PROGRESS_SQL = (
     "INSERT INTO spill_replay (journal, offset) VALUES (?, ?)"
     " ON CONFLICT (journal) DO UPDATE SET offset = excluded.offset"
@@ -166,17 +168,19 @@ class SQLiteStore:
     async def prepare_span(self, first_ms: int, last_ms: int) -> None:
         return None  # one table holds any time
 
-    async def copy_in(self, hits: Sequence[Hit], position: CopyPosition) -> Counter[str]:
-        rows = [hit.row() for hit in hits]
-        kinds = Counter(hit.kind for hit in hits)
+    async def copy_in(
+        self, rows: Sequence[Mapping[str, Any]], position: CopyPosition
+    ) -> Counter[str]:
+        records = [ROW_VALUES(row) for row in rows]
+        kinds = Counter(row["kind"] for row in rows)
 
         def work(conn: sqlite3.Connection) -> Counter[str]:
             # in arrival order (not grouped by kind as write() does), so the new ids keep the
             # source's order; new rowids are above every old one (max + 1)
             (last_before,) = conn.execute("SELECT coalesce(max(id), 0) FROM hits").fetchone()
-            inserted = conn.executemany(INSERT_SQL, rows).rowcount
+            inserted = conn.executemany(INSERT_SQL, records).rowcount
             added = kinds
-            if inserted != len(rows):  # some eids were here already: count what went in
+            if inserted != len(records):  # some eids were here already: count what went in
                 sql = "SELECT kind, count(*) FROM hits WHERE id > ? GROUP BY kind"
                 added = Counter(dict(conn.execute(sql, (last_before,)).fetchall()))
             shown, (ts, row_id) = position.shown, position.last
