@@ -128,6 +128,78 @@ def copy(source: str, dest: str, chunk: int, database: str | None) -> dict[str, 
     return {"wall_s": wall, "cpu_s": cpu, "pg_cpu_s": backends.seconds}
 
 
+async def insert_paths(source: Path, hits: int, chunk: int, runs: int) -> None:
+    """PostgresStore.copy_in's two ways of writing a chunk, on the same rows into fresh
+    databases, in turns: binary COPY, and the dedup statement (COPY_DEDUP_SQL, unnest) it
+    falls back to; each with the position (POSITION_*_SQL). Client CPU (this process) and
+    the backend's, per hit."""
+    from pixel_server.hits import COLUMNS
+    from pixel_server.query import HitQuery
+    from pixel_server.store.postgres import (
+        CLAIM_COLUMNS,
+        COPY_DEDUP_SQL,
+        POSITION_INSERT_SQL,
+        PostgresStore,
+        _column_arrays,
+        claims_of,
+    )
+    from pixel_server.store.sqlite import SQLiteStore
+
+    chunks: list[list[tuple[Any, ...]]] = []
+    reader = SQLiteStore(str(source))
+    await reader.open()
+    query = HitQuery(oldest_first=True, limit=chunk)
+    while len(chunks) * chunk < hits and (page := await reader.query(query)):
+        chunks.append([tuple(row[c] for c in COLUMNS) for row in page])
+        query = query.after(page[-1])
+    await reader.aclose()
+    first, last = chunks[0][0][0], chunks[-1][-1][0]
+    n = sum(map(len, chunks))
+    found: dict[str, list[tuple[float, float, float]]] = {"COPY": [], "unnest statement": []}
+    for run in range(runs):
+        for mode in found:
+            name = f"pixel_copyrate_{os.getpid()}_paths_{run}"
+            await admin(f'CREATE DATABASE "{name}"')
+            url = with_database(ADMIN_URL, name)
+            try:
+                store = PostgresStore(url)
+                await store.open()
+                await store.prepare_span(first, last)
+                await store.aclose()
+                conn = await asyncpg.connect(url)
+                pid = conn.get_server_pid()
+                server0, client0 = proc_cpu(pid) or 0.0, time.process_time()
+                started = time.perf_counter()
+                for i, records in enumerate(chunks):
+                    async with conn.transaction():
+                        if mode == "COPY":
+                            await conn.copy_records_to_table(
+                                "hit_eids", records=claims_of(records), columns=CLAIM_COLUMNS
+                            )
+                            await conn.copy_records_to_table(
+                                "hits", records=records, columns=COLUMNS
+                            )
+                        else:
+                            await conn.fetch(COPY_DEDUP_SQL, *_column_arrays(records))
+                        await conn.execute(POSITION_INSERT_SQL, str(i), "s", i, i, len(records))
+                wall = time.perf_counter() - started
+                server = (proc_cpu(pid) or 0.0) - server0
+                found[mode].append((wall, time.process_time() - client0, server))
+                await conn.close()
+            finally:
+                await admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    print(f"\nPostgresStore.copy_in, {n:,} hits in chunks of {chunk:,} (medians of {runs}):")
+    for mode, results in found.items():
+        wall = statistics.median(r[0] for r in results)
+        client = statistics.median(r[1] for r in results) / n * 1e6
+        server = statistics.median(r[2] for r in results) / n * 1e6
+        print(
+            f"  {mode:<17} {n / wall:8,.0f} hits/s; CPU per hit: client {client:5.1f} us,"
+            f" PostgreSQL {server:5.1f} us",
+            flush=True,
+        )
+
+
 def show(label: str, hits: int, runs: list[dict[str, float]]) -> None:
     wall = statistics.median(r["wall_s"] for r in runs)
     best = min(r["wall_s"] for r in runs)
@@ -146,6 +218,12 @@ def main() -> int:
     parser.add_argument("--hits", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--chunk-size", type=int, default=10_000)
+    parser.add_argument(
+        "--paths-hits",
+        type=int,
+        default=200_000,
+        help="hits for the comparison of copy_in's two insert paths (0: skip it)",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="copyrate-"))
     try:
@@ -176,6 +254,8 @@ def main() -> int:
         show("SQLite -> PostgreSQL", args.hits, to_pg)
         show("PostgreSQL -> SQLite", args.hits, from_pg)
         show("SQLite -> SQLite", args.hits, to_sqlite)
+        if args.paths_hits:
+            asyncio.run(insert_paths(source, args.paths_hits, args.chunk_size, args.runs))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -28,16 +28,15 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from .dburl import SQLITE, StoreURL, looks_like_url, parse
 from .export import iso_time
 from .fields import KINDS
 from .preflight import SQLITE_HEADER
 from .query import HitQuery
-from .store.base import CopyPosition, Store
+from .store.base import ROW_ID, ROW_TS, CopyPosition, PositionMoved, Row, Store
 
 CHUNK = 10_000  # hits per transaction: ~0.1-0.2 s of work, few enough to redo after a kill
 TIMEOUT = 60.0  # seconds a chunk may wait for a lock or take as a statement
@@ -174,34 +173,38 @@ async def run(
     copied = 0
     if plan.bound is None:
         return copied
-    query = HitQuery(
-        beyond=plan.position.last if plan.position else None,
-        through=plan.bound,
-        oldest_first=True,
-        limit=chunk,
-    )
+    after = plan.position.last if plan.position else None
+    query = HitQuery(beyond=after, through=plan.bound, oldest_first=True, limit=chunk)
     async for rows in _chunks(plan.source, query):
-        last = rows[-1]
-        position = CopyPosition(plan.source_id, plan.shown, (int(last["ts"]), int(last["id"])))
-        added = sum((await plan.dest.copy_in(rows, position)).values())
+        last = (int(rows[-1][ROW_TS]), int(rows[-1][ROW_ID]))
+        position = CopyPosition(plan.source_id, plan.shown, last, after=after)
+        try:
+            added = (await plan.dest.copy_in(rows, position)).total()
+        except PositionMoved:
+            raise CopyFailed(
+                "another copy from SOURCE is writing into DEST at the same time: let one run"
+                " (and add --resume to the other)"
+            ) from None
         if added != len(rows):
             raise CopyFailed(
                 f"DEST refused {len(rows) - added} of the {len(rows)} hits up to "
-                f"{iso_time(position.last[0])} as duplicates of eids it holds: it is not a "
+                f"{iso_time(last[0])} as duplicates of eids it holds: it is not a "
                 "copy of SOURCE alone"
             )
         copied += added
+        after = last
         if advance is not None:
             advance(added)
     return copied
 
 
-async def _chunks(source: Store, query: HitQuery) -> AsyncIterator[list[dict[str, Any]]]:
+async def _chunks(source: Store, query: HitQuery) -> AsyncIterator[list[Row]]:
     """The pages of ``query`` in order, each next one read while the caller works."""
-    pending = asyncio.ensure_future(source.query(query))
+    pending = asyncio.ensure_future(source.copy_out(query))
     try:
         while rows := await pending:
-            pending = asyncio.ensure_future(source.query(query.after(rows[-1])))
+            last = (int(rows[-1][ROW_TS]), int(rows[-1][ROW_ID]))
+            pending = asyncio.ensure_future(source.copy_out(replace(query, beyond=last)))
             yield rows
     finally:
         pending.cancel()

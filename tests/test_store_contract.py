@@ -17,7 +17,7 @@ import pytest
 from pixel_server.hits import COLUMNS, Hit
 from pixel_server.query import EQUALITY_FILTERS, FILTER_COLUMNS, HitQuery
 from pixel_server.store import Store, opened
-from pixel_server.store.base import CopyPosition
+from pixel_server.store.base import CopyPosition, PositionMoved
 from pixel_server.store.memory import MemoryStore
 from pixel_server.store.postgres import PostgresStore
 from pixel_server.store.sqlite import SQLiteStore
@@ -184,6 +184,11 @@ async def test_count_by_kind(store: Store) -> None:
     assert await store.count_by_kind(HitQuery(equals={"kind": "event"})) == {}
 
 
+def copied(*hits: Hit) -> list[tuple[object, ...]]:
+    """Rows as copy_out() gives them: (id, *COLUMNS), ids as in some other store."""
+    return [(500 + n, *hit.row()) for n, hit in enumerate(hits)]
+
+
 async def test_copied_rows_keep_every_column_and_their_position_commits_with_them(
     store: Store,
 ) -> None:
@@ -198,20 +203,47 @@ async def test_copied_rows_keep_every_column_and_their_position_commits_with_the
     source = "0123456789abcdef0123456789abcdef"
     assert await store.copy_position(source) is None
     first = CopyPosition(source, "sqlite:///old.db", (1_790_000_000_123, 41))
-    rows = [{"id": 41, **dict(zip(COLUMNS, h.row(), strict=True))} for h in [hit, *sample(2)]]
-    assert +await store.copy_in(rows, first) == {"click": 1, "view": 2}
+    assert +await store.copy_in(copied(hit, *sample(2)), first) == {"click": 1, "view": 2}
     assert await store.copy_position(source) == replace(first, copied=3)
     (row,) = await all_rows(store, HitQuery(equals={"kind": "click"}))
     assert {c: row[c] for c in COLUMNS} == dict(zip(COLUMNS, hit.row(), strict=True))
-    # the same eid again adds nothing, and the position counts only the new rows
-    again = CopyPosition(source, "sqlite:///old.db", (1_790_000_000_500, 90))
-    rows = [
-        dict(zip(COLUMNS, h.row(), strict=True)) for h in [hit, Hit(ts=7, kind="open", eid="x")]
-    ]
-    assert +await store.copy_in(rows, again) == {"open": 1}
-    assert await store.copy_position(source) == replace(again, copied=4)
+    # the same eid again adds nothing (also twice in one chunk: the first is kept), and the
+    # position counts only the new rows
+    twice = [Hit(ts=7, kind="open", eid="x", uid="first"), Hit(ts=8, kind="open", eid="x")]
+    again = CopyPosition(source, "sqlite:///old.db", (1_790_000_000_500, 90), after=first.last)
+    assert +await store.copy_in(copied(hit, *twice), again) == {"open": 1}
+    assert await store.copy_position(source) == replace(again, copied=4, after=None)
+    assert [r["uid"] for r in await all_rows(store, HitQuery(equals={"eid": "x"}))] == ["first"]
     assert await store.copy_position("another source") is None
     assert await store.count(HitQuery()) == 4
+
+
+async def test_copy_out_gives_the_rows_of_query_as_tuples(store: Store) -> None:
+    await store.write(sample(5, cid="c"))
+    query = HitQuery(oldest_first=True, limit=3)
+    rows = await store.query(query)
+    assert await store.copy_out(query) == [tuple(row.values()) for row in rows]
+    assert [tuple(row) for row in rows] == [("id", *COLUMNS)] * 3
+
+
+async def test_a_chunk_that_does_not_continue_the_position_writes_nothing(
+    store: Store,
+) -> None:
+    """Two copies from one source into one store: the second one's chunk is refused."""
+    source = "feedfacefeedfacefeedfacefeedface"
+    start = CopyPosition(source, "a.db", (10, 1))
+    await store.copy_in(copied(*sample(2)), start)
+    for stale in (
+        CopyPosition(source, "a.db", (20, 2)),  # a first chunk again
+        CopyPosition(source, "a.db", (20, 2), after=(5, 5)),  # continuing elsewhere
+    ):
+        with pytest.raises(PositionMoved):
+            await store.copy_in(copied(Hit(ts=30, kind="open", eid="y"), *sample(2)), stale)
+    assert await store.copy_position(source) == replace(start, copied=2)
+    assert await store.count(HitQuery()) == 2
+    # the transaction was rolled back whole, eid claims too: "y" is new when it comes again
+    going_on = CopyPosition(source, "a.db", (30, 3), after=(10, 1))
+    assert +await store.copy_in(copied(Hit(ts=30, kind="open", eid="y")), going_on) == {"open": 1}
 
 
 async def test_the_store_id_is_its_own_and_stays(store: Store, tmp_path: Path) -> None:

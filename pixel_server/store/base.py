@@ -13,7 +13,7 @@ then isolates and drops (and counts) the offending rows instead of retrying fore
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -21,6 +21,15 @@ from ..hits import Hit
 from ..outage import StoreError as StoreError
 from ..outage import StoreUnavailable as StoreUnavailable
 from ..query import HitQuery
+
+# a row as copies move it: (id, *hits.COLUMNS), the order of a query's columns
+Row = tuple[Any, ...]
+ROW_ID, ROW_TS, ROW_KIND = 0, 1, 2
+
+
+class PositionMoved(StoreError):
+    """A copied chunk does not continue from where the copy's position stands: another copy
+    from the same source is writing into this store. Nothing of the chunk was written."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,8 @@ class CopyPosition:
     shown: str  # the source as the user named it, password redacted (for messages)
     last: tuple[int, int]  # (ts, id) in the source of the last hit copied
     copied: int = 0  # hits the copy has written; a copy_in() adds its chunk's new rows
+    # on a write: the position the chunk continues from (None: the copy's first chunk)
+    after: tuple[int, int] | None = None
 
 
 class Store(Protocol):
@@ -73,13 +84,16 @@ class Store(Protocol):
         """Get ready to hold hits from ``first_ms`` to ``last_ms``, e.g. a copied history
         (PostgreSQL makes the months' partitions; the other stores have nothing to do)."""
 
-    async def copy_in(
-        self, rows: Sequence[Mapping[str, Any]], position: CopyPosition
-    ) -> Counter[str]:
-        """Store rows copied from another store (column dicts as :meth:`query` returns them),
-        every column as given but ``id`` (the rows are numbered anew, in the order given), and
-        ``position`` (its ``copied`` plus the new rows), in one transaction; return new rows
-        per kind (a duplicate eid adds 0, as in :meth:`write`)."""
+    async def copy_out(self, query: HitQuery) -> list[Row]:
+        """One page of ``query``, as :meth:`query` but each row a tuple ``(id, *COLUMNS)``
+        (what :meth:`copy_in` takes: no dict per row on the way through)."""
+
+    async def copy_in(self, rows: Sequence[Row], position: CopyPosition) -> Counter[str]:
+        """Store rows copied from another store (as :meth:`copy_out` gives them), every
+        column but ``id`` (the rows are numbered anew, in the order given), and ``position``
+        (its ``copied`` plus the new rows), in one transaction; return new rows per kind (a
+        duplicate eid adds 0, as in :meth:`write`). Raises PositionMoved, writing nothing,
+        unless the stored position is ``position.after`` (none for a first chunk)."""
 
     async def schema_version(self) -> int:
         """The version of the store's schema (its migrations applied)."""

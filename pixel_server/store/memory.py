@@ -6,14 +6,15 @@ import asyncio
 import operator
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
 from ..hits import COLUMNS, Hit
 from ..query import HitQuery
-from .base import CopyPosition, StoreUnavailable
+from .base import CopyPosition, PositionMoved, Row, StoreUnavailable
 
+ROW_KEYS = ("id", *COLUMNS)
 _OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     ">=": operator.ge,
     "<": operator.lt,
@@ -71,15 +72,16 @@ class MemoryStore:
     async def prepare_span(self, first_ms: int, last_ms: int) -> None:
         return None  # one table holds any time
 
-    async def copy_in(
-        self, rows: Sequence[Mapping[str, Any]], position: CopyPosition
-    ) -> Counter[str]:
-        added = await self.write(
-            [Hit(**{column: row[column] for column in COLUMNS}) for row in rows]
-        )
+    async def copy_out(self, query: HitQuery) -> list[Row]:
+        return [tuple(row[key] for key in ROW_KEYS) for row in await self.query(query)]
+
+    async def copy_in(self, rows: Sequence[Row], position: CopyPosition) -> Counter[str]:
         before = self.copies.get(position.source)
-        copied = (before.copied if before else 0) + sum(added.values())
-        self.copies[position.source] = replace(position, copied=copied)
+        if (before.last if before else None) != position.after:
+            raise PositionMoved(f"the copy stands at {before}, not {position.after}")
+        added = await self.write([Hit(*row[1:]) for row in rows])  # (id, *COLUMNS)
+        copied = (before.copied if before else 0) + added.total()
+        self.copies[position.source] = replace(position, copied=copied, after=None)
         return added
 
     async def copy_position(self, source: str) -> CopyPosition | None:

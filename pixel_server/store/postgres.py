@@ -24,8 +24,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from operator import itemgetter
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -33,13 +32,12 @@ import asyncpg
 from ..hits import COLUMNS, Hit
 from ..query import HitQuery
 from . import sql as sql_text
-from .base import CopyPosition, StoreUnavailable
+from .base import ROW_KIND, CopyPosition, PositionMoved, Row, StoreUnavailable
 from .pgschema import ensure_partitions, migrate, months_spanned
 
 log = logging.getLogger("pixel_server")
 
 ROW_KEYS = ("id", *COLUMNS)
-ROW_VALUES = itemgetter(*COLUMNS)  # a column dict's values in COLUMNS order
 CLAIM_COLUMNS = ("kind", "eid", "ts")  # of hit_eids
 _KIND, _EID, _TS = (COLUMNS.index(c) for c in CLAIM_COLUMNS)
 INT_COLUMNS = frozenset(("ts", "is_bot", "dnt", "gpc"))
@@ -90,23 +88,21 @@ INSERT_SQL = f"""{_INSERT_HEAD}, marker AS (
 )
 SELECT kind, rows FROM added
 """  # noqa: S608 - as _INSERT_HEAD
-# A chunk of `pixel-server copy` and its position (copy_progress). Most chunks are COPY'd
-# (PostgresStore.copy_in) and the position written by POSITION_SQL; a chunk with an eid that is
-# claimed already goes through COPY_DEDUP_SQL, one statement that keeps the first of each:
-# $J source id, $J+1 the source as shown, $J+2 and $J+3 the (ts, id) of its last row there.
-_UPSERT_POSITION = """
-    ON CONFLICT (source) DO UPDATE SET shown = excluded.shown, last_ts = excluded.last_ts,
-        last_id = excluded.last_id, copied = p.copied + excluded.copied"""
-POSITION_SQL = f"""
-    INSERT INTO copy_progress AS p (source, shown, last_ts, last_id, copied)
-    VALUES ($1, $2, $3, $4, $5) {_UPSERT_POSITION}"""  # noqa: S608 - no input in it
-COPY_DEDUP_SQL = f"""{_INSERT_HEAD}, position AS (
-    INSERT INTO copy_progress AS p (source, shown, last_ts, last_id, copied)
-    SELECT ${_J}::text, ${_J + 1}::text, ${_J + 2}::bigint, ${_J + 3}::bigint, count(*)
-    FROM inserted {_UPSERT_POSITION}
+# A chunk of `pixel-server copy` (PostgresStore.copy_in) is COPY'd into hit_eids and hits; a
+# chunk with an eid that is claimed already goes through COPY_DEDUP_SQL, which keeps the first
+# of each. Then its position: inserted for a copy's first chunk, else moved on from where the
+# chunk continues ($6, $7), so that a second copy from the same source into this store fails
+# instead of writing its chunks twice (the UPDATE waits for the other's commit, then finds the
+# position moved).
+COPY_DEDUP_SQL = f"{_INSERT_HEAD}\nSELECT kind, rows FROM added"
+POSITION_INSERT_SQL = (
+    "INSERT INTO copy_progress (source, shown, last_ts, last_id, copied)"
+    " VALUES ($1, $2, $3, $4, $5)"
 )
-SELECT kind, rows FROM added
-"""  # noqa: S608 - as _INSERT_HEAD
+POSITION_UPDATE_SQL = (
+    "UPDATE copy_progress SET shown = $2, last_ts = $3, last_id = $4, copied = copied + $5"
+    " WHERE source = $1 AND last_ts = $6 AND last_id = $7"
+)
 OUTCOME_SQL = "SELECT added FROM write_batches WHERE id = $1"
 BACKEND_GONE_SQL = "SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $1"
 TERMINATE_SQL = (
@@ -239,19 +235,20 @@ class PostgresStore:
         await self._release(pool, conn)
         return Counter({kind: int(count) for kind, count in rows})
 
-    async def copy_in(
-        self, rows: Sequence[Mapping[str, Any]], position: CopyPosition
-    ) -> Counter[str]:
+    async def copy_out(self, query: HitQuery) -> list[Row]:
+        sql, args = sql_text.page(query, sql_text.numbered)
+        return [tuple(row) for row in await self._read(lambda conn: conn.fetch(sql, *args))]
+
+    async def copy_in(self, rows: Sequence[Row], position: CopyPosition) -> Counter[str]:
         """One transaction: the claims of the chunk's eids ``COPY``'d into hit_eids, the rows
-        into hits (binary ``COPY``: ~2.5x less CPU than the unnest statement, here and on the
-        server), the position. An eid already claimed, or twice in the chunk, aborts that; the
-        chunk then goes through COPY_DEDUP_SQL, which keeps the first of each eid.
+        into hits (binary ``COPY``: about half the server's CPU of the unnest statement and a
+        fifth of ours, bench/copyrate.py), the position. An eid already claimed, or twice in
+        the chunk, undoes the COPYs (a savepoint); the chunk then goes through COPY_DEDUP_SQL,
+        which keeps the first of each.
 
         An answer lost here is not resolved: the chunk committed if and only if
         :meth:`copy_position` shows its last row."""
-        records = [ROW_VALUES(row) for row in rows]
-        claims = [(r[_KIND], r[_EID], r[_TS]) for r in records if r[_EID] is not None]
-        source, shown, (last_ts, last_id) = position.source, position.shown, position.last
+        records = [row[1:] for row in rows]  # (id, *COLUMNS) -> COLUMNS
         timeout = self._timeout + BACKSTOP
         pool = self._open_pool(self._writes)
         try:
@@ -259,21 +256,25 @@ class PostgresStore:
         except UNAVAILABLE as exc:
             raise StoreUnavailable(_describe(exc)) from exc
         try:
-            try:
-                async with conn.transaction():
-                    await conn.copy_records_to_table(
-                        "hit_eids", records=claims, columns=CLAIM_COLUMNS, timeout=timeout
-                    )
-                    await conn.copy_records_to_table(
-                        "hits", records=records, columns=COLUMNS, timeout=timeout
-                    )
-                    position_args = (source, shown, last_ts, last_id, len(records))
-                    await conn.execute(POSITION_SQL, *position_args, timeout=timeout)
-                return Counter(row["kind"] for row in rows)
-            except asyncpg.UniqueViolationError:
-                args = (*_column_arrays(records), source, shown, last_ts, last_id)
-                added = await conn.fetch(COPY_DEDUP_SQL, *args, timeout=timeout)
-                return Counter({kind: int(count) for kind, count in added})
+            async with conn.transaction():
+                try:
+                    async with conn.transaction():
+                        await conn.copy_records_to_table(
+                            "hit_eids",
+                            records=claims_of(records),
+                            columns=CLAIM_COLUMNS,
+                            timeout=timeout,
+                        )
+                        await conn.copy_records_to_table(
+                            "hits", records=records, columns=COLUMNS, timeout=timeout
+                        )
+                    added = Counter(row[ROW_KIND] for row in rows)
+                except asyncpg.UniqueViolationError:
+                    args = _column_arrays(records)
+                    counts = await conn.fetch(COPY_DEDUP_SQL, *args, timeout=timeout)
+                    added = Counter({kind: int(n) for kind, n in counts})
+                await _advance(conn, position, added.total(), timeout)
+            return added
         except NO_ANSWER as exc:
             conn.terminate()
             raise StoreUnavailable(_describe(exc)) from exc
@@ -388,6 +389,26 @@ class PostgresStore:
                 await asyncio.wait_for(pool.close(), timeout=CONNECT_TIMEOUT)
             except UNAVAILABLE:  # TimeoutError among them
                 pool.terminate()
+
+
+async def _advance(conn: Any, position: CopyPosition, added: int, timeout: float) -> None:
+    """Record ``position`` (in the caller's transaction), if the copy stands where the chunk
+    continues from; else PositionMoved."""
+    head = (position.source, position.shown, *position.last, added)
+    if position.after is None:
+        try:
+            await conn.execute(POSITION_INSERT_SQL, *head, timeout=timeout)
+        except asyncpg.UniqueViolationError:
+            raise PositionMoved("the copy has a position already: another copy began") from None
+        return
+    status = await conn.execute(POSITION_UPDATE_SQL, *head, *position.after, timeout=timeout)
+    if status != "UPDATE 1":
+        raise PositionMoved(f"the copy no longer stands at {position.after}")
+
+
+def claims_of(records: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
+    """The hit_eids rows (CLAIM_COLUMNS) of the rows in column order that have an eid."""
+    return [(r[_KIND], r[_EID], r[_TS]) for r in records if r[_EID] is not None]
 
 
 def _column_arrays(records: Sequence[Sequence[Any]]) -> list[list[Any]]:

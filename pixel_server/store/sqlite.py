@@ -12,11 +12,10 @@ import asyncio
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from operator import itemgetter
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import aiosqlite
 
@@ -24,7 +23,7 @@ from ..files import ensure_private_file
 from ..hits import COLUMNS, Hit
 from ..query import HitQuery
 from . import sql as sql_text
-from .base import CopyPosition, StoreUnavailable
+from .base import ROW_KIND, CopyPosition, PositionMoved, Row, StoreUnavailable
 from .schema import begin_immediate, migrate, schema_version
 
 BUSY_TIMEOUT_MS = 10_000
@@ -34,15 +33,18 @@ INSERT_SQL = (
     " ON CONFLICT DO NOTHING"
 )
 ROW_KEYS = ("id", *COLUMNS)
-ROW_VALUES = itemgetter(*COLUMNS)  # a column dict's values in INSERT_SQL's order
 PROGRESS_SQL = (
     "INSERT INTO spill_replay (journal, offset) VALUES (?, ?)"
     " ON CONFLICT (journal) DO UPDATE SET offset = excluded.offset"
 )
-POSITION_SQL = (
+# a copy's position: inserted with its first chunk, then moved on from where each chunk
+# continues (the last two parameters), so that a second copy from one source fails
+POSITION_INSERT_SQL = (
     "INSERT INTO copy_progress (source, shown, last_ts, last_id, copied) VALUES (?, ?, ?, ?, ?)"
-    " ON CONFLICT (source) DO UPDATE SET shown = excluded.shown, last_ts = excluded.last_ts,"
-    " last_id = excluded.last_id, copied = copied + excluded.copied"
+)
+POSITION_UPDATE_SQL = (
+    "UPDATE copy_progress SET shown = ?, last_ts = ?, last_id = ?, copied = copied + ?"
+    " WHERE source = ? AND last_ts = ? AND last_id = ?"
 )
 T = TypeVar("T")
 
@@ -74,6 +76,21 @@ def _enable_wal(conn: sqlite3.Connection, deadline: float) -> None:
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(0.01)
+
+
+def _advance(conn: sqlite3.Connection, position: CopyPosition, added: int) -> None:
+    """Record ``position`` (in the caller's transaction), if the copy stands where the chunk
+    continues from; else PositionMoved."""
+    ts, row_id = position.last
+    if position.after is None:
+        try:
+            conn.execute(POSITION_INSERT_SQL, (position.source, position.shown, ts, row_id, added))
+        except sqlite3.IntegrityError:
+            raise PositionMoved("the copy has a position already: another copy began") from None
+        return
+    args = (position.shown, ts, row_id, added, position.source, *position.after)
+    if conn.execute(POSITION_UPDATE_SQL, args).rowcount != 1:
+        raise PositionMoved(f"the copy no longer stands at {position.after}")
 
 
 class SQLiteStore:
@@ -168,11 +185,9 @@ class SQLiteStore:
     async def prepare_span(self, first_ms: int, last_ms: int) -> None:
         return None  # one table holds any time
 
-    async def copy_in(
-        self, rows: Sequence[Mapping[str, Any]], position: CopyPosition
-    ) -> Counter[str]:
-        records = [ROW_VALUES(row) for row in rows]
-        kinds = Counter(row["kind"] for row in rows)
+    async def copy_in(self, rows: Sequence[Row], position: CopyPosition) -> Counter[str]:
+        records = [row[1:] for row in rows]  # (id, *COLUMNS) -> INSERT_SQL's COLUMNS
+        kinds = Counter(row[ROW_KIND] for row in rows)
 
         def work(conn: sqlite3.Connection) -> Counter[str]:
             # in arrival order (not grouped by kind as write() does), so the new ids keep the
@@ -183,8 +198,7 @@ class SQLiteStore:
             if inserted != len(records):  # some eids were here already: count what went in
                 sql = "SELECT kind, count(*) FROM hits WHERE id > ? GROUP BY kind"
                 added = Counter(dict(conn.execute(sql, (last_before,)).fetchall()))
-            shown, (ts, row_id) = position.shown, position.last
-            conn.execute(POSITION_SQL, (position.source, shown, ts, row_id, inserted))
+            _advance(conn, position, inserted)
             return added
 
         result: Counter[str] = await self._run(self._transaction, work)
@@ -204,12 +218,15 @@ class SQLiteStore:
         return str(value)
 
     async def query(self, query: HitQuery) -> list[dict[str, Any]]:
+        # plain tuples zipped with the names: 6 us a row against 10 through sqlite3.Row
+        return [dict(zip(ROW_KEYS, row, strict=True)) for row in await self.copy_out(query)]
+
+    async def copy_out(self, query: HitQuery) -> list[Row]:
         assert self._reader is not None, "store is not open"
         sql, args = sql_text.page(query)
         async with self._reader.execute(sql, args) as cursor:
             rows = await cursor.fetchall()
-        # plain tuples zipped with the names: 6 us a row against 10 through sqlite3.Row
-        return [dict(zip(ROW_KEYS, row, strict=True)) for row in rows]
+        return cast(list[Row], rows)  # no row factory: plain tuples
 
     async def count(self, query: HitQuery) -> int:
         assert self._reader is not None, "store is not open"
