@@ -14,7 +14,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -23,10 +23,13 @@ import pgtest
 import pytest
 from click.testing import CliRunner, Result
 
+from pixel_server import storecopy
 from pixel_server.cli import main
 from pixel_server.fields import KINDS
 from pixel_server.hits import COLUMNS, Hit
+from pixel_server.query import HitQuery
 from pixel_server.store import Store, opened
+from pixel_server.store.base import CopyPosition
 from pixel_server.store.pgschema import month_start_ms
 from pixel_server.store.postgres import PostgresStore
 from pixel_server.store.sqlite import SQLiteStore
@@ -405,3 +408,48 @@ def test_a_password_in_a_url_is_never_printed(places: Callable[[str], Place]) ->
     again = copy(source.arg, url)
     assert_one_line(again, 2, "already holds a copy")
     assert "hunter2-pw" not in again.output + again.stderr
+
+
+def test_two_copies_from_one_source_into_one_store_do_not_both_write(
+    places: Callable[[str], Place],
+) -> None:
+    """Two chunks that continue the same position, sent at once on two connections: one
+    commits, the other waits for it, finds the position moved and writes nothing."""
+    source, dest = places("sqlite"), places("postgresql")
+    hits = sample(30)
+    source.write(hits)
+
+    async def race() -> tuple[object, ...]:
+        async with opened(source.store()) as src, opened(dest.store()) as dst:
+            rows = await src.copy_out(HitQuery(oldest_first=True, limit=100))
+            source_id = await src.store_id()
+            start = CopyPosition(source_id, "s", (int(rows[9][1]), int(rows[9][0])))
+            await dst.copy_in(rows[:10], start)
+            end = CopyPosition(source_id, "s", (int(rows[-1][1]), int(rows[-1][0])))
+            return await asyncio.gather(
+                dst.copy_in(rows[10:], replace(end, after=start.last)),
+                dst.copy_in(rows[10:], replace(end, after=start.last)),
+                return_exceptions=True,
+            )
+
+    outcomes = asyncio.run(race())
+    assert sorted(type(o).__name__ for o in outcomes) == ["Counter", "PositionMoved"]
+    assert dest.rows() == source.rows()  # each hit once, eid or not
+    assert dest.position() == (30, 30)
+
+
+def test_a_copy_that_lost_the_race_says_so(places: Callable[[str], Place]) -> None:
+    """What the loser of that race reports: one line, exit 1 (storecopy.CopyFailed)."""
+    source, dest = places("sqlite"), places("sqlite")
+    source.write(sample(30))
+    assert copy(source.arg, dest.arg).exit_code == 0
+
+    async def late_start() -> None:
+        async with opened(source.store()) as src, opened(dest.store()) as dst:
+            # planned before the other copy wrote its first chunk: from the start
+            plan = storecopy.Plan(src, dst, await src.store_id(), "s", None, (2**62, 1), 30)
+            await storecopy.run(plan)
+
+    with pytest.raises(storecopy.CopyFailed, match="another copy from SOURCE is writing"):
+        asyncio.run(late_start())
+    assert len(dest.rows()) == 30
