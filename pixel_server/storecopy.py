@@ -26,8 +26,9 @@ PostgreSQL's write batch records, the source's own copy positions, its store id.
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections import Counter, deque
+from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -39,6 +40,7 @@ from .query import HitQuery
 from .store.base import ROW_ID, ROW_TS, CopyPosition, PositionMoved, Row, Store
 
 CHUNK = 10_000  # hits per transaction: ~0.1-0.2 s of work, few enough to redo after a kill
+IN_FLIGHT = 2  # chunks written at once (PostgreSQL's write pool has two connections)
 TIMEOUT = 60.0  # seconds a chunk may wait for a lock or take as a statement
 
 
@@ -169,45 +171,93 @@ async def run(
     plan: Plan, chunk: int = CHUNK, advance: Callable[[int], object] | None = None
 ) -> int:
     """Copy the plan's hits, ``chunk`` a transaction, calling ``advance(n)`` after each
-    commit; return how many were copied. The next chunk is read while one is written."""
+    commit; return how many were copied.
+
+    A pipeline: the next chunk is read while one is written, and up to IN_FLIGHT chunks are
+    written at once (on PostgreSQL one is sent and processed while the one before commits).
+    They commit in order: each waits for the one before (Store.copy_in's ``previous``), and
+    names the position it continues from, which the store moves on from there only. A chunk
+    never ends within a millisecond that goes on in the next one (_chunks), so two chunks
+    numbered at once in DEST keep the source's order by ``(ts, id)``.
+    """
     copied = 0
     if plan.bound is None:
         return copied
     after = plan.position.last if plan.position else None
     query = HitQuery(beyond=after, through=plan.bound, oldest_first=True, limit=chunk)
-    async for rows in _chunks(plan.source, query):
-        last = (int(rows[-1][ROW_TS]), int(rows[-1][ROW_ID]))
-        position = CopyPosition(plan.source_id, plan.shown, last, after=after)
-        try:
-            added = (await plan.dest.copy_in(rows, position)).total()
-        except PositionMoved:
-            raise CopyFailed(
-                "another copy from SOURCE is writing into DEST at the same time: let one run"
-                " (and add --resume to the other)"
-            ) from None
-        if added != len(rows):
-            raise CopyFailed(
-                f"DEST refused {len(rows) - added} of the {len(rows)} hits up to "
-                f"{iso_time(last[0])} as duplicates of eids it holds: it is not a "
-                "copy of SOURCE alone"
-            )
-        copied += added
-        after = last
-        if advance is not None:
-            advance(added)
+    writing: deque[tuple[asyncio.Future[Counter[str]], int, tuple[int, int]]] = deque()
+    try:
+        async with aclosing(_chunks(plan.source, query)) as chunks:
+            async for rows in chunks:
+                last = _key(rows[-1])
+                position = CopyPosition(plan.source_id, plan.shown, last, after=after)
+                previous = writing[-1][0] if writing else None
+                write = asyncio.ensure_future(plan.dest.copy_in(rows, position, previous))
+                writing.append((write, len(rows), last))
+                after = last
+                if len(writing) == IN_FLIGHT:
+                    copied += await _committed(*writing.popleft(), advance)
+        while writing:
+            copied += await _committed(*writing.popleft(), advance)
+    finally:
+        for task, _, _ in writing:
+            task.cancel()
+        await asyncio.gather(*(task for task, _, _ in writing), return_exceptions=True)
     return copied
 
 
-async def _chunks(source: Store, query: HitQuery) -> AsyncIterator[list[Row]]:
-    """The pages of ``query`` in order, each next one read while the caller works."""
+async def _committed(
+    task: asyncio.Future[Counter[str]],
+    sent: int,
+    last: tuple[int, int],
+    advance: Callable[[int], object] | None,
+) -> int:
+    """The hits a chunk's write added, once it committed (``sent`` hits up to ``last``)."""
+    try:
+        added = (await task).total()
+    except PositionMoved:
+        raise CopyFailed(
+            "another copy from SOURCE is writing into DEST at the same time: let one run"
+            " (and add --resume to the other)"
+        ) from None
+    if added != sent:
+        raise CopyFailed(
+            f"DEST refused {sent - added} of the {sent} hits up to {iso_time(last[0])} as"
+            " duplicates of eids it holds: it is not a copy of SOURCE alone"
+        )
+    if advance is not None:
+        advance(added)
+    return added
+
+
+async def _chunks(source: Store, query: HitQuery) -> AsyncGenerator[list[Row], None]:
+    """The pages of ``query`` in order, each next one read while the caller works. A full
+    page ends before its last millisecond (unless that is all of it): the rest of that
+    millisecond comes first in the next page."""
     pending = asyncio.ensure_future(source.copy_out(query))
     try:
         while rows := await pending:
-            last = (int(rows[-1][ROW_TS]), int(rows[-1][ROW_ID]))
-            pending = asyncio.ensure_future(source.copy_out(replace(query, beyond=last)))
+            if len(rows) == query.page_size:
+                rows = _whole_milliseconds(rows)
+            pending = asyncio.ensure_future(source.copy_out(replace(query, beyond=_key(rows[-1]))))
             yield rows
     finally:
         pending.cancel()
+        with suppress(asyncio.CancelledError, Exception):
+            await pending  # its thread is done with it before the store closes
+
+
+def _whole_milliseconds(rows: list[Row]) -> list[Row]:
+    """``rows`` without the trailing rows of their last ``ts``, if any others are left."""
+    end = len(rows)
+    last_ts = rows[-1][ROW_TS]
+    while end > 0 and rows[end - 1][ROW_TS] == last_ts:
+        end -= 1
+    return rows[:end] if end else rows
+
+
+def _key(row: Row) -> tuple[int, int]:
+    return int(row[ROW_TS]), int(row[ROW_ID])
 
 
 async def verify(plan: Plan) -> Counter[str]:

@@ -13,7 +13,7 @@ then isolates and drops (and counts) the offending rows instead of retrying fore
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -88,12 +88,20 @@ class Store(Protocol):
         """One page of ``query``, as :meth:`query` but each row a tuple ``(id, *COLUMNS)``
         (what :meth:`copy_in` takes: no dict per row on the way through)."""
 
-    async def copy_in(self, rows: Sequence[Row], position: CopyPosition) -> Counter[str]:
+    async def copy_in(
+        self,
+        rows: Sequence[Row],
+        position: CopyPosition,
+        previous: Awaitable[object] | None = None,
+    ) -> Counter[str]:
         """Store rows copied from another store (as :meth:`copy_out` gives them), every
         column but ``id`` (the rows are numbered anew, in the order given), and ``position``
         (its ``copied`` plus the new rows), in one transaction; return new rows per kind (a
         duplicate eid adds 0, as in :meth:`write`). Raises PositionMoved, writing nothing,
-        unless the stored position is ``position.after`` (none for a first chunk)."""
+        unless the stored position is ``position.after`` (none for a first chunk).
+
+        ``previous`` is the write of the chunk before, still going on: this one may be sent
+        meanwhile, but commits only once that one has (if it fails, so does this one)."""
 
     async def schema_version(self) -> int:
         """The version of the store's schema (its migrations applied)."""

@@ -6,7 +6,7 @@ import asyncio
 import operator
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -75,7 +75,14 @@ class MemoryStore:
     async def copy_out(self, query: HitQuery) -> list[Row]:
         return [tuple(row[key] for key in ROW_KEYS) for row in await self.query(query)]
 
-    async def copy_in(self, rows: Sequence[Row], position: CopyPosition) -> Counter[str]:
+    async def copy_in(
+        self,
+        rows: Sequence[Row],
+        position: CopyPosition,
+        previous: Awaitable[object] | None = None,
+    ) -> Counter[str]:
+        if previous is not None:
+            await previous
         before = self.copies.get(position.source)
         if (before.last if before else None) != position.after:
             raise PositionMoved(f"the copy stands at {before}, not {position.after}")

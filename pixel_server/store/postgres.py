@@ -24,7 +24,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import asyncpg
@@ -239,12 +239,19 @@ class PostgresStore:
         sql, args = sql_text.page(query, sql_text.numbered)
         return [tuple(row) for row in await self._read(lambda conn: conn.fetch(sql, *args))]
 
-    async def copy_in(self, rows: Sequence[Row], position: CopyPosition) -> Counter[str]:
+    async def copy_in(
+        self,
+        rows: Sequence[Row],
+        position: CopyPosition,
+        previous: Awaitable[object] | None = None,
+    ) -> Counter[str]:
         """One transaction: the claims of the chunk's eids ``COPY``'d into hit_eids, the rows
         into hits (binary ``COPY``: about half the server's CPU of the unnest statement and a
         fifth of ours, bench/copyrate.py), the position. An eid already claimed, or twice in
         the chunk, undoes the COPYs (a savepoint); the chunk then goes through COPY_DEDUP_SQL,
-        which keeps the first of each.
+        which keeps the first of each. The position is written once ``previous`` is done: the
+        rows of this chunk are sent and processed on the second write connection while the
+        chunk before commits.
 
         An answer lost here is not resolved: the chunk committed if and only if
         :meth:`copy_position` shows its last row."""
@@ -273,6 +280,8 @@ class PostgresStore:
                     args = _column_arrays(records)
                     counts = await conn.fetch(COPY_DEDUP_SQL, *args, timeout=timeout)
                     added = Counter({kind: int(n) for kind, n in counts})
+                if previous is not None:
+                    await previous  # its failure rolls this chunk back
                 await _advance(conn, position, added.total(), timeout)
             return added
         except NO_ANSWER as exc:

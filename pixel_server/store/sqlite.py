@@ -12,7 +12,7 @@ import asyncio
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -185,9 +185,16 @@ class SQLiteStore:
     async def prepare_span(self, first_ms: int, last_ms: int) -> None:
         return None  # one table holds any time
 
-    async def copy_in(self, rows: Sequence[Row], position: CopyPosition) -> Counter[str]:
+    async def copy_in(
+        self,
+        rows: Sequence[Row],
+        position: CopyPosition,
+        previous: Awaitable[object] | None = None,
+    ) -> Counter[str]:
         records = [row[1:] for row in rows]  # (id, *COLUMNS) -> INSERT_SQL's COLUMNS
         kinds = Counter(row[ROW_KIND] for row in rows)
+        if previous is not None:
+            await previous  # one writer: nothing to overlap, and nothing written if it failed
 
         def work(conn: sqlite3.Connection) -> Counter[str]:
             # in arrival order (not grouped by kind as write() does), so the new ids keep the
