@@ -7,8 +7,10 @@ campaigns and site views, 70% with an eid, 43 days), then runs the real console 
 user would, each run into a fresh PostgreSQL database (PIXEL_TEST_POSTGRES's server,
 default 127.0.0.1:5432) or a new SQLite file. Per run: wall seconds, hits/s, the CPU seconds
 of the ``pixel-server copy`` process and of its PostgreSQL backends (read from /proc while
-they run, so PostgreSQL must be on this machine). The copy's own check (counts per kind in
-both stores) must pass, and the destination must hold every hit.
+they run, so PostgreSQL must be on this machine). Each run first waits up to a minute for
+both cores to be under 20% busy (bench/servers.py's wait_quiet) and reports the busiest core
+it saw. The copy's own check (counts per kind in both stores) must pass, and the destination
+must hold every hit.
 Run it under the bench lock: ``flock /work/coord/bench.lock .venv/bin/python bench/copyrate.py``.
 """
 
@@ -32,10 +34,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import bigdb
+from servers import wait_quiet
 
 CLI = Path(sys.executable).with_name("pixel-server")
 ADMIN_URL = os.environ.get("PIXEL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+QUIET_WAIT = 60.0  # seconds to wait for both cores to be under 20% busy before each run
 
 
 def with_database(url: str, name: str) -> str:
@@ -110,7 +114,9 @@ class BackendCPU:
 
 
 def copy(source: str, dest: str, chunk: int, database: str | None) -> dict[str, float]:
-    """One ``pixel-server copy`` run: wall and CPU seconds (the process, PostgreSQL's side)."""
+    """One ``pixel-server copy`` run: wall and CPU seconds (the process, PostgreSQL's side),
+    after waiting up to QUIET_WAIT s for the cores to be quiet (another agent's load)."""
+    busy, _ = wait_quiet(QUIET_WAIT)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with BackendCPU(database) as backends:
         started = time.perf_counter()
@@ -125,7 +131,8 @@ def copy(source: str, dest: str, chunk: int, database: str | None) -> dict[str, 
     if result.returncode != 0 or "source and destination agree" not in result.stdout:
         raise SystemExit(f"copy failed ({result.returncode}): {result.stdout}{result.stderr}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall_s": wall, "cpu_s": cpu, "pg_cpu_s": backends.seconds}
+    busiest = max(busy.values(), default=0.0)
+    return {"wall_s": wall, "cpu_s": cpu, "pg_cpu_s": backends.seconds, "busy_pct": busiest}
 
 
 async def insert_paths(source: Path, hits: int, chunk: int, runs: int) -> None:
@@ -205,10 +212,12 @@ def show(label: str, hits: int, runs: list[dict[str, float]]) -> None:
     best = min(r["wall_s"] for r in runs)
     cpu = statistics.median(r["cpu_s"] for r in runs)
     pg = statistics.median(r["pg_cpu_s"] for r in runs)
+    busy = max(r["busy_pct"] for r in runs)
     print(
         f"{label:<22} median {wall:6.1f} s = {hits / wall:8,.0f} hits/s"
         f" (best {hits / best:8,.0f}/s); CPU per hit: copy {cpu / hits * 1e6:5.1f} us,"
-        f" PostgreSQL {pg / hits * 1e6:5.1f} us  [{len(runs)} runs]",
+        f" PostgreSQL {pg / hits * 1e6:5.1f} us  [{len(runs)} runs; busiest core before a"
+        f" run: {busy:.0f}%]",
         flush=True,
     )
 

@@ -116,10 +116,16 @@ class SQLiteStore:
     async def open(self) -> None:
         ensure_private_file(Path(self.path))  # 0600, so SQLite's -wal and -shm are 0600 too
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixel-sqlite")
-        self._conn = await self._run(connect, self.path, self._synchronous, self._busy_timeout_ms)
-        await self._run(migrate, self._conn)
-        self._reader = await aiosqlite.connect(self.path)
-        await self._reader.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+        try:
+            self._conn = await self._run(
+                connect, self.path, self._synchronous, self._busy_timeout_ms
+            )
+            await self._run(migrate, self._conn)
+            self._reader = await aiosqlite.connect(self.path)
+            await self._reader.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+        except sqlite3.OperationalError as exc:  # locked past the timeout, read-only, I/O
+            await self.aclose()
+            raise StoreUnavailable(f"SQLite: {exc}") from exc
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         assert self._executor is not None, "store is not open"
