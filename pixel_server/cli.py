@@ -300,9 +300,9 @@ def serve(**options: Any) -> None:
     settings = load_settings(options)
     logging.config.dictConfig(log_config(settings.log_level))
     check_paths(settings)  # as this user, before anything is written: one line, not a traceback
-    check_store(settings)  # reachable and migrated once, before workers start
     keyring(settings, create=True)  # create the key once, before workers race for it
     build_once(settings)  # what every worker builds, so that none meets a bad setting
+    check_store(settings)  # reachable and migrated once, before workers start
     sys.exit(run(settings))
 
 

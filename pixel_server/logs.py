@@ -43,4 +43,6 @@ def log_config(level: str) -> dict[str, Any]:
             "_granian": {"handlers": ["default"], "level": level, "propagate": False},
             "granian.access": {"handlers": ["default"], "level": level, "propagate": False},
         },
+        # everything else (asyncpg's pool, the standard library) as JSON lines too
+        "root": {"handlers": ["default"], "level": "WARNING"},
     }

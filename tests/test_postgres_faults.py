@@ -28,7 +28,9 @@ from pixel_server.store import opened
 from pixel_server.store.base import StoreUnavailable
 from pixel_server.store.postgres import PostgresStore
 
-from conftest import ACK_DEADLINE, Load, ServerProcess, wait_until
+from conftest import ACK_DEADLINE, API_TOKEN, Load, ServerProcess, running, wait_until
+
+AUTH = {"authorization": f"Bearer {API_TOKEN}"}
 
 
 @pytest.fixture
@@ -149,26 +151,40 @@ def test_database_outage_keeps_pixels_answering_and_loses_nothing(
     assert not list(server.spill_dir.glob("*.jsonl")), "the journal was not replayed away"
 
 
-class LostAnswer(PostgresStore):
-    """Commits the batch, then loses the connection before the answer is read."""
+# what a lost answer looks like from asyncpg: the connection closed under the statement, or
+# the driver's own state machine confused by it (both seen when backends are terminated)
+LOSSES = [
+    asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
+    asyncpg.exceptions.InternalClientError("cannot switch to state 12"),
+    asyncpg.InterfaceError("cannot call Connection.terminate()"),
+    TimeoutError(),
+]
 
-    lose_next = False
+
+class LostAnswer(PostgresStore):
+    """Commits the batch, then loses the answer with ``loss``."""
+
+    loss: BaseException | None = None
 
     async def _execute(self, conn: Any, args: Any) -> list[Any]:
         rows = await super()._execute(conn, args)
-        if self.lose_next:
-            self.lose_next = False
-            raise asyncpg.ConnectionDoesNotExistError("connection lost after the commit")
+        if self.loss is not None:
+            loss, self.loss = self.loss, None
+            raise loss
         return rows
 
 
-async def test_a_commit_whose_answer_was_lost_is_resolved_not_repeated(pg_url: str) -> None:
+@pytest.mark.parametrize("loss", LOSSES, ids=lambda e: type(e).__name__)
+async def test_a_commit_whose_answer_was_lost_is_resolved_not_repeated(
+    pg_url: str, loss: BaseException
+) -> None:
     """The batch committed but its answer was lost: write() finds the commit (write_batches)
-    and reports it, so the writer neither retries nor spills it: eid-less hits are stored
-    once, not twice."""
+    and reports it, so the writer neither retries nor spills it (eid-less hits are stored
+    once, not twice) and never mistakes it for rows the database refused (which the writer
+    would drop)."""
     store = LostAnswer(pg_url)
     async with opened(store):
-        store.lose_next = True
+        store.loss = loss
         added = await store.write([Hit(ts=1, kind="view"), Hit(ts=1, kind="view", eid="e")])
         assert +added == {"view": 2}
         assert await store.count(HitQuery()) == 2
@@ -178,13 +194,19 @@ async def test_a_commit_whose_answer_was_lost_is_resolved_not_repeated(pg_url: s
 class LostBeforeCommit(PostgresStore):
     """Loses the connection without sending the batch (it never reaches the database)."""
 
+    loss: BaseException = LOSSES[0]
+
     async def _execute(self, conn: Any, args: Any) -> list[Any]:
-        raise asyncpg.ConnectionDoesNotExistError("connection lost before the statement")
+        raise self.loss
 
 
-async def test_a_write_that_never_arrived_is_unavailable_to_be_retried(pg_url: str) -> None:
+@pytest.mark.parametrize("loss", LOSSES, ids=lambda e: type(e).__name__)
+async def test_a_write_that_never_arrived_is_unavailable_to_be_retried(
+    pg_url: str, loss: BaseException
+) -> None:
     """No commit found for the batch: StoreUnavailable, so the writer retries or spills it."""
     store = LostBeforeCommit(pg_url)
+    store.loss = loss
     async with opened(store):
         with pytest.raises(StoreUnavailable):
             await store.write([Hit(ts=1, kind="view")])
@@ -278,3 +300,58 @@ def test_three_instances_store_every_acknowledged_eid_exactly_once(
     duplicated = {eid for eid in acked if eid.startswith("d-")}
     assert len(duplicated) >= 20, "too few duplicated eids to prove anything"
     assert_each_stored_once(servers[0], acked)
+
+
+async def test_reads_while_the_database_refuses_connections_are_503s(
+    make_settings: Callable[..., Any],
+) -> None:
+    """The API while PostgreSQL refuses connections: a 503 store_unavailable in the error
+    shape with Retry-After, for a page and for both exports (nothing was sent yet)."""
+    settings = make_settings()
+    async with running(settings) as h:
+        assert (await h.client.get("/p.gif?cid=r&eid=1")).status_code == 200
+        with database_unavailable(settings.database_url):
+            for path in ("/api/hits", "/api/hits.csv", "/api/hits.ndjson"):
+                response = await h.client.get(path, headers=h.auth)
+                assert response.status_code == 503, (path, response.text)
+                assert response.json()["error"]["code"] == "store_unavailable"
+                assert response.headers["retry-after"] == "5"
+        assert [row["eid"] for row in await h.hits()] == ["1"]
+
+
+def test_an_export_cut_off_by_an_outage_is_not_completed(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    """A real server: an export's first page arrives, then PostgreSQL refuses connections:
+    the body ends without its last chunk (a client sees an incomplete transfer, not a short
+    file that looks whole), and the server goes on serving."""
+    server = server_factory()
+    url = server.database_url or ""
+
+    rows = 40_000  # ~10 MB of export: more than the socket buffers hold, so the server is
+    # still reading pages (held back by the client) when the outage begins
+
+    async def fill() -> None:
+        async with opened(PostgresStore(url)) as store:
+            for start in range(0, rows, 5000):
+                await store.write(
+                    [
+                        Hit(ts=1_793_491_200_000 + i, kind="view", eid=f"x{i}", ua="u" * 200)
+                        for i in range(start, start + 5000)
+                    ]
+                )
+
+    pgtest.run(fill)
+    for path in ("/api/hits.csv", "/api/hits.ndjson"):
+        received: list[bytes] = []
+        with httpx.stream("GET", server.url + path, headers=AUTH, timeout=60) as response:
+            assert response.status_code == 200
+            chunks = response.iter_bytes()
+            received.append(next(chunks))  # the first page is on the wire
+            with (
+                database_unavailable(url),
+                pytest.raises(httpx.RemoteProtocolError, match="incomplete chunked read"),
+            ):
+                received.extend(chunks)
+        assert b"".join(received).count(b"\n") < rows
+    assert httpx.get(f"{server.url}/healthz", timeout=10).status_code == 200

@@ -1,4 +1,5 @@
-"""A real ``pixel-server serve`` process: real HTTP, real signals, real SQLite file."""
+"""A real ``pixel-server serve`` process: real HTTP, real signals, a real store (SQLite file or
+PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from conftest import API_TOKEN, SECRET, Load, ServerProcess
 
-pytestmark = pytest.mark.server
+pytestmark = [pytest.mark.server, pytest.mark.both_stores]
 
 
 @pytest.mark.parametrize("kind", ["uvicorn", "granian"])
@@ -34,8 +35,8 @@ def test_real_server_serves_the_contract(
     assert server.stop() == 0
 
 
-def test_two_workers_share_one_sqlite_file(server_factory: Callable[..., ServerProcess]) -> None:
-    """With --workers 2, concurrent hits all land in the one file and nothing says 'locked'."""
+def test_two_workers_share_one_store(server_factory: Callable[..., ServerProcess]) -> None:
+    """With --workers 2, concurrent hits all land in the one store and nothing says 'locked'."""
     server = server_factory("--workers", "2")
     with Load(server, 8, "w") as run:
         run.wait_for(400)  # not 3 s of load: a busy machine answers far fewer in 3 s

@@ -19,6 +19,7 @@ connections, a read-only server: StoreUnavailable too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -135,11 +136,6 @@ NO_ANSWER: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
 )
 UNAVAILABLE: tuple[type[BaseException], ...] = (*UNAVAILABLE_ERRORS, *NO_ANSWER)
-# releasing a connection whose backend is gone can also fail inside asyncpg's state machine
-RELEASE_ERRORS: tuple[type[BaseException], ...] = (
-    *UNAVAILABLE,
-    asyncpg.exceptions.InternalClientError,
-)
 READ_TIMEOUT = 60.0  # seconds a read statement may take (a count over millions of rows)
 BACKSTOP = 2.0  # client-side seconds beyond the server's own statement_timeout
 
@@ -170,8 +166,10 @@ class PostgresStore:
         """Connect and migrate. Raises StoreUnavailable if PostgreSQL cannot be reached."""
         limit = str(max(1, int(self._timeout * 1000)))  # milliseconds
         try:
+            # min_size 0: connections are made on demand, so an outage does not also set
+            # asyncpg's pool retrying in the background (and logging each failure)
             self._writes = await self._pool(
-                1, 2, {"statement_timeout": limit, "lock_timeout": limit}, self._remember
+                0, 2, {"statement_timeout": limit, "lock_timeout": limit}, self._remember
             )
             self._reads = await self._pool(
                 0, max(1, self._pool_max - 2), {"statement_timeout": str(int(READ_TIMEOUT * 1000))}
@@ -207,14 +205,15 @@ class PostgresStore:
     ) -> Counter[str]:
         if not hits:
             return Counter()
+        columns = _column_arrays([hit.row() for hit in in_kind_order(hits)])
         batch = uuid.uuid4()
         journal, offset = progress if progress is not None else (None, None)
-        args = (*_column_arrays([hit.row() for hit in hits]), batch, _now_ms(), journal, offset)
+        args = (*columns, batch, _now_ms(), journal, offset)
         pool = self._open_pool(self._writes)
         try:
             await self._maybe_maintain()
             conn = await pool.acquire(timeout=CONNECT_TIMEOUT)
-        except UNAVAILABLE as exc:
+        except Exception as exc:  # nothing was sent: whatever went wrong, retry later
             raise StoreUnavailable(_describe(exc)) from exc
         pid = conn.get_server_pid()
         try:
@@ -222,16 +221,14 @@ class PostgresStore:
         except UNAVAILABLE_ERRORS as exc:  # answered: rolled back
             await self._release(pool, conn)
             raise StoreUnavailable(_describe(exc)) from exc
-        except NO_ANSWER as exc:
-            conn.terminate()  # never reuse a connection in an unknown state
-            await self._release(pool, conn)
-            outcome = await self._resolve(batch, pid)
-            if outcome is None:
-                raise StoreUnavailable(_describe(exc)) from exc
-            return outcome
-        except BaseException:
-            await self._release(pool, conn)
-            raise
+        except asyncpg.PostgresError as exc:
+            if not isinstance(exc, asyncpg.PostgresConnectionError):
+                await self._release(pool, conn)
+                raise  # answered: the rows themselves were refused
+            # class 08 is what asyncpg raises itself for a connection lost mid-statement
+            return await self._after_no_answer(pool, conn, batch, pid, exc)
+        except Exception as exc:  # no answer, or the driver lost track: it may have committed
+            return await self._after_no_answer(pool, conn, batch, pid, exc)
         await self._release(pool, conn)
         return Counter({kind: int(count) for kind, count in rows})
 
@@ -260,7 +257,7 @@ class PostgresStore:
         pool = self._open_pool(self._writes)
         try:
             conn = await pool.acquire(timeout=CONNECT_TIMEOUT)
-        except UNAVAILABLE as exc:
+        except Exception as exc:  # nothing was sent: whatever went wrong, retry later
             raise StoreUnavailable(_describe(exc)) from exc
         try:
             async with conn.transaction():
@@ -285,7 +282,7 @@ class PostgresStore:
                 await _advance(conn, position, added.total(), timeout)
             return added
         except NO_ANSWER as exc:
-            conn.terminate()
+            self._discard(conn)  # never reuse a connection in an unknown state
             raise StoreUnavailable(_describe(exc)) from exc
         except UNAVAILABLE_ERRORS as exc:
             raise StoreUnavailable(_describe(exc)) from exc
@@ -309,15 +306,35 @@ class PostgresStore:
         months = months_spanned(first_ms, last_ms)
         await self._read(lambda conn: ensure_partitions(conn, first_ms, months))
 
+    async def _after_no_answer(
+        self, pool: asyncpg.Pool, conn: Any, batch: uuid.UUID, pid: int, exc: Exception
+    ) -> Counter[str]:
+        """The statement was sent and its answer lost: close the connection, then find out
+        whether the batch committed (its counts) or not (StoreUnavailable, retried)."""
+        self._discard(conn)
+        await self._release(pool, conn)  # a closed connection: the pool replaces it
+        outcome = await self._resolve(batch, pid)
+        if outcome is None:
+            raise StoreUnavailable(_describe(exc)) from exc
+        return outcome
+
     async def _execute(self, conn: Any, args: Sequence[Any]) -> list[Any]:
         """Send one batch statement (a seam for the tests of a lost answer)."""
         rows: list[Any] = await conn.fetch(INSERT_SQL, *args, timeout=self._timeout + BACKSTOP)
         return rows
 
     async def _release(self, pool: asyncpg.Pool, conn: Any) -> None:
+        """Give ``conn`` back; one that cannot be reset is closed (the pool makes another)."""
         try:
             await pool.release(conn, timeout=CONNECT_TIMEOUT)
-        except RELEASE_ERRORS:
+        except Exception:  # any failure here only costs this connection
+            self._discard(conn)
+            with contextlib.suppress(Exception):
+                await pool.release(conn, timeout=CONNECT_TIMEOUT)
+
+    def _discard(self, conn: Any) -> None:
+        """Close ``conn`` for good: its state is unknown (never reuse it)."""
+        with contextlib.suppress(Exception):
             conn.terminate()
 
     async def _resolve(self, batch: uuid.UUID, pid: int) -> Counter[str] | None:
@@ -335,7 +352,7 @@ class PostgresStore:
                     added = await conn.fetchval(OUTCOME_SQL, batch)
                 finally:
                     await conn.close()
-        except UNAVAILABLE:
+        except Exception:  # whatever stops the lookup leaves the batch in doubt
             self.in_doubt += 1
             log.warning("a write to PostgreSQL is in doubt (it may have committed): spilled")
             return None
@@ -428,6 +445,16 @@ def _column_arrays(records: Sequence[Sequence[Any]]) -> list[list[Any]]:
         for values, value in zip(columns, record, strict=True):
             values.append(value)
     return columns
+
+
+def in_kind_order(hits: Sequence[Hit]) -> Sequence[Hit]:
+    """``hits`` grouped by kind, kinds in order of first appearance, arrival order within a
+    kind: the order the SQLite store inserts a batch in (one executemany per kind), so that
+    the same batches give the same ids on both stores."""
+    kinds = dict.fromkeys(hit.kind for hit in hits)
+    if len(kinds) == 1:
+        return hits
+    return [hit for kind in kinds for hit in hits if hit.kind == kind]
 
 
 def _describe(exc: BaseException) -> str:
