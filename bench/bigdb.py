@@ -25,7 +25,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -110,8 +110,9 @@ def rows(total: int, seed: int = 6) -> Iterator[tuple[Any, ...]]:
         yield hit.row()
 
 
-def build(path: Path, total: int) -> float:
-    """Create ``path`` with the current schema and ``total`` hits; return the seconds taken."""
+def build(path: Path, total: int, source: Iterable[tuple[Any, ...]] | None = None) -> float:
+    """Create ``path`` with the current schema and ``total`` hits (``rows(total)``, or the
+    rows of ``source``); return the seconds taken."""
     t0 = time.perf_counter()
     conn = connect(str(path), synchronous="OFF")
     migrate(conn)
@@ -125,7 +126,7 @@ def build(path: Path, total: int) -> float:
     for name, _ in indexes:
         conn.execute(f"DROP INDEX {name}")
     batch: list[tuple[Any, ...]] = []
-    for row in rows(total):
+    for row in rows(total) if source is None else source:
         batch.append(row)
         if len(batch) == TRANSACTION_ROWS:
             _insert(conn, batch)

@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 
 import click
 
-from .command import OneLineError, PixelGroup, flag_given
+from .command import Failed, OneLineError, PixelGroup, flag_given
 from .config import ConfigError, Settings, accepted, env_text
 from .fields import UTM_KEYS
 from .files import replaced_on_success
@@ -28,8 +28,11 @@ from .payload import CONTROL_KEYS
 from .query import EQUALITY_FILTERS, HitQuery, QueryError, filter_names
 
 if TYPE_CHECKING:
+    from collections import Counter
+
     from .links import LinkError, Minter, Spec
     from .store import Store
+    from .storecopy import Named
 
 # Each command imports what it needs inside its function: `pixel-server link` must not pay
 # for the user-agent parser, SQLite driver or web stack (tests/test_links_cli.py checks).
@@ -509,6 +512,114 @@ def migrate(**options: Any) -> None:
 
     version = asyncio.run(run())
     click.echo(f"{settings.store.shown}: schema v{version}, up to date")
+
+
+@main.command("copy")
+@click.argument("source")
+@click.argument("dest")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue a copy into DEST that stopped (Ctrl-C, kill, an outage), or add the hits"
+    " SOURCE received since it ended.",
+)
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(1, 100_000),
+    default=10_000,
+    help="Hits per transaction (a stopped copy redoes at most one chunk).",
+)
+@settings_options()
+def copy_hits(source: str, dest: str, resume: bool, chunk_size: int, **options: Any) -> None:
+    """Copy the hit log from SOURCE to DEST, e.g. from SQLite to PostgreSQL, and check it.
+
+    SOURCE and DEST are store URLs (sqlite:///PATH, postgresql://USER@HOST/DATABASE) or the
+    path of a SQLite file. DEST must be empty or hold a stopped copy of SOURCE: --resume
+    continues it exactly where it stopped, without duplicates. Every column and the
+    deduplication by eid are kept; hits get new ids. The copy goes up to SOURCE's newest hit
+    at the start; at the end the hits of each kind are counted in both, and a difference is
+    an error (exit 1). Put a PostgreSQL password in PGPASSWORD or ~/.pgpass, not in the URL:
+    a command line shows in the process list.
+
+    \b
+    Example:
+      pixel-server copy /var/lib/pixel/pixel.db postgresql://pixel@db.internal/pixel
+      pixel-server copy --resume sqlite:///pixel.db postgresql://pixel@db.internal/pixel
+    """
+    import asyncio
+    import time
+
+    from . import storecopy
+
+    settings = load_settings(options)
+    try:
+        names = storecopy.named("SOURCE", source), storecopy.named("DEST", dest)
+        storecopy.check_files(*names)
+    except storecopy.CopyRefused as exc:
+        raise OneLineError(str(exc)) from None
+    started = time.monotonic()
+    try:
+        copied, totals, resumed = asyncio.run(_copy(settings, *names, resume, chunk_size))
+    except KeyboardInterrupt:
+        raise Failed(
+            "interrupted: the hits copied so far are kept; run the same command with --resume"
+            " to continue"
+        ) from None
+    elapsed = time.monotonic() - started
+    click.echo(f"{copied} hits in {elapsed:.1f} s ({copied / max(elapsed, 1e-9):.0f}/s)", err=True)
+    click.echo(storecopy.summary(copied, totals, resumed))
+
+
+async def _copy(
+    settings: Settings, source: Named, dest: Named, resume: bool, chunk_size: int
+) -> tuple[int, Counter[str], bool]:
+    """Open both stores, check them, copy and verify: (copied, DEST's hits per kind, resumed)."""
+    from contextlib import AsyncExitStack
+
+    from . import storecopy
+    from .export import iso_time
+    from .store import StoreUnavailable, opened, store_at
+
+    async with AsyncExitStack() as stack:
+        stores: list[Store] = []
+        for name in (source, dest):
+            try:
+                store = store_at(name.url, settings, storecopy.TIMEOUT)
+                stores.append(await stack.enter_async_context(opened(store)))
+            except StoreUnavailable as exc:
+                raise Failed(f"{name.role} {name.shown}: {exc}") from None
+            except RuntimeError as exc:  # a schema from a newer release
+                if "newer" not in str(exc):
+                    raise
+                raise OneLineError(f"{name.role} {name.shown}: {exc}") from None
+        try:
+            from_store, to_store = stores
+            plan = await storecopy.plan(from_store, to_store, source, dest, resume=resume)
+            for name in (source, dest):
+                if name.url.shown != name.url.url:
+                    click.echo(
+                        f"note: the password in {name.role} shows in the process list while"
+                        " the copy runs; PGPASSWORD or ~/.pgpass keep it out of sight",
+                        err=True,
+                    )
+            if plan.position is not None:
+                click.echo(
+                    f"resuming after {plan.position.copied} hits copied, up to"
+                    f" {iso_time(plan.position.last[0])}",
+                    err=True,
+                )
+            with click.progressbar(length=plan.remaining, label="copying", file=sys.stderr) as bar:
+                copied = await storecopy.run(plan, chunk_size, bar.update)
+            return copied, await storecopy.verify(plan), plan.position is not None
+        except storecopy.CopyRefused as exc:
+            raise OneLineError(str(exc)) from None
+        except storecopy.CopyFailed as exc:
+            raise Failed(str(exc)) from None
+        except StoreUnavailable as exc:
+            raise Failed(
+                f"{exc}; the hits copied so far are kept: run the same command with --resume"
+                " when the store is back"
+            ) from None
 
 
 @main.group()

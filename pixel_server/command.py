@@ -41,6 +41,15 @@ class StoreDown(click.ClickException):
         return " ".join(self.message.splitlines())
 
 
+class Failed(click.ClickException):
+    """The command ran and could not do what it was asked: one line, exit status 1."""
+
+    exit_code = 1
+
+    def format_message(self) -> str:
+        return " ".join(self.message.splitlines())
+
+
 class PixelGroup(click.Group):
     """Turns every configuration and usage problem of every command into one line, exit 2.
 

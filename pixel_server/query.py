@@ -64,9 +64,11 @@ class CursorError(QueryError):
 
 @dataclass(frozen=True)
 class HitQuery:
-    """Filters for reading hits, newest first by ``(ts, id)``.
+    """Filters for reading hits, newest first by ``(ts, id)`` (``oldest_first``: the reverse).
 
-    ``before`` is the keyset cursor: the ``(ts, id)`` of the last row already seen.
+    ``before`` is the keyset cursor of newest-first pages: the ``(ts, id)`` of the last row
+    already seen; ``beyond`` is that of oldest-first pages (``pixel-server copy``), and
+    ``through`` bounds them: rows at or before that ``(ts, id)``, a snapshot taken at start.
     """
 
     since_ms: int | None = None
@@ -74,6 +76,9 @@ class HitQuery:
     equals: dict[str, str] = field(default_factory=dict)
     before: tuple[int, int] | None = None
     limit: int | None = None  # page size for reads; a total cap for exports
+    beyond: tuple[int, int] | None = None
+    through: tuple[int, int] | None = None
+    oldest_first: bool = False
 
     @classmethod
     def from_params(
@@ -119,17 +124,20 @@ class HitQuery:
         return self.limit or DEFAULT_LIMIT
 
     def after(self, row: Mapping[str, Any]) -> HitQuery:
-        """The query for the page after the one that ended with ``row`` (a stored row)."""
+        """The query for the page after the one that ended with ``row`` (a stored row), in
+        the query's own order."""
         return self.after_key(row["ts"], row["id"])
 
     def after_key(self, ts: int, row_id: int) -> HitQuery:
         """The query for the page after the one that ended with the row ``(ts, row_id)``."""
-        return replace(self, before=(int(ts), int(row_id)))
+        key = (int(ts), int(row_id))
+        return replace(self, beyond=key) if self.oldest_first else replace(self, before=key)
 
     def conditions(self) -> list[Condition]:
         """The filters as data, ``(column, operator, value)``, every one to hold; each store
-        renders them (SQL with its own placeholders, or a test in memory). ``before`` is not
-        among them: it is a row-value comparison, ``(ts, id) < before``."""
+        renders them (SQL with its own placeholders, or a test in memory). The keyset bounds
+        are not among them: they are row-value comparisons, ``(ts, id) < before``,
+        ``(ts, id) > beyond`` and ``(ts, id) <= through`` (:meth:`keyset`)."""
         out: list[Condition] = []
         if self.since_ms is not None:
             out.append(("ts", ">=", self.since_ms))
@@ -138,6 +146,11 @@ class HitQuery:
         for key, value in sorted(self.equals.items()):
             out.append((FILTER_COLUMNS.get(key, key), "=", value))
         return out
+
+    def keyset(self) -> list[tuple[str, tuple[int, int]]]:
+        """The keyset bounds as ``(operator, (ts, id))``, each a comparison of ``(ts, id)``."""
+        bounds = (("<", self.before), (">", self.beyond), ("<=", self.through))
+        return [(operator, bound) for operator, bound in bounds if bound is not None]
 
 
 def format_cursor(row: Mapping[str, Any]) -> str:

@@ -98,6 +98,7 @@ COMMAND_ARGS: dict[str, tuple[str, ...]] = {
     "hits": (),
     "export": (),
     "migrate": (),
+    "copy": ("source.db", "dest.db"),
     # the `keys` group (being added at the same time): each reads the settings first
     "keys init": (),
     "keys show": (),

@@ -1,7 +1,9 @@
 """The Store contract, one suite for every backend: memory, SQLite and PostgreSQL.
 
-Write, dedup per (kind, eid) across and within batches, every filter, keyset paging, spill
-replay offsets, count, and the answers to values no row can hold.
+Write, dedup per (kind, eid) across and within batches, every filter, keyset paging (newest
+and oldest first, with a snapshot bound), spill replay offsets, count (also per kind), the
+answers to values no row can hold, and what a copy needs: the store's id, copied rows and their
+position in one transaction.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pytest
 from pixel_server.hits import COLUMNS, Hit
 from pixel_server.query import EQUALITY_FILTERS, FILTER_COLUMNS, HitQuery
 from pixel_server.store import Store, opened
+from pixel_server.store.base import CopyPosition, PositionMoved
 from pixel_server.store.memory import MemoryStore
 from pixel_server.store.postgres import PostgresStore
 from pixel_server.store.sqlite import SQLiteStore
@@ -155,6 +158,107 @@ async def test_pages_are_newest_first_and_the_cursor_visits_each_row_once(store:
         query = query.after(page[-1])
     assert len(seen) == len(set(seen)) == 25
     assert seen == sorted(seen, reverse=True)
+
+
+async def test_oldest_first_pages_within_a_bound_visit_each_row_once(store: Store) -> None:
+    """A copy's read: oldest first by (ts, id), after a cursor, up to a snapshot bound."""
+    await store.write([Hit(ts=1000 + i // 3, kind="view") for i in range(25)])
+    newest = (await store.query(HitQuery(limit=25)))[5]  # the bound: 5 newer rows left out
+    bound = (int(newest["ts"]), int(newest["id"]))
+    query = HitQuery(through=bound, oldest_first=True, limit=4)
+    seen: list[tuple[int, int]] = []
+    while page := await store.query(query):
+        seen += [(int(r["ts"]), int(r["id"])) for r in page]
+        query = query.after(page[-1])
+    assert len(seen) == len(set(seen)) == 20
+    assert seen == sorted(seen)
+    assert seen[-1] == bound
+    assert await store.count(HitQuery(through=bound)) == 20
+    assert await store.count(HitQuery(beyond=seen[9], through=bound)) == 10
+
+
+async def test_count_by_kind(store: Store) -> None:
+    await store.write([Hit(ts=i, kind=("view", "open", "open", "click")[i % 4]) for i in range(10)])
+    assert await store.count_by_kind(HitQuery()) == {"view": 3, "open": 5, "click": 2}
+    assert await store.count_by_kind(HitQuery(since_ms=8)) == {"view": 1, "open": 1}
+    assert await store.count_by_kind(HitQuery(equals={"kind": "event"})) == {}
+
+
+def copied(*hits: Hit) -> list[tuple[object, ...]]:
+    """Rows as query_rows() gives them: (id, *COLUMNS), ids as in some other store."""
+    return [(500 + n, *hit.row()) for n, hit in enumerate(hits)]
+
+
+async def test_copied_rows_keep_every_column_and_their_position_commits_with_them(
+    store: Store,
+) -> None:
+    hit = Hit(
+        ts=1_790_000_000_123,
+        kind="click",
+        **{c: f"v-{c}" for c in COLUMNS if c not in ("ts", "kind", "is_bot", "dnt", "gpc")},
+        is_bot=1,
+        dnt=0,
+        gpc=1,
+    )
+    source = "0123456789abcdef0123456789abcdef"
+    assert await store.copy_position(source) is None
+    first = CopyPosition(source, "sqlite:///old.db", (1_790_000_000_123, 41))
+    assert +await store.copy_in(copied(hit, *sample(2)), first) == {"click": 1, "view": 2}
+    assert await store.copy_position(source) == replace(first, copied=3)
+    (row,) = await all_rows(store, HitQuery(equals={"kind": "click"}))
+    assert {c: row[c] for c in COLUMNS} == dict(zip(COLUMNS, hit.row(), strict=True))
+    # the same eid again adds nothing (also twice in one chunk: the first is kept), and the
+    # position counts only the new rows
+    twice = [Hit(ts=7, kind="open", eid="x", uid="first"), Hit(ts=8, kind="open", eid="x")]
+    again = CopyPosition(source, "sqlite:///old.db", (1_790_000_000_500, 90), after=first.last)
+    assert +await store.copy_in(copied(hit, *twice), again) == {"open": 1}
+    assert await store.copy_position(source) == replace(again, copied=4, after=None)
+    assert [r["uid"] for r in await all_rows(store, HitQuery(equals={"eid": "x"}))] == ["first"]
+    assert await store.copy_position("another source") is None
+    assert await store.count(HitQuery()) == 4
+
+
+async def test_query_rows_gives_the_rows_of_query_as_tuples(store: Store) -> None:
+    await store.write(sample(5, cid="c"))
+    query = HitQuery(oldest_first=True, limit=3)
+    rows = await store.query(query)
+    assert await store.query_rows(query) == [tuple(row.values()) for row in rows]
+    assert [tuple(row) for row in rows] == [("id", *COLUMNS)] * 3
+
+
+async def test_a_chunk_that_does_not_continue_the_position_writes_nothing(
+    store: Store,
+) -> None:
+    """Two copies from one source into one store: the second one's chunk is refused."""
+    source = "feedfacefeedfacefeedfacefeedface"
+    start = CopyPosition(source, "a.db", (10, 1))
+    await store.copy_in(copied(*sample(2)), start)
+    for stale in (
+        CopyPosition(source, "a.db", (20, 2)),  # a first chunk again
+        CopyPosition(source, "a.db", (20, 2), after=(5, 5)),  # continuing elsewhere
+    ):
+        with pytest.raises(PositionMoved):
+            await store.copy_in(copied(Hit(ts=30, kind="open", eid="y"), *sample(2)), stale)
+    assert await store.copy_position(source) == replace(start, copied=2)
+    assert await store.count(HitQuery()) == 2
+    # the transaction was rolled back whole, eid claims too: "y" is new when it comes again
+    going_on = CopyPosition(source, "a.db", (30, 3), after=(10, 1))
+    assert +await store.copy_in(copied(Hit(ts=30, kind="open", eid="y")), going_on) == {"open": 1}
+
+
+async def test_the_store_id_is_its_own_and_stays(store: Store, tmp_path: Path) -> None:
+    own = await store.store_id()
+    assert len(own) == 32
+    assert int(own, 16) >= 0
+    other: Store = (
+        MemoryStore() if isinstance(store, MemoryStore) else SQLiteStore(str(tmp_path / "other.db"))
+    )
+    async with opened(other):
+        assert await other.store_id() != own
+    if not isinstance(store, MemoryStore):
+        await store.aclose()
+        await store.open()
+    assert await store.store_id() == own
 
 
 async def test_count_ignores_the_limit(store: Store) -> None:

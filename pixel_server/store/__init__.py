@@ -14,23 +14,27 @@ from .base import Store, StoreError, StoreUnavailable
 
 if TYPE_CHECKING:
     from ..config import Settings
+    from ..dburl import StoreURL
 
-__all__ = ["Store", "StoreError", "StoreUnavailable", "open_store", "opened"]
+__all__ = ["Store", "StoreError", "StoreUnavailable", "open_store", "opened", "store_at"]
 
 
 def open_store(settings: Settings) -> Store:
     """The store the settings name, not yet opened (``await store.open()``, or
     ``async with opened(store)``)."""
-    url = settings.store
+    return store_at(settings.store, settings, settings.busy_timeout)
+
+
+def store_at(url: StoreURL, settings: Settings, timeout: float) -> Store:
+    """The store at ``url`` (not yet opened), tuned by ``settings``; a write waits up to
+    ``timeout`` seconds (SQLite's lock, a PostgreSQL statement) before it is unavailable."""
     if url.kind == "sqlite":
         from .sqlite import SQLiteStore
 
-        return SQLiteStore(url.path, settings.sqlite_synchronous, int(settings.busy_timeout * 1000))
+        return SQLiteStore(url.path, settings.sqlite_synchronous, int(timeout * 1000))
     from .postgres import PostgresStore
 
-    return PostgresStore(
-        url.url, pool_max=settings.pg_pool_max, statement_timeout=settings.busy_timeout
-    )
+    return PostgresStore(url.url, pool_max=settings.pg_pool_max, statement_timeout=timeout)
 
 
 @asynccontextmanager

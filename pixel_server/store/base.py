@@ -13,7 +13,8 @@ then isolates and drops (and counts) the offending rows instead of retrying fore
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..hits import COLUMNS, Hit
@@ -23,6 +24,27 @@ from ..query import HitQuery
 
 # The order of the values in a row of Store.query_rows(): the row id, then the hit's columns.
 ROW_KEYS: tuple[str, ...] = ("id", *COLUMNS)
+# a row as copies move it: (id, *hits.COLUMNS), the order of a query's columns
+Row = tuple[Any, ...]
+ROW_ID, ROW_TS, ROW_KIND = 0, 1, 2
+
+
+class PositionMoved(StoreError):
+    """A copied chunk does not continue from where the copy's position stands: another copy
+    from the same source is writing into this store. Nothing of the chunk was written."""
+
+
+@dataclass(frozen=True)
+class CopyPosition:
+    """How far a copy from another store has come (``pixel-server copy``, storecopy.py): kept
+    in the destination, written in the transaction of the rows it covers."""
+
+    source: str  # the source store's id (its store_id())
+    shown: str  # the source as the user named it, password redacted (for messages)
+    last: tuple[int, int]  # (ts, id) in the source of the last hit copied
+    copied: int = 0  # hits the copy has written; a copy_in() adds its chunk's new rows
+    # on a write: the position the chunk continues from (None: the copy's first chunk)
+    after: tuple[int, int] | None = None
 
 
 class Store(Protocol):
@@ -55,6 +77,35 @@ class Store(Protocol):
 
     async def count(self, query: HitQuery) -> int:
         """How many hits match ``query``, ignoring its limit."""
+
+    async def count_by_kind(self, query: HitQuery) -> Counter[str]:
+        """How many hits match ``query`` per kind, ignoring its limit."""
+
+    async def store_id(self) -> str:
+        """This store's own id, made when its schema was created: the same store under any
+        name (a path, a URL with another host name) has the same id."""
+
+    async def copy_position(self, source: str) -> CopyPosition | None:
+        """How far the copy from the store with id ``source`` has come (None: never began)."""
+
+    async def prepare_span(self, first_ms: int, last_ms: int) -> None:
+        """Get ready to hold hits from ``first_ms`` to ``last_ms``, e.g. a copied history
+        (PostgreSQL makes the months' partitions; the other stores have nothing to do)."""
+
+    async def copy_in(
+        self,
+        rows: Sequence[Row],
+        position: CopyPosition,
+        previous: Awaitable[object] | None = None,
+    ) -> Counter[str]:
+        """Store rows copied from another store (as :meth:`query_rows` gives them), every
+        column but ``id`` (the rows are numbered anew, in the order given), and ``position``
+        (its ``copied`` plus the new rows), in one transaction; return new rows per kind (a
+        duplicate eid adds 0, as in :meth:`write`). Raises PositionMoved, writing nothing,
+        unless the stored position is ``position.after`` (none for a first chunk).
+
+        ``previous`` is the write of the chunk before, still going on: this one may be sent
+        meanwhile, but commits only once that one has (if it fails, so does this one)."""
 
     async def schema_version(self) -> int:
         """The version of the store's schema (its migrations applied)."""

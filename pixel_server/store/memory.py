@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import operator
+import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from operator import itemgetter
 from typing import Any
 
 from ..hits import COLUMNS, Hit
 from ..query import HitQuery
-from .base import ROW_KEYS, StoreUnavailable
+from .base import ROW_KEYS, CopyPosition, PositionMoved, Row, StoreUnavailable
 
 _values = itemgetter(*ROW_KEYS)
 
+ROW_KEYS = ("id", *COLUMNS)
 _OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     ">=": operator.ge,
     "<": operator.lt,
     "=": operator.eq,
+    ">": operator.gt,
+    "<=": operator.le,
 }
 
 
@@ -30,6 +34,8 @@ class MemoryStore:
         self.rows: list[dict[str, Any]] = []
         self.batches: list[int] = []
         self.progress: dict[str, int] = {}
+        self.copies: dict[str, CopyPosition] = {}
+        self.id = uuid.uuid4().hex
         self.down = False
         self.gate: asyncio.Event | None = None  # when set, each write waits for it
 
@@ -66,22 +72,56 @@ class MemoryStore:
             self.progress[progress[0]] = progress[1]
         return added
 
+    async def prepare_span(self, first_ms: int, last_ms: int) -> None:
+        return None  # one table holds any time
+
+    async def copy_in(
+        self,
+        rows: Sequence[Row],
+        position: CopyPosition,
+        previous: Awaitable[object] | None = None,
+    ) -> Counter[str]:
+        if previous is not None:
+            await previous
+        before = self.copies.get(position.source)
+        if (before.last if before else None) != position.after:
+            raise PositionMoved(f"the copy stands at {before}, not {position.after}")
+        added = await self.write([Hit(*row[1:]) for row in rows])  # (id, *COLUMNS)
+        copied = (before.copied if before else 0) + added.total()
+        self.copies[position.source] = replace(position, copied=copied, after=None)
+        return added
+
+    async def copy_position(self, source: str) -> CopyPosition | None:
+        return self.copies.get(source)
+
+    async def store_id(self) -> str:
+        return self.id
+
     async def query(self, query: HitQuery) -> list[dict[str, Any]]:
         tests = [(column, _OPERATORS[op], value) for column, op, value in query.conditions()]
+        bounds = [(_OPERATORS[op], bound) for op, bound in query.keyset()]
 
         def matches(row: dict[str, Any]) -> bool:
-            if query.before is not None and (row["ts"], row["id"]) >= query.before:
+            key = (row["ts"], row["id"])
+            if not all(test(key, bound) for test, bound in bounds):
                 return False
             return all(test(row[column], value) for column, test, value in tests)
 
-        newest = sorted(self.rows, key=lambda row: (row["ts"], row["id"]), reverse=True)
-        return [row for row in newest if matches(row)][: query.page_size]
+        ordered = sorted(
+            self.rows, key=lambda row: (row["ts"], row["id"]), reverse=not query.oldest_first
+        )
+        return [row for row in ordered if matches(row)][: query.page_size]
 
     async def query_rows(self, query: HitQuery) -> list[Sequence[Any]]:
         return [_values(row) for row in await self.query(query)]
 
     async def count(self, query: HitQuery) -> int:
         return len(await self.query(replace(query, limit=len(self.rows) or 1)))
+
+    async def count_by_kind(self, query: HitQuery) -> Counter[str]:
+        return Counter(
+            row["kind"] for row in await self.query(replace(query, limit=len(self.rows) or 1))
+        )
 
     async def schema_version(self) -> int:
         return 0  # nothing to migrate

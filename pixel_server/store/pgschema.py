@@ -68,6 +68,19 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE write_batches (id uuid PRIMARY KEY, ts bigint NOT NULL, added jsonb NOT NULL);
     CREATE INDEX write_batches_ts ON write_batches (ts);
     """,
+    # 2: the store's own id (a copy's source is known by it under any URL), and how far each
+    # copy into this store has come (committed with the copied rows: storecopy.py)
+    """
+    CREATE TABLE store_identity (id text NOT NULL);
+    INSERT INTO store_identity (id) VALUES (replace(gen_random_uuid()::text, '-', ''));
+    CREATE TABLE copy_progress (
+        source text PRIMARY KEY,
+        shown text NOT NULL,
+        last_ts bigint NOT NULL,
+        last_id bigint NOT NULL,
+        copied bigint NOT NULL
+    );
+    """,
 )
 
 CREATE_VERSION_TABLE = (
@@ -115,13 +128,21 @@ async def migrate(conn: Any, now_ms: int) -> int:
     return len(MIGRATIONS)
 
 
-async def ensure_partitions(conn: Any, now_ms: int) -> None:
-    """This month's partition and the next MONTHS_AHEAD; the caller holds the lock or runs
-    in a transaction that takes it."""
+def months_spanned(first_ms: int, last_ms: int) -> int:
+    """How many calendar months (UTC) the span from ``first_ms`` to ``last_ms`` touches."""
+    first = datetime.fromtimestamp(first_ms / 1000, UTC)
+    last = datetime.fromtimestamp(last_ms / 1000, UTC)
+    return max(1, (last.year - first.year) * 12 + last.month - first.month + 1)
+
+
+async def ensure_partitions(conn: Any, now_ms: int, months: int = MONTHS_AHEAD + 1) -> None:
+    """The partitions of ``months`` months from that of ``now_ms`` (by default this month's
+    and the next MONTHS_AHEAD); the caller holds the lock or runs in a transaction that
+    takes it."""
     if not conn.is_in_transaction():
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
-            await ensure_partitions(conn, now_ms)
+            await ensure_partitions(conn, now_ms, months)
         return
-    for year, month in months_from(now_ms, MONTHS_AHEAD + 1):
+    for year, month in months_from(now_ms, months):
         await conn.execute(partition_sql(year, month))

@@ -25,7 +25,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import asyncpg
@@ -33,11 +33,13 @@ import asyncpg
 from ..hits import COLUMNS, Hit
 from ..query import HitQuery
 from . import sql as sql_text
-from .base import ROW_KEYS, StoreUnavailable
-from .pgschema import ensure_partitions, migrate
+from .base import ROW_KEYS, ROW_KIND, CopyPosition, PositionMoved, Row, StoreUnavailable
+from .pgschema import ensure_partitions, migrate, months_spanned
 
 log = logging.getLogger("pixel_server")
 
+CLAIM_COLUMNS = ("kind", "eid", "ts")  # of hit_eids
+_KIND, _EID, _TS = (COLUMNS.index(c) for c in CLAIM_COLUMNS)
 INT_COLUMNS = frozenset(("ts", "is_bot", "dnt", "gpc"))
 CONNECT_TIMEOUT = 5.0
 MAINTAIN_EVERY_S = 6 * 3600  # partitions ahead, old batch records: this often
@@ -50,11 +52,8 @@ _N = len(COLUMNS)
 _LIST = ", ".join(COLUMNS)
 _B_LIST = ", ".join(f"b.{c}" for c in COLUMNS)
 # $1..$N: one array per column; WITH ORDINALITY numbers the rows so the first of several rows
-# with one (kind, eid) in a batch wins, and ids follow arrival order. The batch is recorded in
-# write_batches with what it added (an in-doubt commit is resolved by looking it up), and a
-# replayed spill chunk's journal offset in spill_replay: all in one statement, one transaction.
-_J = _N + 1  # $J batch id, $J+1 now (ms), $J+2 journal (NULL: not a replay), $J+3 its offset
-INSERT_SQL = f"""
+# with one (kind, eid) in a batch wins, and ids follow arrival order.
+_INSERT_HEAD = f"""
 WITH batch AS (
     SELECT * FROM unnest({_TYPES}) WITH ORDINALITY AS b({_LIST}, n)
 ), firsts AS (
@@ -73,7 +72,12 @@ WITH batch AS (
     RETURNING kind
 ), added AS (
     SELECT kind, count(*) AS rows FROM inserted GROUP BY kind
-), marker AS (
+)"""  # noqa: S608 - built from our own column names; every value is a parameter
+# The writer's batch is recorded in write_batches with what it added (an in-doubt commit is
+# resolved by looking it up), and a replayed spill chunk's journal offset in spill_replay:
+# all in one statement, one transaction.
+_J = _N + 1  # $J batch id, $J+1 now (ms), $J+2 journal (NULL: not a replay), $J+3 its offset
+INSERT_SQL = f"""{_INSERT_HEAD}, marker AS (
     INSERT INTO write_batches (id, ts, added)
     SELECT ${_J}::uuid, ${_J + 1}::bigint, coalesce(jsonb_object_agg(kind, rows), '{{}}')
     FROM added
@@ -83,7 +87,22 @@ WITH batch AS (
     ON CONFLICT (journal) DO UPDATE SET "offset" = excluded."offset"
 )
 SELECT kind, rows FROM added
-"""  # noqa: S608 - built from our own column names; every value is a parameter
+"""  # noqa: S608 - as _INSERT_HEAD
+# A chunk of `pixel-server copy` (PostgresStore.copy_in) is COPY'd into hit_eids and hits; a
+# chunk with an eid that is claimed already goes through COPY_DEDUP_SQL, which keeps the first
+# of each. Then its position: inserted for a copy's first chunk, else moved on from where the
+# chunk continues ($6, $7), so that a second copy from the same source into this store fails
+# instead of writing its chunks twice (the UPDATE waits for the other's commit, then finds the
+# position moved).
+COPY_DEDUP_SQL = f"{_INSERT_HEAD}\nSELECT kind, rows FROM added"
+POSITION_INSERT_SQL = (
+    "INSERT INTO copy_progress (source, shown, last_ts, last_id, copied)"
+    " VALUES ($1, $2, $3, $4, $5)"
+)
+POSITION_UPDATE_SQL = (
+    "UPDATE copy_progress SET shown = $2, last_ts = $3, last_id = $4, copied = copied + $5"
+    " WHERE source = $1 AND last_ts = $6 AND last_id = $7"
+)
 OUTCOME_SQL = "SELECT added FROM write_batches WHERE id = $1"
 BACKEND_GONE_SQL = "SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $1"
 TERMINATE_SQL = (
@@ -102,6 +121,9 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.InvalidCatalogNameError,  # 3D000: the database does not exist (yet)
     asyncpg.ObjectNotInPrerequisiteStateError,  # 55000, e.g. ALLOW_CONNECTIONS false
     asyncpg.ReadOnlySQLTransactionError,  # 25006: a standby, default_transaction_read_only
+    # class 28: the login refused (no such role, a wrong or changed password): the rows are
+    # not at fault, so they are kept (spilled) until it is put right, never dropped
+    asyncpg.InvalidAuthorizationSpecificationError,
 )
 # no answer: the connection broke, or the client-side backstop timeout fired; a write may
 # have committed (resolved by PostgresStore._resolve)
@@ -182,10 +204,7 @@ class PostgresStore:
     ) -> Counter[str]:
         if not hits:
             return Counter()
-        columns: list[list[Any]] = [[] for _ in COLUMNS]
-        for hit in in_kind_order(hits):
-            for values, value in zip(columns, hit.row(), strict=True):
-                values.append(value)
+        columns = _column_arrays([hit.row() for hit in in_kind_order(hits)])
         batch = uuid.uuid4()
         journal, offset = progress if progress is not None else (None, None)
         args = (*columns, batch, _now_ms(), journal, offset)
@@ -211,6 +230,76 @@ class PostgresStore:
             return await self._after_no_answer(pool, conn, batch, pid, exc)
         await self._release(pool, conn)
         return Counter({kind: int(count) for kind, count in rows})
+
+    async def copy_in(
+        self,
+        rows: Sequence[Row],
+        position: CopyPosition,
+        previous: Awaitable[object] | None = None,
+    ) -> Counter[str]:
+        """One transaction: the claims of the chunk's eids ``COPY``'d into hit_eids, the rows
+        into hits (binary ``COPY``: about half the server's CPU of the unnest statement and a
+        fifth of ours, bench/copyrate.py), the position. An eid already claimed, or twice in
+        the chunk, undoes the COPYs (a savepoint); the chunk then goes through COPY_DEDUP_SQL,
+        which keeps the first of each. The position is written once ``previous`` is done: the
+        rows of this chunk are sent and processed on the second write connection while the
+        chunk before commits.
+
+        An answer lost here is not resolved: the chunk committed if and only if
+        :meth:`copy_position` shows its last row."""
+        records = [row[1:] for row in rows]  # (id, *COLUMNS) -> COLUMNS
+        timeout = self._timeout + BACKSTOP
+        pool = self._open_pool(self._writes)
+        try:
+            conn = await pool.acquire(timeout=CONNECT_TIMEOUT)
+        except Exception as exc:  # nothing was sent: whatever went wrong, retry later
+            raise StoreUnavailable(_describe(exc)) from exc
+        try:
+            async with conn.transaction():
+                try:
+                    async with conn.transaction():
+                        await conn.copy_records_to_table(
+                            "hit_eids",
+                            records=claims_of(records),
+                            columns=CLAIM_COLUMNS,
+                            timeout=timeout,
+                        )
+                        await conn.copy_records_to_table(
+                            "hits", records=records, columns=COLUMNS, timeout=timeout
+                        )
+                    added = Counter(row[ROW_KIND] for row in rows)
+                except asyncpg.UniqueViolationError:
+                    args = _column_arrays(records)
+                    counts = await conn.fetch(COPY_DEDUP_SQL, *args, timeout=timeout)
+                    added = Counter({kind: int(n) for kind, n in counts})
+                if previous is not None:
+                    await previous  # its failure rolls this chunk back
+                await _advance(conn, position, added.total(), timeout)
+            return added
+        except NO_ANSWER as exc:
+            self._discard(conn)  # never reuse a connection in an unknown state
+            raise StoreUnavailable(_describe(exc)) from exc
+        except UNAVAILABLE_ERRORS as exc:
+            raise StoreUnavailable(_describe(exc)) from exc
+        finally:
+            await self._release(pool, conn)
+
+    async def copy_position(self, source: str) -> CopyPosition | None:
+        sql = "SELECT shown, last_ts, last_id, copied FROM copy_progress WHERE source = $1"
+        row = await self._read(lambda conn: conn.fetchrow(sql, source))
+        if row is None:
+            return None
+        shown, ts, row_id, copied = row
+        return CopyPosition(source, shown, (int(ts), int(row_id)), int(copied))
+
+    async def store_id(self) -> str:
+        return str(await self._read(lambda conn: conn.fetchval("SELECT id FROM store_identity")))
+
+    async def prepare_span(self, first_ms: int, last_ms: int) -> None:
+        """The monthly partitions of every month from ``first_ms`` to ``last_ms``, so that
+        copied history does not all land in the default partition."""
+        months = months_spanned(first_ms, last_ms)
+        await self._read(lambda conn: ensure_partitions(conn, first_ms, months))
 
     async def _after_no_answer(
         self, pool: asyncpg.Pool, conn: Any, batch: uuid.UUID, pid: int, exc: Exception
@@ -299,6 +388,11 @@ class PostgresStore:
         sql, args = sql_text.count(query, sql_text.numbered)
         return int(await self._read(lambda conn: conn.fetchval(sql, *args)))
 
+    async def count_by_kind(self, query: HitQuery) -> Counter[str]:
+        sql, args = sql_text.count_by_kind(query, sql_text.numbered)
+        rows = await self._read(lambda conn: conn.fetch(sql, *args))
+        return Counter({str(kind): int(n) for kind, n in rows})
+
     async def schema_version(self) -> int:
         sql = "SELECT coalesce(max(version), 0) FROM pixel_schema"
         return int(await self._read(lambda conn: conn.fetchval(sql)))
@@ -320,6 +414,36 @@ class PostgresStore:
                 await asyncio.wait_for(pool.close(), timeout=CONNECT_TIMEOUT)
             except UNAVAILABLE:  # TimeoutError among them
                 pool.terminate()
+
+
+async def _advance(conn: Any, position: CopyPosition, added: int, timeout: float) -> None:
+    """Record ``position`` (in the caller's transaction), if the copy stands where the chunk
+    continues from; else PositionMoved."""
+    head = (position.source, position.shown, *position.last, added)
+    if position.after is None:
+        try:
+            await conn.execute(POSITION_INSERT_SQL, *head, timeout=timeout)
+        except asyncpg.UniqueViolationError:
+            raise PositionMoved("the copy has a position already: another copy began") from None
+        return
+    status = await conn.execute(POSITION_UPDATE_SQL, *head, *position.after, timeout=timeout)
+    if status != "UPDATE 1":
+        raise PositionMoved(f"the copy no longer stands at {position.after}")
+
+
+def claims_of(records: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
+    """The hit_eids rows (CLAIM_COLUMNS) of the rows in column order that have an eid."""
+    return [(r[_KIND], r[_EID], r[_TS]) for r in records if r[_EID] is not None]
+
+
+def _column_arrays(records: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    """Rows in column order as one list per column, the parameters of INSERT_SQL and
+    COPY_DEDUP_SQL."""
+    columns: list[list[Any]] = [[] for _ in COLUMNS]
+    for record in records:
+        for values, value in zip(columns, record, strict=True):
+            values.append(value)
+    return columns
 
 
 def in_kind_order(hits: Sequence[Hit]) -> Sequence[Hit]:

@@ -63,6 +63,19 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE UNIQUE INDEX hits_kind_eid ON hits (kind, eid) WHERE eid IS NOT NULL;
     {FILTER_INDEXES}
     """,
+    # 4: the store's own id (a copy's source is known by it under any path), and how far
+    # each copy into this store has come (committed with the copied rows: storecopy.py)
+    """
+    CREATE TABLE store_identity (id TEXT NOT NULL);
+    INSERT INTO store_identity (id) VALUES (lower(hex(randomblob(16))));
+    CREATE TABLE copy_progress (
+        source TEXT PRIMARY KEY,
+        shown TEXT NOT NULL,
+        last_ts INTEGER NOT NULL,
+        last_id INTEGER NOT NULL,
+        copied INTEGER NOT NULL
+    );
+    """,
 )
 
 

@@ -17,8 +17,10 @@ from ..query import OPERATORS, HitQuery
 Placeholder = Callable[[int], str]
 SELECT_COLUMNS = "id, " + ", ".join(COLUMNS)
 # newest first; every filter's index yields this order (SQLite schema.py migration 3, the
-# PostgreSQL migrations likewise), and the cursor clause continues it, so no page sorts
+# PostgreSQL migrations likewise), and the cursor clause continues it, so no page sorts;
+# oldest first (a copy) walks the same indexes forwards
 ORDER_BY = "ts DESC, id DESC"
+OLDEST_FIRST = "ts, id"
 _COLUMNS = frozenset(COLUMNS)
 NOTHING = " WHERE 1 = 0"  # a filter no row can match
 
@@ -55,20 +57,23 @@ def where(query: HitQuery, placeholder: Placeholder = qmark) -> tuple[str, list[
             return NOTHING, []
         args.append(value)
         clauses.append(f"{column} {operator} {placeholder(len(args))}")
-    if query.before is not None:
+    for operator, bound in query.keyset():
         # a row value, so the index on (..., ts) [+ id] is entered at the cursor
-        args.extend(query.before)
-        clauses.append(f"(ts, id) < ({placeholder(len(args) - 1)}, {placeholder(len(args))})")
+        args.extend(bound)
+        pair = f"({placeholder(len(args) - 1)}, {placeholder(len(args))})"
+        clauses.append(f"(ts, id) {operator} {pair}")
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
 
 
 def page(query: HitQuery, placeholder: Placeholder = qmark) -> tuple[str, list[Any]]:
-    """The statement and arguments that read one page of ``query``, newest first."""
+    """The statement and arguments that read one page of ``query``, newest first (or oldest
+    first)."""
     clause, args = where(query, placeholder)
     args.append(query.page_size)
     sql = (
         f"SELECT {SELECT_COLUMNS} FROM hits{clause}"  # noqa: S608 - see the module docstring
-        f" ORDER BY {ORDER_BY} LIMIT {placeholder(len(args))}"
+        f" ORDER BY {OLDEST_FIRST if query.oldest_first else ORDER_BY}"
+        f" LIMIT {placeholder(len(args))}"
     )
     return sql, args
 
@@ -77,3 +82,10 @@ def count(query: HitQuery, placeholder: Placeholder = qmark) -> tuple[str, list[
     """The statement and arguments that count the rows of ``query`` (its limit ignored)."""
     clause, args = where(query, placeholder)
     return f"SELECT count(*) FROM hits{clause}", args  # noqa: S608 - see the module docstring
+
+
+def count_by_kind(query: HitQuery, placeholder: Placeholder = qmark) -> tuple[str, list[Any]]:
+    """The statement and arguments that count the rows of ``query`` per kind: rows of
+    ``(kind, count)``."""
+    clause, args = where(query, placeholder)
+    return f"SELECT kind, count(*) FROM hits{clause} GROUP BY kind", args  # noqa: S608

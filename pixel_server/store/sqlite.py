@@ -12,10 +12,10 @@ import asyncio
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -23,7 +23,7 @@ from ..files import ensure_private_file
 from ..hits import COLUMNS, Hit
 from ..query import HitQuery
 from . import sql as sql_text
-from .base import ROW_KEYS, StoreUnavailable
+from .base import ROW_KEYS, ROW_KIND, CopyPosition, PositionMoved, Row, StoreUnavailable
 from .schema import begin_immediate, migrate, schema_version
 
 BUSY_TIMEOUT_MS = 10_000
@@ -36,6 +36,16 @@ PROGRESS_SQL = (
     "INSERT INTO spill_replay (journal, offset) VALUES (?, ?)"
     " ON CONFLICT (journal) DO UPDATE SET offset = excluded.offset"
 )
+# a copy's position: inserted with its first chunk, then moved on from where each chunk
+# continues (the last two parameters), so that a second copy from one source fails
+POSITION_INSERT_SQL = (
+    "INSERT INTO copy_progress (source, shown, last_ts, last_id, copied) VALUES (?, ?, ?, ?, ?)"
+)
+POSITION_UPDATE_SQL = (
+    "UPDATE copy_progress SET shown = ?, last_ts = ?, last_id = ?, copied = copied + ?"
+    " WHERE source = ? AND last_ts = ? AND last_id = ?"
+)
+T = TypeVar("T")
 
 
 def connect(
@@ -67,6 +77,21 @@ def _enable_wal(conn: sqlite3.Connection, deadline: float) -> None:
             time.sleep(0.01)
 
 
+def _advance(conn: sqlite3.Connection, position: CopyPosition, added: int) -> None:
+    """Record ``position`` (in the caller's transaction), if the copy stands where the chunk
+    continues from; else PositionMoved."""
+    ts, row_id = position.last
+    if position.after is None:
+        try:
+            conn.execute(POSITION_INSERT_SQL, (position.source, position.shown, ts, row_id, added))
+        except sqlite3.IntegrityError:
+            raise PositionMoved("the copy has a position already: another copy began") from None
+        return
+    args = (position.shown, ts, row_id, added, position.source, *position.after)
+    if conn.execute(POSITION_UPDATE_SQL, args).rowcount != 1:
+        raise PositionMoved(f"the copy no longer stands at {position.after}")
+
+
 class SQLiteStore:
     """A hit store in one SQLite file. Safe to share between processes on one host."""
 
@@ -90,10 +115,16 @@ class SQLiteStore:
     async def open(self) -> None:
         ensure_private_file(Path(self.path))  # 0600, so SQLite's -wal and -shm are 0600 too
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixel-sqlite")
-        self._conn = await self._run(connect, self.path, self._synchronous, self._busy_timeout_ms)
-        await self._run(migrate, self._conn)
-        self._reader = await aiosqlite.connect(self.path)
-        await self._reader.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+        try:
+            self._conn = await self._run(
+                connect, self.path, self._synchronous, self._busy_timeout_ms
+            )
+            await self._run(migrate, self._conn)
+            self._reader = await aiosqlite.connect(self.path)
+            await self._reader.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+        except sqlite3.OperationalError as exc:  # locked past the timeout, read-only, I/O
+            await self.aclose()
+            raise StoreUnavailable(f"SQLite: {exc}") from exc
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         assert self._executor is not None, "store is not open"
@@ -114,41 +145,24 @@ class SQLiteStore:
         return int(row[0]) if row else 0
 
     async def forget_spill(self, journal: str) -> None:
-        await self._run(self._forget_spill, journal)
-
-    def _forget_spill(self, journal: str) -> None:
-        conn = self._connection
-        try:
-            begin_immediate(conn, self._busy_timeout_ms / 1000)
-        except sqlite3.OperationalError as exc:
-            raise StoreUnavailable(str(exc)) from exc
-        try:
-            conn.execute("DELETE FROM spill_replay WHERE journal = ?", (journal,))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        sql = "DELETE FROM spill_replay WHERE journal = ?"
+        await self._run(self._transaction, lambda conn: conn.execute(sql, (journal,)))
 
     @property
     def _connection(self) -> sqlite3.Connection:
         assert self._conn is not None, "store is not open"
         return self._conn
 
-    def _write_rows(
-        self, by_kind: dict[str, list[tuple[Any, ...]]], progress: tuple[str, int] | None
-    ) -> Counter[str]:
-        """One transaction; one executemany per kind so duplicates are counted per kind."""
+    def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """``work`` in one ``BEGIN IMMEDIATE`` transaction on the write connection, committed
+        if it returns; SQLite's OperationalError (locked, read-only, I/O) is StoreUnavailable."""
         conn = self._connection
         try:
             begin_immediate(conn, self._busy_timeout_ms / 1000)
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(str(exc)) from exc
-        added: Counter[str] = Counter()
         try:
-            for kind, rows in by_kind.items():
-                added[kind] = conn.executemany(INSERT_SQL, rows).rowcount
-            if progress is not None:
-                conn.execute(PROGRESS_SQL, progress)
+            result = work(conn)
             conn.execute("COMMIT")
         except BaseException as exc:
             if conn.in_transaction:
@@ -156,7 +170,64 @@ class SQLiteStore:
             if isinstance(exc, sqlite3.OperationalError):
                 raise StoreUnavailable(str(exc)) from exc
             raise
-        return added
+        return result
+
+    def _write_rows(
+        self, by_kind: dict[str, list[tuple[Any, ...]]], progress: tuple[str, int] | None
+    ) -> Counter[str]:
+        """One transaction; one executemany per kind so duplicates are counted per kind."""
+
+        def work(conn: sqlite3.Connection) -> Counter[str]:
+            added: Counter[str] = Counter()
+            for kind, rows in by_kind.items():
+                added[kind] = conn.executemany(INSERT_SQL, rows).rowcount
+            if progress is not None:
+                conn.execute(PROGRESS_SQL, progress)
+            return added
+
+        return self._transaction(work)
+
+    async def prepare_span(self, first_ms: int, last_ms: int) -> None:
+        return None  # one table holds any time
+
+    async def copy_in(
+        self,
+        rows: Sequence[Row],
+        position: CopyPosition,
+        previous: Awaitable[object] | None = None,
+    ) -> Counter[str]:
+        records = [row[1:] for row in rows]  # (id, *COLUMNS) -> INSERT_SQL's COLUMNS
+        kinds = Counter(row[ROW_KIND] for row in rows)
+        if previous is not None:
+            await previous  # one writer: nothing to overlap, and nothing written if it failed
+
+        def work(conn: sqlite3.Connection) -> Counter[str]:
+            # in arrival order (not grouped by kind as write() does), so the new ids keep the
+            # source's order; new rowids are above every old one (max + 1)
+            (last_before,) = conn.execute("SELECT coalesce(max(id), 0) FROM hits").fetchone()
+            inserted = conn.executemany(INSERT_SQL, records).rowcount
+            added = kinds
+            if inserted != len(records):  # some eids were here already: count what went in
+                sql = "SELECT kind, count(*) FROM hits WHERE id > ? GROUP BY kind"
+                added = Counter(dict(conn.execute(sql, (last_before,)).fetchall()))
+            _advance(conn, position, inserted)
+            return added
+
+        result: Counter[str] = await self._run(self._transaction, work)
+        return result
+
+    async def copy_position(self, source: str) -> CopyPosition | None:
+        sql = "SELECT shown, last_ts, last_id, copied FROM copy_progress WHERE source = ?"
+        row = await self._run(lambda: self._connection.execute(sql, (source,)).fetchone())
+        if row is None:
+            return None
+        shown, ts, row_id, copied = row
+        return CopyPosition(source, shown, (int(ts), int(row_id)), int(copied))
+
+    async def store_id(self) -> str:
+        sql = "SELECT id FROM store_identity"
+        (value,) = await self._run(lambda: self._connection.execute(sql).fetchone())
+        return str(value)
 
     async def query(self, query: HitQuery) -> list[dict[str, Any]]:
         # plain tuples zipped with the names: 6 us a row against 10 through sqlite3.Row
@@ -175,6 +246,13 @@ class SQLiteStore:
         async with self._reader.execute(sql, args) as cursor:
             row = await cursor.fetchone()
         return int(row[0]) if row else 0
+
+    async def count_by_kind(self, query: HitQuery) -> Counter[str]:
+        assert self._reader is not None, "store is not open"
+        sql, args = sql_text.count_by_kind(query)
+        async with self._reader.execute(sql, args) as cursor:
+            rows = await cursor.fetchall()
+        return Counter({str(kind): int(n) for kind, n in rows})
 
     async def schema_version(self) -> int:
         version: int = await self._run(schema_version, self._connection)
