@@ -33,6 +33,7 @@ import time
 from collections.abc import Sequence
 
 import bigdb
+import pg
 from chart import render_svg
 from machine import ensure_tools, machine_info
 from report import header_text, report, write_json
@@ -96,10 +97,30 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             f" choose from {', '.join(BY_NAME)}, {bigdb.NAME}"
         )
     args.scenarios = [sc for sc in SCENARIOS if not names or sc.name in names]
+    args.named = set(names)
     args.reads = not names or bigdb.NAME in names
     if args.reads and args.export_hits < bigdb.minimum_hits():
         p.error(f"--export-hits must be at least {bigdb.minimum_hits():,}")
     return args
+
+
+def check_postgres(args: argparse.Namespace) -> dict[str, object] | None:
+    """The PostgreSQL scenarios need the machine's PostgreSQL (bench/pg.py). Without it they
+    are left out of a run that did not name them, with a line saying so; named, the bench
+    stops. Returns the server's version and settings for the report."""
+    wanted = [sc for sc in args.scenarios if sc.postgres]
+    if not wanted:
+        return None
+    reason = pg.unavailable_reason()
+    if reason is None:
+        return {"version": pg.server_version(), "url": pg.ADMIN_URL, "settings": pg.settings()}
+    names = ", ".join(sc.name for sc in wanted)
+    where = f"PostgreSQL at {pg.ADMIN_URL} (PIXEL_BENCH_POSTGRES): {reason}"
+    if args.named & {sc.name for sc in wanted}:
+        sys.exit(f"bench: {names} need {where}")
+    print(f"bench: leaving out {names}: no {where}", flush=True)
+    args.scenarios = [sc for sc in args.scenarios if not sc.postgres]
+    return None
 
 
 def interrupted(signum: int, _frame: object) -> None:
@@ -116,9 +137,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(os.sched_getaffinity(0)) < 2:
         sys.exit("bench: needs at least 2 CPUs (wrk on core 0, the server on core 1)")
     tools = ensure_tools()
+    postgres = check_postgres(args)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     meta = machine_info(tools)
     meta["started_utc"] = started
+    if postgres:
+        meta["postgresql"] = postgres
     meta["command"] = " ".join(["bench/bench.py", *(sys.argv[1:] if argv is None else argv)])
     meta["settings"] = {
         "duration_s": args.duration,

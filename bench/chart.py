@@ -31,6 +31,7 @@ COLOURS = {
     "uvicorn": "#2f6fb3",
     "granian": "#1f8a70",
     "paced": "#9dbde3",
+    "postgresql": "#b8477a",
 }
 LEGEND = [
     ("baseline", "baseline (nginx, naive app)"),
@@ -38,6 +39,7 @@ LEGEND = [
     ("uvicorn", "pixel_server on uvicorn"),
     ("granian", "pixel_server on granian"),
     ("paced", "paced at half load"),
+    ("postgresql", "pixel_server on PostgreSQL"),
 ]
 
 
@@ -56,6 +58,8 @@ def legend_layout(width: int) -> list[tuple[str, str, int, int]]:
 def colour_key(sc: Scenario) -> str:
     if sc.kind != "pixel_server":
         return sc.kind
+    if sc.postgres:
+        return "postgresql"
     return "paced" if sc.paced else sc.http_server
 
 

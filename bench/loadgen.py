@@ -1,19 +1,32 @@
 """The load: wrk's command line (headers, pinning, the Lua scripts), its run and its output.
 
 ``paced.lua`` holds each connection for a delay before each request (``pixel-p99-at-half``);
-``unique_ua.lua`` sends a never-seen User-Agent on every request (``unique-ua``).
+``unique_ua.lua`` sends a never-seen User-Agent on every request (``unique-ua``);
+``ports.lua`` gives each wrk thread its own instance's port (``pixel-pg-2``: ``-t2``, 32
+connections to each instance, one latency histogram over both).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import resource
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from measure import core_busy, core_ticks, tree_cpu_seconds
 from scenarios import BENCH_DIR, CONNECTIONS, HEADERS, Scenario
+
+
+class Meter(Protocol):
+    """Extra CPU accounting around a wrk run (PostgreSQL's backends, bench/pg.py)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> dict[str, Any]: ...
 
 
 @dataclass
@@ -31,6 +44,10 @@ class WrkRun:
     wrk_cpu_s: float = 0.0
     core_busy_pct: dict[str, float] = field(default_factory=dict)
     core_steal_pct: dict[str, float] = field(default_factory=dict)
+    pg_backend_s: float | None = None  # PostgreSQL scenarios: CPU of pixel_server's backends
+    pg_background_s: float | None = None  # ... and of the cluster's background processes
+    pg_backends: list[int] = field(default_factory=list)
+    pg_backends_gone: list[int] = field(default_factory=list)
 
     @property
     def ok(self) -> int:
@@ -88,11 +105,13 @@ class Wrk:
         self.invocation = 0
 
     def command(
-        self, sc: Scenario, port: int, path: str, duration: int, delay_ms: float | None
+        self, sc: Scenario, ports: Sequence[int], path: str, duration: int, delay_ms: float | None
     ) -> list[str]:
+        """wrk's command line; with several ports, one thread per port (ports.lua)."""
         tools = self.tools
         cmd = [tools["taskset"], "-c", sc.wrk_cpus] if sc.wrk_cpus else []
-        cmd += [tools["wrk"], "-t1", f"-c{CONNECTIONS}", f"-d{duration}s", "--latency"]
+        threads = len(ports)
+        cmd += [tools["wrk"], f"-t{threads}", f"-c{CONNECTIONS}", f"-d{duration}s", "--latency"]
         for name, value in HEADERS.items():
             cmd += ["-H", f"{name}: {value}"]
         if sc.close:
@@ -105,31 +124,56 @@ class Wrk:
             script_args = [f"{delay_ms:.3f}"]
         if sc.script and script_args:
             cmd += ["-s", str(BENCH_DIR / sc.script)]
-        cmd.append(f"http://127.0.0.1:{port}{path}")
+        elif threads > 1:
+            cmd += ["-s", str(BENCH_DIR / "ports.lua")]
+        cmd.append(f"http://127.0.0.1:{ports[0]}{path}")
         if script_args:
             cmd += ["--", *script_args]
         return cmd
 
     def run(
-        self, sc: Scenario, port: int, path: str, duration: int, pid: int, delay_ms: float | None
+        self,
+        sc: Scenario,
+        ports: Sequence[int],
+        path: str,
+        duration: int,
+        pids: Sequence[int],
+        delay_ms: float | None,
+        meter: Meter | None = None,
     ) -> WrkRun:
-        """One wrk run, with the CPU of the server tree ``pid``, of wrk and of every core."""
-        cmd = self.command(sc, port, path, duration, delay_ms)
+        """One wrk run, with the CPU of the server trees ``pids``, of wrk, of every core and
+        (``meter``) of PostgreSQL."""
+        cmd = self.command(sc, ports, path, duration, delay_ms)
+        env = dict(os.environ, BENCH_PORTS=",".join(map(str, ports)))
+        if meter is not None:
+            meter.start()
         ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cores0, (u0, s0), t0 = core_ticks(), tree_cpu_seconds(pid), time.monotonic()
+        cores0, (u0, s0), t0 = core_ticks(), trees_cpu_seconds(pids), time.monotonic()
         proc = subprocess.run(
-            cmd, capture_output=True, text=True, check=False, timeout=duration + 60
+            cmd, capture_output=True, text=True, check=False, timeout=duration + 60, env=env
         )
-        t1, (u1, s1), cores1 = time.monotonic(), tree_cpu_seconds(pid), core_ticks()
+        t1, (u1, s1), cores1 = time.monotonic(), trees_cpu_seconds(pids), core_ticks()
         ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        pg = meter.stop() if meter is not None else {}
         if proc.returncode != 0:
             raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stderr or proc.stdout}")
         run = parse_wrk(proc.stdout, cmd, duration)
+        for name, value in pg.items():
+            setattr(run, name, value)
         run.wall_s = t1 - t0
         run.server_user_s, run.server_sys_s = u1 - u0, s1 - s0
         run.wrk_cpu_s = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
         run.core_busy_pct, run.core_steal_pct = core_busy(cores0, cores1)
         return run
+
+
+def trees_cpu_seconds(pids: Sequence[int]) -> tuple[float, float]:
+    """(user, sys) CPU seconds of several server trees (the instances of a scenario)."""
+    user = system = 0.0
+    for pid in pids:
+        u, s = tree_cpu_seconds(pid)
+        user, system = user + u, system + s
+    return user, system
 
 
 def corrected_delay(delay_ms: float, achieved_rps: float) -> float:

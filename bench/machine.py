@@ -133,6 +133,7 @@ def machine_info(tools: dict[str, str]) -> dict[str, Any]:
             "uvloop": dist_version("uvloop"),
             "httptools": dist_version("httptools"),
             "granian": dist_version("granian"),
+            "asyncpg": dist_version("asyncpg"),
             "pixel-server": dist_version("pixel-server"),
         },
         "git": git_state(),

@@ -52,6 +52,23 @@ def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, dict[str,
         conn.close()
 
 
+def batch_totals(port: int) -> tuple[float, float] | None:
+    """(hits, batches) the writer has committed so far, from ``pixel_batch_size`` in /metrics
+    (its ``_sum`` and ``_count``); None if /metrics does not answer with them."""
+    try:
+        status, _, body = http_get(port, "/metrics")
+    except (OSError, http.client.HTTPException):
+        return None
+    totals: dict[str, float] = {}
+    for line in body.decode(errors="replace").splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("pixel_batch_size_sum", "pixel_batch_size_count"):
+            totals[name] = float(value)
+    if status != 200 or len(totals) != 2:
+        return None
+    return totals["pixel_batch_size_sum"], totals["pixel_batch_size_count"]
+
+
 def wait_ready(server: Server, proc: subprocess.Popen[bytes], port: int) -> None:
     """Until the server answers (or, for nginx, accepts); StartError if it dies first."""
     deadline = time.monotonic() + READY_TIMEOUT_S

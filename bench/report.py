@@ -53,6 +53,14 @@ def report(
         "",
         cpu_table(order),
     ]
+    pg = pg_table(order)
+    if pg:
+        parts += [
+            "",
+            "PostgreSQL: the database's CPU beside pixel_server's (per request)",
+            "",
+            pg,
+        ]
     split = split_table(order, summary)
     if split:
         parts += [
@@ -162,6 +170,52 @@ def cpu_table(order: list[dict[str, Any]]) -> str:
     return table(headers, rows, set(range(1, 11)))
 
 
+PG_REFERENCES = ("pixel", "pixel-2workers")  # the same loads on SQLite
+
+
+def pg_table(order: list[dict[str, Any]]) -> str:
+    """The PostgreSQL rows beside the SQLite rows of the same load: pixel_server's CPU, the
+    backends' and the cluster's background processes' CPU, and the writer's batch size."""
+    if not any(s["store"] == "postgresql" for s in order):
+        return ""
+    rows = []
+    for s in order:
+        if s["store"] != "postgresql" and s["name"] not in PG_REFERENCES:
+            continue
+        own, pg = s["cpu_us_per_req"], s["pg_backend_us_per_req"]
+        rows.append(
+            [
+                s["name"],
+                s["store"],
+                str(s["instances"]),
+                fmt(s["rps"]),
+                fmt(s["p99_ms"], 2),
+                fmt(own, 1),
+                fmt(pg, 1),
+                fmt(s["pg_cpu_pct"]),
+                fmt(s["pg_background_us_per_req"], 1),
+                fmt(None if own is None or pg is None else own + pg, 1),
+                fmt(s["batch_mean"], 1),
+                s["zero_loss"],
+            ]
+        )
+    headers = [
+        "scenario",
+        "store",
+        "instances",
+        "req/s",
+        "p99 ms",
+        f"pixel_server {US}/req",
+        f"PostgreSQL backends {US}/req",
+        "backends CPU %",
+        f"PG background {US}/req",
+        f"server + backends {US}/req",
+        "hits/batch",
+        "zero-loss",
+    ]
+    return table(headers, rows, set(range(2, 11)))
+
+
 def split_table(order: list[dict[str, Any]], summary: dict[str, dict[str, Any]]) -> str:
     """Per pixel_server row with an anchor: the anchor's CPU per request (server + kernel, the
     least any app pays on that server) and the rest, which is pixel_server's own code."""
@@ -217,6 +271,9 @@ RATIO_LINES = (
     ("redirect-granian", "redirect"),
     ("redirect-granian", "pixel-granian"),
     ("pixel-sync-normal", "pixel"),
+    ("pixel-pg", "pixel"),
+    ("pixel-pg-2", "pixel-pg"),
+    ("pixel-pg-2", "pixel-2workers"),
     ("naive-shared", "naive"),
     ("pixel", "naive-shared"),
 )
@@ -253,8 +310,9 @@ def header_text(meta: dict[str, Any]) -> str:
             f"versions: {v['nginx']}; {v['wrk']}; Python {v['python']}; "
             f"uvicorn {v['uvicorn']}; starlette {v['starlette']}; SQLite {v['sqlite']}; "
             f"aiosqlite {v['aiosqlite']}; uvloop {v['uvloop']}; httptools {v['httptools']}; "
-            f"granian {v['granian']}; "
+            f"granian {v['granian']}; asyncpg {v['asyncpg']}; "
             f"pixel-server {v['pixel-server']}",
+            *postgres_line(meta),
             f"code: commit {g['commit']}{modified}",
             f"load: wrk -t1 -c{CONNECTIONS} --latency on core {WRK_CPUS}, server on core "
             f"{SERVER_CPUS}; warm-up {a['warmup_s']} s (discarded), measured {a['duration_s']} s,"
@@ -262,6 +320,14 @@ def header_text(meta: dict[str, Any]) -> str:
             f"command: {meta['command']}",
         ]
     )
+
+
+def postgres_line(meta: dict[str, Any]) -> list[str]:
+    pg = meta.get("postgresql")
+    if not pg:
+        return []
+    conf = ", ".join(f"{k}={v}" for k, v in pg["settings"].items())
+    return [f"postgresql: {pg['version']} at {pg['url']} ({conf}); a fresh database per run"]
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:

@@ -59,6 +59,10 @@ class Scenario:
 
     ``server``: nginx | naive (bench/naive_app.py) | raw (bench/raw_app.py) | pixel.
     ``http_server`` (raw and pixel): uvicorn | granian; for pixel it adds ``--server granian``.
+    ``store`` (pixel): sqlite (a fresh file) | postgresql (a fresh database on the machine's
+    PostgreSQL, bench/pg.py); ``instances`` pixel-server processes on that one database, each
+    on its own port, loaded by one wrk with a thread per instance (bench/ports.lua).
+    ``pg_cpus``: the cores PostgreSQL's backends for this run are pinned to (None: unpinned).
     """
 
     name: str
@@ -75,6 +79,13 @@ class Scenario:
     paced: bool = False  # half of `pixel`'s rps instead of saturation
     extra: bool = False  # informative only: in no target
     note: str = ""
+    store: str = "sqlite"
+    instances: int = 1
+    pg_cpus: str | None = None
+
+    @property
+    def postgres(self) -> bool:
+        return self.store == "postgresql"
 
     @property
     def baseline(self) -> bool:
@@ -200,6 +211,26 @@ SCENARIOS: list[Scenario] = [
         note="server on cores 0,1 and wrk unpinned: they share both cores",
     ),
     Scenario(
+        "pixel-pg",
+        "pixel",
+        "pixel_server /p.gif on PostgreSQL",
+        store="postgresql",
+        pg_cpus=WRK_CPUS,
+        note="PostgreSQL: the machine's cluster, a fresh database; its backends for this run"
+        " pinned to core 0 with wrk, so core 1 is pixel_server's alone as in `pixel`",
+    ),
+    Scenario(
+        "pixel-pg-2",
+        "pixel",
+        "two pixel_server instances on one PostgreSQL database",
+        store="postgresql",
+        instances=2,
+        server_cpus="0,1",
+        wrk_cpus=None,
+        note="two instances (own ports) on cores 0,1, wrk -t2 (a thread per instance) and"
+        " PostgreSQL unpinned: everything shares both cores, as in pixel-2workers",
+    ),
+    Scenario(
         "pixel-p99-at-half",
         "pixel",
         "pixel_server /p.gif at ~50% of `pixel` rps (latency)",
@@ -211,7 +242,9 @@ SCENARIOS: list[Scenario] = [
 BY_NAME = {sc.name: sc for sc in SCENARIOS}
 # Throughput scenarios of pixel_server that must beat the naive app 5x in the same mode.
 NAIVE_TARGET = [
-    sc.name for sc in SCENARIOS if sc.kind == "pixel_server" and not sc.paced and not sc.extra
+    sc.name
+    for sc in SCENARIOS
+    if sc.kind == "pixel_server" and not sc.paced and not sc.extra and not sc.postgres
 ]
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from measure import busy_now, count_records
+from pg import Database
 from scenarios import ROOT, SECRET_KEY, Scenario
 
 VENV_BIN = Path(sys.executable).parent  # `make bench` runs this with .venv/bin/python
@@ -102,8 +103,11 @@ class Server:
     records_kind: str  # "rows" | "log lines" | ""
     ready_path: str | None  # GET this (any answer = up) or, if None, a TCP connect
     ready_status: int | None  # required status of ready_path, or None for any
+    database: Database | None = None  # PostgreSQL: the hits are counted there
 
     def count(self) -> int | None:
+        if self.database is not None:
+            return self.database.count_hits()
         return None if self.records is None else count_records(self.records, self.records_kind)
 
 
@@ -114,7 +118,11 @@ def clean_env() -> dict[str, str]:
     return env
 
 
-def build_server(sc: Scenario, tools: dict[str, str], port: int, work: Path) -> Server:
+def build_server(
+    sc: Scenario, tools: dict[str, str], port: int, work: Path, database: Database | None = None
+) -> Server:
+    """How to run ``sc``'s server (one instance of it) on ``port`` in ``work``; a PostgreSQL
+    scenario's pixel-server writes to ``database``."""
     pin = [tools["taskset"], "-c", sc.server_cpus]
     if sc.server == "nginx":
         access_log = work / "access.log"
@@ -154,15 +162,20 @@ def build_server(sc: Scenario, tools: dict[str, str], port: int, work: Path) -> 
             ready_status=None,
         )
     db = work / "pixel.db"
+    env = pixel_env(port, db)
+    if database is not None:  # PIXEL_DATABASE_URL instead of the file
+        del env["PIXEL_DB"]
+        env["PIXEL_DATABASE_URL"] = database.url
     return Server(
         cmd=[*pin, str(PIXEL_SERVER), "serve", *sc.pixel_args],
-        env=dict(pixel_env(port, db), **dict(sc.env)),
+        env=dict(env, **dict(sc.env)),
         cwd=work,
         stop_signal=signal.SIGTERM,
-        records=db,
+        records=None if database is not None else db,
         records_kind="rows",
         ready_path="/healthz",  # records nothing
         ready_status=200,
+        database=database,
     )
 
 

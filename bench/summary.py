@@ -60,6 +60,12 @@ def summarize(sc: Scenario, runs: list[Run]) -> dict[str, Any]:
         "zero_loss": zero,
         "records": None if not sc.stores else "log lines" if sc.server == "nginx" else "rows",
         "paced_target_rps": median([r.paced_target_rps for r in good]),
+        "store": sc.store if sc.kind == "pixel_server" else None,
+        "instances": sc.instances,
+        "batch_mean": median([r.batch_mean for r in good]),
+        "pg_backend_us_per_req": median([r.pg_backend_us_per_req for r in good]),
+        "pg_background_us_per_req": median([r.pg_background_us_per_req for r in good]),
+        "pg_cpu_pct": median([r.pg_cpu_pct for r in good]),
         "exit_codes": sorted({r.stop.get("exit_code") for r in good}, key=str),
         "errors": [r.error for r in runs if r.error],
     }

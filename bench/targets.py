@@ -28,6 +28,12 @@ RATIO_TARGETS: list[tuple[str, str, float, str, str]] = [
     ),
 ]
 P99_HALF_MS = 5.0
+# (scenario on PostgreSQL, the same load on SQLite, at most this many times its pixel_server
+# CPU per request, as written): issue 7 section 5
+CPU_TARGETS: list[tuple[str, str, float, str]] = [
+    ("pixel-pg", "pixel", 1.2, "1.2"),
+    ("pixel-pg-2", "pixel-2workers", 1.2, "1.2"),
+]
 
 
 def variants(name: str, ref: str) -> list[tuple[str, str, str]]:
@@ -69,6 +75,16 @@ def targets(summary: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         for server, subject, against in variants(name, ref):
             label = f"{subject} >= {written}{X} {against}{suffix}"
             add(label, server, ratio(rps(subject), rps(against)), limit, X)
+    for name, ref, limit, written in CPU_TARGETS:
+        a, b = summary.get(name), summary.get(ref)
+        add(
+            f"{name} pixel_server CPU/req <= {written}{X} {ref}'s (PostgreSQL vs SQLite)",
+            "uvicorn",
+            None if a is None or b is None else ratio(a["cpu_us_per_req"], b["cpu_us_per_req"]),
+            limit,
+            X,
+            above=False,
+        )
     half = summary.get("pixel-p99-at-half")
     add(
         f"p99 at half load <= {P99_HALF_MS:g} ms",
