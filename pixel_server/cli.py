@@ -527,7 +527,7 @@ def migrate(**options: Any) -> None:
     "--chunk-size",
     type=click.IntRange(1, 100_000),
     default=10_000,
-    help="Hits per transaction (a stopped copy redoes at most one chunk).",
+    help="Hits per transaction (a stopped copy has to redo at most the two it was writing).",
 )
 @settings_options()
 def copy_hits(source: str, dest: str, resume: bool, chunk_size: int, **options: Any) -> None:

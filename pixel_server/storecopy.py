@@ -39,7 +39,7 @@ from .preflight import SQLITE_HEADER
 from .query import HitQuery
 from .store.base import ROW_ID, ROW_TS, CopyPosition, PositionMoved, Row, Store
 
-CHUNK = 10_000  # hits per transaction: ~0.1-0.2 s of work, few enough to redo after a kill
+CHUNK = 10_000  # hits per transaction: ~0.2 s of work, few enough to redo after a kill
 IN_FLIGHT = 2  # chunks written at once (PostgreSQL's write pool has two connections)
 TIMEOUT = 60.0  # seconds a chunk may wait for a lock or take as a statement
 

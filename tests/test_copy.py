@@ -310,9 +310,9 @@ def test_a_stopped_copy_resumes_where_it_stopped_without_duplicates(
     """A real copy is stopped once it has committed some chunks; what it wrote is exactly
     what its position says, and --resume writes the rest once."""
     source, dest = places(source_kind), places(dest_kind)
-    hits = sample(30_000)
+    hits = sample(20_000)
     source.write(hits)
-    chunk = 120  # 250 transactions: the copy is still running when the first one shows
+    chunk = 80  # 250 transactions: the copy is still running when the first one shows
     proc = cli(source.arg, dest.arg, "--chunk-size", str(chunk))
     try:
         wait_until(lambda: dest.position()[0] > 0 or proc.poll() is not None, "a chunk copied")

@@ -238,8 +238,8 @@ class PostgresStore:
         previous: Awaitable[object] | None = None,
     ) -> Counter[str]:
         """One transaction: the claims of the chunk's eids ``COPY``'d into hit_eids, the rows
-        into hits (binary ``COPY``: about half the server's CPU of the unnest statement and a
-        fifth of ours, bench/copyrate.py), the position. An eid already claimed, or twice in
+        into hits (binary ``COPY``: 40% less of the server's CPU than the unnest statement,
+        and an eighth of ours: bench/copyrate.py), the position. An eid already claimed, or twice in
         the chunk, undoes the COPYs (a savepoint); the chunk then goes through COPY_DEDUP_SQL,
         which keeps the first of each. The position is written once ``previous`` is done: the
         rows of this chunk are sent and processed on the second write connection while the
