@@ -80,15 +80,15 @@ def ensure_base_image() -> None:
         if HOST_CA.exists():
             shutil.copy(HOST_CA, Path(root, "etc/ssl/certs/ca-certificates.crt"))
             env = ["--change", "ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt"]
-        tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE)
-        subprocess.run(
-            ["podman", "import", *env, "-", BASE_IMAGE],
-            stdin=tar.stdout,
-            capture_output=True,
-            check=True,
-            timeout=600,
-        )
-        tar.wait(timeout=60)
+        with subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE) as tar:
+            subprocess.run(
+                ["podman", "import", *env, "-", BASE_IMAGE],
+                stdin=tar.stdout,
+                capture_output=True,
+                check=True,
+                timeout=600,
+            )
+            tar.wait(timeout=60)  # leaving the block closes its pipe
 
 
 @pytest.fixture(scope="module")
