@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 LINE_END = "\r\n"
-# csv.writer quotes a str with the delimiter, the quote character or a line-end character
-_NEEDS_QUOTES = re.compile('[,"\r\n]').search
 _INT = frozenset((int,))
 _TEXT = frozenset((str, type(None)))
 # the distinct strs of a column -> the text to write instead, for those to be changed
@@ -45,33 +42,49 @@ def csv_text(columns: Sequence[Sequence[Any]], fix: Fix | None = None, fix_from:
 
 
 def _column_text(column: Sequence[Any], fix: Fix | None) -> Sequence[str] | None:
-    """The column's cells as CSV text, or None for a column this module does not handle."""
+    """The column's cells as CSV text, or None for a column this module does not handle.
+
+    Each distinct value is looked at once: a page repeats most of them (user agents,
+    campaigns, UTM values, None), and a cell only costs a dict lookup, or nothing in a column
+    of one value.
+    """
     try:
         distinct = set(column)
     except TypeError:  # an unhashable value
         return None
     kinds = set(map(type, distinct))
-    if kinds <= _INT:
-        return list(map(str, column))  # digits and '-' only: never quoted, never fixed
-    if not kinds <= _TEXT:
+    if kinds <= _INT:  # digits and '-' only: never quoted, never fixed
+        if len(distinct) > len(column) // 8:  # mostly distinct (ids, times): str() each
+            return list(map(str, column))
+        texts: dict[Any, str] = {value: str(value) for value in distinct}
+    elif kinds <= _TEXT:
+        texts = _texts(distinct, fix)
+    else:
         return None
-    # each distinct value is looked at once: a page repeats most of them (user agents,
-    # campaigns, UTM values), and only the values that change go into ``replace``
-    has_none = None in distinct
-    distinct.discard(None)
-    replace: dict[str | None, str] = {}
+    if len(distinct) == 1:
+        return [texts.get(column[0], column[0])] * len(column)
+    return list(map(texts.get, column, column)) if texts else column
+
+
+def _texts(distinct: set[str | None], fix: Fix | None) -> dict[str | None, str]:
+    """What to write instead of those of the ``distinct`` values that are not written as
+    they are: None, fixed and quoted texts."""
+    texts: dict[str | None, str] = {None: ""} if None in distinct else {}
+    strs = [value for value in distinct if value is not None]
     if fix is not None:
-        replace.update(fix(distinct))
-    if _NEEDS_QUOTES("".join(distinct)) or _NEEDS_QUOTES("".join(replace.values())):
-        for value in distinct:
-            text = replace.get(value, value)
-            if _NEEDS_QUOTES(text):
-                replace[value] = '"' + text.replace('"', '""') + '"'
-    if has_none:
-        replace[None] = ""
-    if not replace:
-        return column
-    return list(map(replace.get, column, column))
+        texts.update(fix(strs))
+    if _needs_quotes("".join(strs)) or _needs_quotes("".join(texts.values())):
+        for value in strs:
+            text = texts.get(value, value)
+            if _needs_quotes(text):
+                texts[value] = '"' + text.replace('"', '""') + '"'
+    return texts
+
+
+def _needs_quotes(text: str) -> bool:
+    """Whether csv.writer quotes ``text``: it holds the delimiter, the quote character or a
+    line-end character (four scans by memchr are cheaper than one regular expression)."""
+    return "," in text or '"' in text or "\r" in text or "\n" in text
 
 
 def _written(columns: Sequence[Sequence[Any]], fix: Fix | None, fix_from: int) -> str:
