@@ -1,0 +1,175 @@
+"""What a keep-alive pixel request costs in process, without sockets: per HTTP protocol class,
+on the raw ASGI app or on the whole pixel app (store and writer included).
+
+    .venv/bin/python bench/request_cost.py [--app raw|pixel] [--rounds 300] [module:Class ...]
+
+Each protocol class gets ``--connections`` (64) connections with fake transports on uvloop;
+a round feeds each the pixel request ``make bench`` sends (bench/scenarios.py: PIXEL_PATH and
+the four browser headers) in one read, then waits until all are answered. ``--app raw``
+(bench/raw_app.py) leaves the protocols' own costs; ``--app pixel`` is the real app on a
+fresh SQLite file, whose writer commits a round's hits in one batch or a few. Printed: wall
+and CPU time a request, best of ``--repeats`` (the classes take turns).
+
+For instruction counts, repeatable on a busy machine, run one class under callgrind with
+two round counts and divide the difference by the extra requests:
+
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null .venv/bin/python \
+        bench/request_cost.py --app pixel --repeats 1 --rounds 20 pixel_server.protocol:...
+    # ... again with --rounds 60: (Ir(60) - Ir(20)) / (40 * 64) instructions a request
+
+Another tree (a commit unpacked with git archive) is measured with PYTHONPATH=<its root>.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import os
+import tempfile
+import time
+from typing import Any
+
+import uvloop
+from raw_app import app as raw_app
+from scenarios import GIF, HEADERS, PIXEL_PATH, SECRET_KEY
+from uvicorn.config import Config
+from uvicorn.lifespan.on import LifespanOn
+from uvicorn.server import ServerState
+
+PROTOCOLS = (
+    "uvicorn.protocols.http.httptools_impl:HttpToolsProtocol",
+    "pixel_server.coalesce:CoalescingHttpToolsProtocol",
+    "pixel_server.protocol:BoundedHttpToolsProtocol",
+)
+REQUEST = (
+    f"GET {PIXEL_PATH} HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"
+    + "".join(f"{name}: {value}\r\n" for name, value in HEADERS.items())
+    + "\r\n"
+).encode()
+
+
+class Answers:
+    """Counts the responses written (each ends with the GIF); wakes the round at ``target``."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.target = 0
+        self.done = asyncio.Event()
+
+    def expect(self, more: int) -> None:
+        self.target += more
+        self.done.clear()
+
+
+class FakeTransport(asyncio.Transport):
+    """Counts the answers in what is written; has the addresses uvicorn asks for."""
+
+    def __init__(self, answers: Answers) -> None:
+        super().__init__()
+        self.answers = answers
+        self.closing = False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("10.1.2.3", 40000), "sockname": ("127.0.0.1", 8080)}.get(name)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if bytes(data[-len(GIF) :]) == GIF:
+            answers = self.answers
+            answers.count += 1
+            if answers.count >= answers.target:
+                answers.done.set()
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def load(name: str) -> type[asyncio.Protocol]:
+    module, _, attr = name.partition(":")
+    cls: type[asyncio.Protocol] = getattr(importlib.import_module(module), attr)
+    return cls
+
+
+async def per_request(
+    cls: type[asyncio.Protocol], config: Config, connections: int, rounds: int
+) -> tuple[float, float]:
+    """Wall and CPU microseconds a request over ``rounds`` rounds on ``connections``."""
+    loop, state, answers = asyncio.get_running_loop(), ServerState(), Answers()
+    protocols: list[Any] = []
+    for _ in range(connections):
+        protocol: Any = cls(config, state, {}, loop)  # type: ignore[call-arg]
+        protocol.connection_made(FakeTransport(answers))
+        protocols.append(protocol)
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(rounds):
+        answers.expect(connections)
+        for protocol in protocols:
+            protocol.data_received(REQUEST)
+        await answers.done.wait()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    for protocol in protocols:
+        if protocol.transport.is_closing():
+            raise RuntimeError(f"{cls.__name__} closed a connection")
+        protocol.connection_lost(None)
+    requests = connections * rounds
+    return wall / requests * 1e6, cpu / requests * 1e6
+
+
+def make_config(app: str) -> Config:
+    if app == "raw":
+        return Config(raw_app, lifespan="off", proxy_headers=False, log_config=None)
+    db = os.path.join(tempfile.mkdtemp(prefix="request-cost-"), "pixel.db")
+    os.environ.update(PIXEL_DB=db, PIXEL_SECRET_KEY=SECRET_KEY, PIXEL_LOG_LEVEL="warning")
+    from pixel_server.app import create_app
+    from pixel_server.config import Settings
+
+    pixel = create_app(Settings.from_env())
+    return Config(pixel, lifespan="on", proxy_headers=False, access_log=False, log_config=None)
+
+
+async def measure(args: argparse.Namespace, config: Config) -> dict[str, list[tuple[float, float]]]:
+    classes = [load(name) for name in args.protocols]
+    lifespan = LifespanOn(config) if args.app == "pixel" else None
+    if lifespan is not None:
+        await lifespan.startup()
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name in args.protocols}
+    try:
+        for cls in classes:  # warm-up
+            await per_request(cls, config, args.connections, 10)
+        for _ in range(args.repeats):
+            for name, cls in zip(args.protocols, classes, strict=True):
+                runs = await per_request(cls, config, args.connections, args.rounds)
+                results[name].append(runs)
+    finally:
+        if lifespan is not None:
+            await lifespan.shutdown()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--app", choices=("raw", "pixel"), default="raw")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=300)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("protocols", nargs="*", default=PROTOCOLS, help="module:Class ...")
+    args = parser.parse_args()
+    config = make_config(args.app)
+    config.load()
+    results = uvloop.run(measure(args, config))
+    for name, runs in results.items():
+        wall, cpu = min(r[0] for r in runs), min(r[1] for r in runs)
+        print(f"{name:56} {wall:6.2f} us wall, {cpu:6.2f} us CPU a request")
+
+
+if __name__ == "__main__":
+    main()
