@@ -45,7 +45,8 @@ class InvalidToken(ValueError):
     """A token that cannot be trusted: its signature (signing.py) or its payload (here).
 
     ``reason`` is a metrics label: ``too_long``, ``malformed``, ``unknown_key``,
-    ``bad_signature``, ``bad_payload`` or ``expired``.
+    ``bad_signature``, ``bad_payload`` or ``expired``. Defined here, and re-exported by
+    signing.py, so that this module needs no itsdangerous.
     """
 
     def __init__(self, reason: str) -> None:

@@ -97,6 +97,8 @@ def decode(line: bytes, dropped: set[str]) -> Hit:
 
 
 def _hit(fields: Mapping[str, Any], dropped: set[str]) -> Hit:
+    if tuple(fields) == COLUMNS:  # every name, in this release's order: as it writes them
+        return Hit(*fields.values())
     if not _NAMES.issuperset(fields):
         dropped.update(fields.keys() - _NAMES)
     if not fields.keys() >= _REQUIRED:

@@ -91,6 +91,13 @@ def test_a_line_names_every_field_after_its_version() -> None:
     assert "v" not in COLUMNS
 
 
+def test_a_record_is_read_by_name_in_any_order() -> None:
+    """Only the names count: the same fields in another order are the same hit."""
+    fields = dict(zip(COLUMNS, V1_HITS[0].row(), strict=True))
+    shuffled = {"v": 2, **dict(reversed(fields.items()))}
+    assert decode(json.dumps(shuffled).encode() + b"\n", set()) == V1_HITS[0]
+
+
 def test_previous_release_refuses_a_new_line_instead_of_misreading_it() -> None:
     """After a rollback, the previous release reads a line as Hit(*tuple(json.loads(line))):
     a record has more keys than Hit has fields, so that raises (the old writer then keeps the
