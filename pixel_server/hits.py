@@ -128,20 +128,28 @@ def parse_query(raw: bytes, limits: Limits, flags: set[str]) -> dict[str, str]:
         raw = raw[: max(cut, 0)]
     params: dict[str, str] = {}
     # latin-1 maps each byte to one character, so nothing is lost before percent-decoding
-    for piece in raw.decode("latin-1").split("&"):
+    text = raw.decode("latin-1")
+    # the common query: no escape, no control character anywhere, so every key and value is
+    # its own text and only its length is left to check (one scan instead of one per field)
+    plain = "%" not in text and "+" not in text and text.isascii() and not UNSAFE.search(text)
+    value_chars = limits.max_value_chars
+    for piece in text.split("&"):
         if not piece:
             continue
         if len(params) >= limits.max_params:
             flags.add("too_many_params")
             break
-        raw_key, _, raw_value = piece.partition("=")
-        key = _field(raw_key, MAX_KEY_CHARS, flags)
+        key, _, value = piece.partition("=")
+        if not plain or len(key) > MAX_KEY_CHARS:
+            key = _field(key, MAX_KEY_CHARS, flags)
         if not key:
             continue
         if key in params:
             flags.add("repeated_param")
             continue
-        params[key] = _field(raw_value, limits.max_value_chars, flags)
+        if not plain or len(value) > value_chars:
+            value = _field(value, value_chars, flags)
+        params[key] = value
     return params
 
 

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from pixel_server.app import PixelApp
 from pixel_server.config import Settings
-from pixel_server.hits import INPUT_FLAGS, MAX_KEY_CHARS, Limits, parse_query
+from pixel_server.hits import INPUT_FLAGS, MAX_KEY_CHARS, Limits, _field, parse_query
 from pixel_server.keys import Keyring
 from pixel_server.responses import GIF
 from pixel_server.signing import REDIRECT_SALT, InvalidToken, TokenSigner
@@ -97,6 +97,47 @@ def test_parse_query_flags_only_documented_problems(raw: bytes, limits: Limits) 
     flags: set[str] = set()
     parse_query(raw, limits, flags)
     assert flags <= FLAGS
+
+
+def field_by_field(raw: bytes, limits: Limits, flags: set[str]) -> dict[str, str]:
+    """parse_query as it was before its one-scan fast path: every key and value through
+    _field. The oracle for the test below."""
+    if len(raw) > limits.max_query_bytes:
+        flags.add("query_truncated")
+        raw = raw[: max(raw.rfind(b"&", 0, limits.max_query_bytes + 1), 0)]
+    params: dict[str, str] = {}
+    for piece in raw.decode("latin-1").split("&"):
+        if not piece:
+            continue
+        if len(params) >= limits.max_params:
+            flags.add("too_many_params")
+            break
+        raw_key, _, raw_value = piece.partition("=")
+        key = _field(raw_key, MAX_KEY_CHARS, flags)
+        if not key:
+            continue
+        if key in params:
+            flags.add("repeated_param")
+            continue
+        params[key] = _field(raw_value, limits.max_value_chars, flags)
+    return params
+
+
+PLAIN_QUERIES = st.lists(
+    st.tuples(st.text(URL_SAFE, max_size=140), st.text(URL_SAFE + "/:,", max_size=300)),
+    max_size=60,
+).map(lambda pairs: "&".join(f"{k}={v}" for k, v in pairs).encode())
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=st.one_of(QUERIES, PLAIN_QUERIES), limits=LIMITS)
+def test_parse_query_fast_path_parses_as_field_by_field(raw: bytes, limits: Limits) -> None:
+    """A query with no escape and no control character skips the per-field checks; the
+    parameters and flags are exactly those of checking every field."""
+    flags: set[str] = set()
+    expected: set[str] = set()
+    assert parse_query(raw, limits, flags) == field_by_field(raw, limits, expected)
+    assert flags == expected
 
 
 # --- (b) the token verifier ----------------------------------------------------------------------
