@@ -7,7 +7,9 @@ Each protocol class gets ``--connections`` (64) connections with fake transports
 a round feeds each the pixel request ``make bench`` sends (bench/scenarios.py: PIXEL_PATH and
 the four browser headers) in one read, then waits until all are answered. ``--app raw``
 (bench/raw_app.py) leaves the protocols' own costs; ``--app pixel`` is the real app on a
-fresh SQLite file, whose writer commits a round's hits in one batch or a few. Printed: wall
+fresh SQLite file, whose writer commits a round's hits in one batch or a few (``--store
+postgresql``: on a fresh PostgreSQL database of PIXEL_BENCH_POSTGRES's cluster, bench/pg.py,
+dropped after; the database's own work is then in its backend, not in this process). Printed: wall
 and CPU time a request, best of ``--repeats`` (the classes take turns).
 
 For instruction counts, repeatable on a busy machine, run one class under callgrind with
@@ -30,6 +32,7 @@ import tempfile
 import time
 from typing import Any
 
+import pg
 import uvloop
 from raw_app import app as raw_app
 from scenarios import GIF, HEADERS, PIXEL_PATH, SECRET_KEY
@@ -124,11 +127,15 @@ async def per_request(
     return wall / requests * 1e6, cpu / requests * 1e6
 
 
-def make_config(app: str) -> Config:
+def make_config(app: str, database: pg.Database | None) -> Config:
     if app == "raw":
         return Config(raw_app, lifespan="off", proxy_headers=False, log_config=None)
-    db = os.path.join(tempfile.mkdtemp(prefix="request-cost-"), "pixel.db")
-    os.environ.update(PIXEL_DB=db, PIXEL_SECRET_KEY=SECRET_KEY, PIXEL_LOG_LEVEL="warning")
+    work = tempfile.mkdtemp(prefix="request-cost-")
+    os.environ.update(PIXEL_SECRET_KEY=SECRET_KEY, PIXEL_LOG_LEVEL="warning")
+    if database is None:
+        os.environ["PIXEL_DB"] = os.path.join(work, "pixel.db")
+    else:
+        os.environ.update(PIXEL_DATABASE_URL=database.url, PIXEL_DATA_DIR=work)
     from pixel_server.app import create_app
     from pixel_server.config import Settings
 
@@ -158,14 +165,20 @@ async def measure(args: argparse.Namespace, config: Config) -> dict[str, list[tu
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--app", choices=("raw", "pixel"), default="raw")
+    parser.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("protocols", nargs="*", default=PROTOCOLS, help="module:Class ...")
     args = parser.parse_args()
-    config = make_config(args.app)
-    config.load()
-    results = uvloop.run(measure(args, config))
+    database = pg.Database.create() if args.store == "postgresql" else None
+    try:
+        config = make_config(args.app, database)
+        config.load()
+        results = uvloop.run(measure(args, config))
+    finally:
+        if database is not None:
+            database.drop()
     for name, runs in results.items():
         wall, cpu = min(r[0] for r in runs), min(r[1] for r in runs)
         print(f"{name:56} {wall:6.2f} us wall, {cpu:6.2f} us CPU a request")
