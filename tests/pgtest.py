@@ -65,8 +65,12 @@ async def execute(url: str, *statements: str) -> None:
         await conn.close()
 
 
-async def fetch(url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    conn = await asyncpg.connect(url, timeout=10)
+async def fetch(
+    url: str, sql: str, *args: Any, settings: dict[str, str] | None = None
+) -> list[tuple[Any, ...]]:
+    """Rows of ``sql`` on a connection of its own; ``settings`` are session settings (for
+    example ``lock_timeout``)."""
+    conn = await asyncpg.connect(url, timeout=10, server_settings=settings)
     try:
         return [tuple(row) for row in await conn.fetch(sql, *args)]
     finally:

@@ -11,6 +11,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import closing
@@ -96,12 +97,13 @@ class Place:
             return SQLiteStore(str(self.path))
         return PostgresStore(self.arg)
 
-    def rows(self, sql: str = ROWS_SQL) -> list[tuple[Any, ...]]:
-        """Rows of ``sql`` read from the store directly, bypassing pixel_server."""
+    def rows(self, sql: str = ROWS_SQL, wait: float = 5) -> list[tuple[Any, ...]]:
+        """Rows of ``sql`` read from the store directly, bypassing pixel_server; an error
+        after ``wait`` seconds if a lock held by another connection is in the way."""
         if self.path is None:
-            url = self.arg
-            return pgtest.run(lambda: pgtest.fetch(url, sql))
-        with closing(sqlite3.connect(self.path)) as conn:
+            url, settings = self.arg, {"lock_timeout": str(int(wait * 1000))}
+            return pgtest.run(lambda: pgtest.fetch(url, sql, settings=settings))
+        with closing(sqlite3.connect(self.path, timeout=wait)) as conn:
             return conn.execute(sql).fetchall()
 
     def write(self, hits: list[Hit]) -> None:
@@ -112,13 +114,14 @@ class Place:
 
         asyncio.run(run())
 
-    def position(self) -> tuple[int, int]:
+    def position(self, wait: float = 5) -> tuple[int, int]:
         """(hits the copy into this store has written, hits it holds), 0s before it has a
-        schema."""
+        schema or while a lock is in the way for more than ``wait`` seconds."""
         try:
-            [(copied,)] = self.rows("SELECT coalesce(sum(copied), 0) FROM copy_progress") or [(0,)]
-            [(held,)] = self.rows("SELECT count(*) FROM hits")
-        except Exception:  # the tables are not there yet: the copy is starting
+            progress = "SELECT coalesce(sum(copied), 0) FROM copy_progress"
+            [(copied,)] = self.rows(progress, wait) or [(0,)]
+            [(held,)] = self.rows("SELECT count(*) FROM hits", wait)
+        except Exception:  # the tables are not there yet (the copy is starting), or locked
             return 0, 0
         return int(copied), int(held)
 
@@ -302,6 +305,36 @@ def cli(*args: str) -> subprocess.Popen[str]:
     )
 
 
+def stop_after_first_chunk(proc: subprocess.Popen[str], dest: Place, sig: signal.Signals) -> None:
+    """Send ``sig`` to a running copy once it has committed a chunk, and long before its last.
+
+    The copy runs in slices of a few milliseconds (SIGCONT, then SIGSTOP) and the destination is
+    read only while the copy is stopped, so a busy machine that makes each look slow cannot
+    let the copy race to its end between two looks. A look never waits on a lock the
+    stopped copy holds (schema creation): it counts as "nothing yet"."""
+    deadline = time.monotonic() + 120
+    while True:
+        time.sleep(0.005)
+        proc.send_signal(signal.SIGSTOP)
+        wait_until(lambda: process_state(proc.pid) in "TZX", "the copy stopped")
+        assert proc.poll() is None, "the copy ended before it could be stopped"
+        if dest.position(wait=0.1)[0] > 0:
+            proc.send_signal(sig)  # SIGINT stays pending until SIGCONT
+            proc.send_signal(signal.SIGCONT)
+            return
+        proc.send_signal(signal.SIGCONT)
+        assert time.monotonic() < deadline, "no chunk copied within 120 s"
+
+
+def process_state(pid: int) -> str:
+    """The one-letter state of a process (R, S, T for stopped, Z), "X" once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return "X"
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
 @pytest.mark.parametrize(("source_kind", "dest_kind"), PAIRS)
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
 def test_a_stopped_copy_resumes_where_it_stopped_without_duplicates(
@@ -312,11 +345,9 @@ def test_a_stopped_copy_resumes_where_it_stopped_without_duplicates(
     source, dest = places(source_kind), places(dest_kind)
     hits = sample(20_000)
     source.write(hits)
-    chunk = 80  # 250 transactions: the copy is still running when the first one shows
-    proc = cli(source.arg, dest.arg, "--chunk-size", str(chunk))
+    proc = cli(source.arg, dest.arg, "--chunk-size", "80")  # 250 transactions
     try:
-        wait_until(lambda: dest.position()[0] > 0 or proc.poll() is not None, "a chunk copied")
-        proc.send_signal(sig)
+        stop_after_first_chunk(proc, dest, sig)
         _, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
