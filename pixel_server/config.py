@@ -287,6 +287,13 @@ class Settings:
         min=1,
         max=100_000,
     )
+    events_max_age: int = _setting(
+        "PIXEL_EVENTS_MAX_AGE",
+        259_200,
+        "Seconds in the past a server call's event time (ts) may lie; older: rejected.",
+        min=0,
+        max=30 * 86_400,
+    )
     cors_origins: str = _setting(
         "PIXEL_CORS_ORIGINS",
         "*",
