@@ -294,6 +294,13 @@ class Settings:
         min=0,
         max=30 * 86_400,
     )
+    event_schemas: str = _setting(
+        "PIXEL_EVENT_SCHEMAS",
+        "",
+        "JSON file of event names and their params (docs/events.md); empty: any name and params.",
+        check=v.event_schemas,
+        accepts="empty, or the path of a readable registry file as docs/events.md shows",
+    )
     cors_origins: str = _setting(
         "PIXEL_CORS_ORIGINS",
         "*",

@@ -12,12 +12,13 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from .cleaning import UNSAFE, clean_text
 from .clientip import parse_ip
+from .eventschema import Registry
 from .fields import UTM_KEYS
 
 MAX_NAME_CHARS = 64
@@ -91,6 +92,7 @@ class Rules:
     max_batch: int = 500
     max_params: int = 50
     max_value_chars: int = 2048
+    registry: Registry = field(default_factory=Registry)  # PIXEL_EVENT_SCHEMAS
 
 
 class _Repeated(dict[str, Any]):
@@ -227,6 +229,11 @@ def check_event(item: Any, rules: Rules, server: ServerCall | None = None) -> Ev
     checked = _params(params, rules, flags)
     if isinstance(checked, Rejected):
         return checked
+    problem = rules.registry.check(name, checked)
+    if problem is not None:
+        if rules.registry.rejects(problem):
+            return Rejected(problem.reason, problem.message)
+        flags.add("unknown_event" if problem.reason == "unknown_event" else "schema_violation")
     if server is None:
         return Event(fields, checked, seq, frozenset(flags))
     told = _server_members(item, server, flags)

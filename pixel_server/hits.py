@@ -46,6 +46,9 @@ INPUT_FLAGS = frozenset(
         "invalid_utf8",
         "control_chars",
         "header_not_utf8",
+        # events only (POST /e and PIXEL_EVENT_SCHEMAS, docs/events.md)
+        "unknown_event",
+        "schema_violation",
     )
 )
 MAX_HEADER_CHARS = 2048

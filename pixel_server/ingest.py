@@ -31,12 +31,15 @@ from .events import (
     media_type,
     read_batch,
 )
+from .eventschema import Registry
+from .eventschema import load as load_registry
 from .hits import Hit, build_hit, request_headers, set_user_agent
 from .runtime import Runtime
 from .validators import split_list
 
 log = logging.getLogger("pixel_server.ingest")
 
+SCHEMA_FLAGS = frozenset(("unknown_event", "schema_violation"))  # said in the answer too
 RETRY_AFTER = b"2"  # seconds: a store outage (a lock, a failover) is usually that short
 COLUMN = {"e": "event"}  # an Event's field names that are not the Hit's
 _JSON = (b"content-type", b"application/json")
@@ -65,7 +68,8 @@ class EventsEndpoint:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         s = rt.settings
-        self.rules = Rules(s.events_max_batch, s.max_params, s.max_value_chars)
+        registry = load_registry(s.event_schemas) if s.event_schemas else Registry()
+        self.rules = Rules(s.events_max_batch, s.max_params, s.max_value_chars, registry)
         self.max_bytes = s.events_max_bytes
         origins = s.cors_origins.strip()
         self.any_origin = origins == "*"
@@ -179,6 +183,10 @@ class EventsEndpoint:
             else:
                 result["status"] = "accepted" if next(stored) else "duplicate"
                 metrics.labels(result["status"], "").inc()
+                for flag in SCHEMA_FLAGS & event.flags:
+                    if result["status"] == "accepted":
+                        self.rt.metrics.events_flagged.labels(flag).inc()
+                        result.setdefault("flags", []).append(flag)
             counts[result["status"]] += 1
             results.append(result)
         return {

@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -491,3 +495,64 @@ async def test_keys_are_checked_for_their_scope_and_revocation(harness: Harness)
     await until(refused_now, "the revoked key refused (within REFRESH_S)")
     # until the cache refreshes (up to 5 s) the key still worked: "late" at most once
     assert stored_rows(harness.rt.settings) in ([("i",), ("a",)], [("i",), ("a",), ("late",)])
+
+
+SCHEMAS = {
+    "events": {
+        "purchase_completed": {
+            "required": {"order_id": "string", "total_value": "number"},
+            "additional": False,
+        }
+    }
+}
+
+
+@pytest.mark.parametrize("mode", ["reject", "flag"])
+async def test_events_are_checked_against_the_registry(
+    make_settings: Callable[..., Settings], tmp_path: Path, mode: str
+) -> None:
+    """With PIXEL_EVENT_SCHEMAS, an event that breaks its schema is rejected with the reason
+    (violations: reject) or stored flagged schema_violation (flag); an unknown name likewise
+    per unknown_events; each counted per reason in /metrics."""
+    path = tmp_path / "schemas.json"
+    path.write_text(json.dumps({**SCHEMAS, "violations": mode, "unknown_events": mode}))
+    async with running(make_settings(event_schemas=str(path))) as h:
+        good = event("purchase_completed", eid="g", params={"order_id": "1", "total_value": 9})
+        wrong = event("purchase_completed", eid="w", params={"order_id": 1, "total_value": 9})
+        unknown = event("made_up", eid="u")
+        response = await post(h, [good, wrong, unknown])
+        results = response.json()["results"]
+        assert results[0] == {"index": 0, "status": "accepted"}
+        if mode == "reject":
+            assert [r["reason"] for r in results[1:]] == ["schema_wrong_type", "unknown_event"]
+            assert stored_rows(h.rt.settings) == [("g",)]
+            assert h.metric("pixel_events_total", outcome="rejected", reason="unknown_event") == 1
+        else:
+            assert [r.get("flags") for r in results[1:]] == [
+                ["schema_violation"],
+                ["unknown_event"],
+            ]
+            rows = stored_rows(h.rt.settings, "SELECT eid, flags FROM hits ORDER BY id")
+            assert rows == [("g", None), ("w", "schema_violation"), ("u", "unknown_event")]
+            assert h.metric("pixel_events_flagged_total", reason="schema_violation") == 1
+        metrics = (await h.client.get("/metrics")).text
+        assert "pixel_events_total" in metrics
+
+
+def test_a_bad_registry_file_stops_the_server_with_one_line(tmp_path: Path) -> None:
+    """serve with a broken PIXEL_EVENT_SCHEMAS: one Error line naming it, exit 2."""
+    path = tmp_path / "schemas.json"
+    path.write_text('{"events": {"p": {"required": {"a": "text"}}}}')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIXEL_")}
+    env.update(PIXEL_EVENT_SCHEMAS=str(path), PIXEL_DB=str(tmp_path / "p.db"))
+    result = subprocess.run(
+        [sys.executable, "-m", "pixel_server", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert line.startswith("Error: PIXEL_EVENT_SCHEMAS")
+    assert "p.required.a is one of string, number, integer, boolean" in line

@@ -91,6 +91,7 @@ BAD: dict[str, tuple[str, ...]] = {
     "events_max_bytes": ("1023", str((1 << 28) + 1), "1MB"),
     "events_max_batch": ("0", "100001", "many"),
     "events_max_age": ("-1", str(30 * 86_400 + 1), "72h"),
+    "event_schemas": ("{dir}", "{file}", "/nonexistent/schemas.json"),
     "cors_origins": (
         "https://shop.example/",
         "shop.example",
