@@ -221,8 +221,8 @@ def check_event(item: Any, rules: Rules, server: ServerCall | None = None) -> Ev
             return Rejected("bad_value", f"{key} must be a string")
         fields[key] = _text(value, rules.max_value_chars, flags)
     seq = item.get("seq")
-    if seq is not None and (type(seq) is not int or not 0 <= seq <= MAX_SEQ):
-        return Rejected("bad_seq", f"seq must be an integer from 0 to {MAX_SEQ}")
+    if seq is not None and (type(seq) is not int or not 1 <= seq <= MAX_SEQ):
+        return Rejected("bad_seq", f"seq must be an integer from 1 to {MAX_SEQ}")
     params = item.get("params")
     if params is None:
         params = {}

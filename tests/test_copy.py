@@ -302,14 +302,25 @@ def test_a_dest_with_other_hits_is_refused(places: Callable[[str], Place]) -> No
 
 
 def cli(*args: str) -> subprocess.Popen[str]:
-    """``pixel-server copy ...`` as a real process."""
+    """``pixel-server copy ...`` as a real process, with Ctrl-C's SIGINT as a terminal
+    delivers it.
+
+    A shell starts a background job with SIGINT ignored, and an ignored signal stays ignored
+    across exec: run from ``make test &`` (or a CI runner doing the same) the copy would
+    inherit that, Python would then install no KeyboardInterrupt handler, and the SIGINT
+    below would be ignored as it should be in such a job. The child puts the default back."""
     return subprocess.Popen(
         [sys.executable, "-m", "pixel_server", "copy", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env={k: v for k, v in os.environ.items() if not k.startswith("PIXEL_")},
+        preexec_fn=_default_sigint,  # only signal(): safe between fork and exec
     )
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def stop_after_first_chunk(proc: subprocess.Popen[str], dest: Place, sig: signal.Signals) -> None:

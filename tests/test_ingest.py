@@ -150,6 +150,7 @@ BAD_EVENTS: list[tuple[Any, str]] = [
     (event(sid=5), "bad_value"),
     (event(url=["https://x"]), "bad_value"),
     (event(seq=-1), "bad_seq"),
+    (event(seq=0), "bad_seq"),
     (event(seq=2**31), "bad_seq"),
     (event(seq=1.5), "bad_seq"),
     (event(seq=True), "bad_seq"),

@@ -23,7 +23,7 @@ SENDERS = 4  # each sends every batch, in its own order
 def batches() -> list[list[dict[str, object]]]:
     return [
         [
-            {"name": "add_to_cart", "eid": f"b{b}-e{e}", "sid": f"s{b}", "seq": e}
+            {"name": "add_to_cart", "eid": f"b{b}-e{e}", "sid": f"s{b}", "seq": e + 1}
             for e in range(PER_BATCH)
         ]
         for b in range(BATCHES)
