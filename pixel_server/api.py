@@ -119,6 +119,19 @@ def check_token(request: Request, tokens: tuple[str, ...], keys: bool = False) -
         raise _unauthorized()
 
 
+def guard(rt: Runtime, handler: Handler, scope: str = "read") -> Handler:
+    """``handler`` behind :func:`authorize`, its ApiErrors answered in the one shape."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            await authorize(request, rt, scope)
+            return await handler(request)
+        except ApiError as exc:
+            return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+    return endpoint
+
+
 class HitsApi:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
@@ -131,14 +144,7 @@ class HitsApi:
         ]
 
     def _guard(self, handler: Handler) -> Handler:
-        async def endpoint(request: Request) -> Response:
-            try:
-                await authorize(request, self.rt, "read")
-                return await handler(request)
-            except ApiError as exc:
-                return error_response(exc.status, exc.code, exc.message, exc.headers)
-
-        return endpoint
+        return guard(self.rt, handler)
 
     def _query(self, request: Request, max_limit: int | None = MAX_LIMIT) -> HitQuery:
         # every (name, value) pair, so that a repeated filter is refused, not "last one wins"

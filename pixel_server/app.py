@@ -14,6 +14,7 @@ from .endpoints import PixelEndpoint, RedirectEndpoint, SignedPixelEndpoint
 from .ingest import EventsEndpoint
 from .keys import Keyring
 from .links_api import LinksApi
+from .loss_api import LossApi
 from .ops import Ops
 from .runtime import Runtime, app_lifespan
 from .store.base import Store
@@ -74,7 +75,10 @@ def create_app(settings: Settings, store: Store | None = None) -> PixelApp:
             Route("/r/{token}", RedirectEndpoint(rt)),
             Route("/e", EventsEndpoint(rt)),
             *Ops(rt).routes(),
-            Mount("/api", routes=[*HitsApi(rt).routes(), *LinksApi(rt).routes()]),
+            Mount(
+                "/api",
+                routes=[*HitsApi(rt).routes(), *LinksApi(rt).routes(), *LossApi(rt).routes()],
+            ),
         ],
         exception_handlers={HTTPException: http_error},
         lifespan=app_lifespan(rt),

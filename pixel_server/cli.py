@@ -726,3 +726,4 @@ class _Null:
 
 # `keys create|list|revoke` (API keys) live in their own module; importing it registers them
 from . import apikeys_cli as apikeys_cli  # noqa: E402
+from . import reports_cli as reports_cli  # noqa: E402  (`loss`, registered the same way)

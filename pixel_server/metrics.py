@@ -116,6 +116,13 @@ class Metrics:
             ["reason"],
             registry=registry,
         )
+        self.loss = Gauge(
+            "pixel_loss_report_events",
+            "The loss report of the sessions begun since yesterday 00:00 UTC (all campaigns,"
+            " read at most once a minute): events sent, received, lost, repeated, duplicates.",
+            ["count"],
+            registry=registry,
+        )
         self.event_posts = Counter(
             "pixel_event_posts",
             "Requests to /e, by HTTP status of the answer.",

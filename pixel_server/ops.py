@@ -6,18 +6,26 @@
 
 from __future__ import annotations
 
+import logging
+import time
+
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .api import ApiError, check_token, error_response
+from .loss import DAY_MS, day_span, total
 from .runtime import Runtime
+
+LOSS_REFRESH_S = 60.0
+log = logging.getLogger("pixel_server.ops")
 
 
 class Ops:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
+        self._loss_read = -1e9  # monotonic time the loss gauges were last read
 
     def routes(self) -> list[Route]:
         return [
@@ -60,4 +68,23 @@ class Ops:
                 check_token(request, (token,))
             except ApiError as exc:
                 return error_response(exc.status, exc.code, exc.message, exc.headers)
+        await self._refresh_loss()
         return Response(self.rt.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    async def _refresh_loss(self) -> None:
+        """The loss report of the sessions begun since yesterday (UTC) in the gauges, read
+        at most once a minute: a scrape every few seconds must not mean a query each."""
+        now = time.monotonic()
+        if now - self._loss_read < LOSS_REFRESH_S or self.rt.store is None:
+            return
+        self._loss_read = now
+        now_ms = time.time_ns() // 1_000_000
+        try:
+            rows = await self.rt.store.loss_report(day_span(now_ms - DAY_MS, now_ms))
+        except Exception:  # the store is down: the gauges keep their last values
+            log.warning("loss report for /metrics not read", exc_info=True)
+            return
+        whole = total(rows)
+        gauge = self.rt.metrics.loss
+        for name in ("sent", "received", "lost", "repeated", "duplicates"):
+            gauge.labels(name).set(getattr(whole, name))

@@ -35,7 +35,7 @@ def escape(value: Any) -> str:
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)
 
 
-def _cell(text: str, width: int) -> str:
+def fit(text: str, width: int) -> str:
     """``text`` cut and padded to exactly ``width`` terminal columns."""
     shown = wcwidth.width(text)
     if shown > width:
@@ -51,7 +51,7 @@ def hits_table(rows: list[dict[str, Any]]) -> str:
     table: tuple[tuple[str, int], ...] = TABLE
     if any(row.get("event") for row in rows):
         table = (*TABLE[:2], EVENT, *TABLE[2:])
-    lines = ["  ".join(_cell(name, width) for name, width in table)]
+    lines = ["  ".join(fit(name, width) for name, width in table)]
     for row in rows:
         shown = {
             **row,
@@ -59,5 +59,5 @@ def hits_table(rows: list[dict[str, Any]]) -> str:
             "bot": "yes" if row["is_bot"] else "",
             "browser": " ".join(filter(None, (row["browser"], row["browser_version"]))),
         }
-        lines.append("  ".join(_cell(escape(shown.get(name)), width) for name, width in table))
+        lines.append("  ".join(fit(escape(shown.get(name)), width) for name, width in table))
     return "\n".join(line.rstrip() for line in lines)

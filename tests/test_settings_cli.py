@@ -120,6 +120,7 @@ COMMAND_ARGS: dict[str, tuple[str, ...]] = {
     "keys create": ("--name", "checkout", "--scope", "ingest"),
     "keys list": (),
     "keys revoke": ("abcdefghijkl",),
+    "loss": (),
 }
 SETTINGS_FREE: set[str] = set()
 

@@ -16,6 +16,7 @@ import pytest
 
 from pixel_server.apikeys import new_key
 from pixel_server.hits import COLUMNS, Hit
+from pixel_server.loss import DAY_MS
 from pixel_server.query import EQUALITY_FILTERS, FILTER_COLUMNS, HitQuery
 from pixel_server.store import Store, opened
 from pixel_server.store.base import CopyPosition, PositionMoved
@@ -350,3 +351,50 @@ async def test_api_keys_are_kept_listed_and_revoked(store: Store) -> None:
     assert (await store.revoke_api_key(key.id, 9_000)) == replace(key, revoked_ms=5_000)
     assert await store.revoke_api_key("nosuchkey000", 9_000) is None
     assert await store.api_keys() == [replace(key, revoked_ms=5_000), reader]
+
+
+def session(sid: str, seqs: list[int], start_ms: int, cid: str | None = "spring") -> list[Hit]:
+    """Events of one session, one per minute from ``start_ms``, numbered ``seqs``."""
+    return [
+        Hit(
+            ts=start_ms + 60_000 * i,
+            kind="event",
+            event="e",
+            eid=f"{sid}-{i}",
+            sid=sid,
+            cid=cid,
+            seq=seq,
+            method="POST",
+        )
+        for i, seq in enumerate(seqs)
+    ]
+
+
+async def test_the_loss_report_counts_gaps_repeats_and_duplicates(store: Store) -> None:
+    """Per day and campaign: a session's numbers below its highest that never came are lost,
+    a number stored twice is repeated, a retried eid is a duplicate; a session counts on the
+    day it began, whole (its events past midnight too), and only sessions that began in the
+    span count."""
+    day = 20_400 * DAY_MS  # 2025-11-08, a day's start
+    await store.write_events(
+        [
+            *session("a", [1, 2, 3, 4], day + 1000),  # complete
+            *session("b", [1, 3, 5], day + 2000),  # 2 and 4 lost
+            *session("c", [2, 2, 3], day + 3000),  # 1 lost, 2 repeated (a new eid)
+            *session("d", [1, 2], day + DAY_MS - 60_000),  # began before midnight
+            *session("e", [1, 4], day + 5000, cid=None),  # no campaign: 2 lost
+            *session("f", [1, 2], day - 3_600_000),  # began the day before: not in the span
+            Hit(ts=day + 9000, kind="event", event="e", eid="x", seq=7, method="POST"),  # no sid
+        ]
+    )
+    retry = session("b", [1, 3, 5], day + 2000)[:2]  # sent again: answered duplicate
+    assert await store.write_events(retry) == [False, False]
+    rows = await store.loss_report((day, day + DAY_MS))
+    assert [(r.date, r.cid) for r in rows] == [("2025-11-08", ""), ("2025-11-08", "spring")]
+    blank, spring = rows
+    assert (blank.sessions, blank.received, blank.lost, blank.repeated) == (1, 2, 2, 0)
+    assert (spring.sessions, spring.received, spring.lost, spring.repeated) == (4, 12, 3, 1)
+    assert spring.duplicates == 2
+    assert spring.sent == 14
+    assert [r.cid for r in await store.loss_report((day, day + DAY_MS), "spring")] == ["spring"]
+    assert await store.loss_report((day + DAY_MS, day + 2 * DAY_MS)) == []

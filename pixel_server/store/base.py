@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from ..apikeys import ApiKey
 from ..hits import COLUMNS, Hit
+from ..loss import LossRow
 from ..outage import StoreError as StoreError
 from ..outage import StoreUnavailable as StoreUnavailable
 from ..query import HitQuery
@@ -64,10 +65,16 @@ class Store(Protocol):
     async def write_events(self, hits: Sequence[Hit]) -> list[bool]:
         """Store ``hits`` in one transaction, or none of them; per hit, True if it is new,
         False if it is a duplicate (its kind and eid were stored before, or came earlier in
-        ``hits``). Raises StoreUnavailable when nothing was stored and a retry may work.
+        ``hits``), the duplicates counted per day and campaign for the loss report in the same
+        transaction. Raises StoreUnavailable when nothing was stored and a retry may work.
 
         POST /e answers with these outcomes, so unlike :meth:`write` it is never retried or
         spilled behind the caller's back: a sender retries, and the eid keeps that safe."""
+
+    async def loss_report(self, span: tuple[int, int], cid: str | None = None) -> list[LossRow]:
+        """The loss report (loss.py) of the sessions that began in ``span`` (ms, whole UTC
+        days), per day and campaign, oldest first; only campaign ``cid`` ("" for none) if
+        given."""
 
     async def spill_offset(self, journal: str) -> int:
         """How far ``journal`` has been replayed (0 if never)."""

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..apikeys import ApiKey
 from ..hits import COLUMNS, Hit
+from ..loss import DAY_MS, LossRow, duplicate_counts, merge
 from ..query import HitQuery
 from .base import ROW_KEYS, CopyPosition, PositionMoved, Row, StoreUnavailable
 
@@ -40,6 +41,7 @@ class MemoryStore:
         self.down = False
         self.gate: asyncio.Event | None = None  # when set, each write waits for it
         self.keys: dict[str, ApiKey] = {}
+        self.duplicates: Counter[tuple[int, str]] = Counter()
 
     async def open(self) -> None:
         return None
@@ -83,7 +85,34 @@ class MemoryStore:
             key = (hit.kind, hit.eid)
             outcomes.append(hit.eid is None or key in new)
             new.discard(key)  # a second one in the batch is a duplicate
+        self.duplicates.update(duplicate_counts(hits, outcomes))
         return outcomes
+
+    async def loss_report(self, span: tuple[int, int], cid: str | None = None) -> list[LossRow]:
+        since, until = span
+        sessions: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for row in self.rows:
+            if row["kind"] != "event" or row["sid"] is None or row["seq"] is None:
+                continue
+            if since - DAY_MS <= row["ts"] < until + DAY_MS:
+                sessions.setdefault((row["sid"], row["cid"] or ""), []).append(row)
+        per_day: dict[tuple[int, str], list[int]] = {}
+        for (_, campaign), rows in sessions.items():
+            start = min(r["ts"] for r in rows)
+            if not since <= start < until or (cid is not None and campaign != cid):
+                continue
+            got = len({r["seq"] for r in rows})
+            totals = per_day.setdefault((start // DAY_MS, campaign), [0, 0, 0, 0])
+            for i, add in enumerate(
+                (1, len(rows), max(r["seq"] for r in rows) - got, len(rows) - got)
+            ):
+                totals[i] += add
+        duplicates = [
+            (day, campaign, n)
+            for (day, campaign), n in self.duplicates.items()
+            if since // DAY_MS <= day < until // DAY_MS and cid in (None, campaign)
+        ]
+        return merge([(*key, *totals) for key, totals in sorted(per_day.items())], duplicates)
 
     async def add_api_key(self, key: ApiKey) -> None:
         if self.down:

@@ -96,6 +96,16 @@ MIGRATIONS: tuple[str, ...] = (
         revoked_ms bigint
     );
     """,
+    # 5: events answered "duplicate" (a retry, stored once), per UTC day and campaign, for
+    # the loss report (loss.py): counted in the transaction that found them
+    """
+    CREATE TABLE event_duplicates (
+        day integer NOT NULL,
+        cid text NOT NULL,
+        n bigint NOT NULL,
+        PRIMARY KEY (day, cid)
+    );
+    """,
 )
 
 CREATE_VERSION_TABLE = (

@@ -32,6 +32,7 @@ import asyncpg
 
 from ..apikeys import ApiKey
 from ..hits import COLUMNS, Hit
+from ..loss import LossRow, duplicate_counts, merge
 from ..query import HitQuery
 from . import sql as sql_text
 from .base import ROW_KEYS, ROW_KIND, CopyPosition, PositionMoved, Row, StoreUnavailable
@@ -115,6 +116,10 @@ KEY_INSERT_SQL = (
     "INSERT INTO api_keys (id, name, scopes, hash, created_ms) VALUES ($1, $2, $3, $4, $5)"
 )
 KEYS_SQL = f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_ms, id"  # noqa: S608
+DUPLICATES_SQL = (
+    "INSERT INTO event_duplicates (day, cid, n) VALUES ($1, $2, $3)"
+    " ON CONFLICT (day, cid) DO UPDATE SET n = event_duplicates.n + excluded.n"
+)
 KEY_REVOKE_SQL = "UPDATE api_keys SET revoked_ms = $1 WHERE id = $2 AND revoked_ms IS NULL"
 KEY_SQL = f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1"  # noqa: S608
 OUTCOME_SQL = "SELECT added FROM write_batches WHERE id = $1"
@@ -253,14 +258,30 @@ class PostgresStore:
             return []
         columns = _column_arrays([hit.row() for hit in hits])
         pool = self._open_pool(self._writes)
+        timeout = self._timeout + BACKSTOP
         try:
             await self._maybe_maintain()
-            async with pool.acquire(timeout=CONNECT_TIMEOUT) as conn:
-                rows = await conn.fetch(EVENTS_SQL, *columns, timeout=self._timeout + BACKSTOP)
+            async with pool.acquire(timeout=CONNECT_TIMEOUT) as conn, conn.transaction():
+                rows = await conn.fetch(EVENTS_SQL, *columns, timeout=timeout)
+                claimed = {row[0] for row in rows}
+                outcomes = [hit.eid is None or n in claimed for n, hit in enumerate(hits, 1)]
+                counts = duplicate_counts(hits, outcomes)
+                if counts:
+                    values = [(day, cid, n) for (day, cid), n in counts.items()]
+                    await conn.executemany(DUPLICATES_SQL, values, timeout=timeout)
         except UNAVAILABLE as exc:
             raise StoreUnavailable(_describe(exc)) from exc
-        claimed = {row[0] for row in rows}
-        return [hit.eid is None or n in claimed for n, hit in enumerate(hits, start=1)]
+        return outcomes
+
+    async def loss_report(self, span: tuple[int, int], cid: str | None = None) -> list[LossRow]:
+        async def read(conn: Any) -> list[LossRow]:
+            sql, args = sql_text.loss_sessions(span, cid, sql_text.numbered)
+            sessions = await conn.fetch(sql, *args)
+            sql, args = sql_text.loss_duplicates(span, cid, sql_text.numbered)
+            return merge(sessions, await conn.fetch(sql, *args))
+
+        result: list[LossRow] = await self._admin(read)
+        return result
 
     async def add_api_key(self, key: ApiKey) -> None:
         values = (key.id, key.name, ",".join(key.scopes), key.hash, key.created_ms)

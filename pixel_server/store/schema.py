@@ -91,6 +91,16 @@ MIGRATIONS: tuple[str, ...] = (
         revoked_ms INTEGER
     );
     """,
+    # 7: events answered "duplicate" (a retry, stored once), per UTC day and campaign, for
+    # the loss report (loss.py): counted in the transaction that found them
+    """
+    CREATE TABLE event_duplicates (
+        day INTEGER NOT NULL,
+        cid TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        PRIMARY KEY (day, cid)
+    );
+    """,
 )
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..apikeys import ApiKey
 from ..hits import COLUMNS
+from ..loss import DAY_MS
 from ..query import OPERATORS, HitQuery
 
 # a parameter's text from its 1-based position
@@ -98,3 +99,44 @@ def count_by_kind(query: HitQuery, placeholder: Placeholder = qmark) -> tuple[st
     ``(kind, count)``."""
     clause, args = where(query, placeholder)
     return f"SELECT kind, count(*) FROM hits{clause} GROUP BY kind", args  # noqa: S608
+
+
+def loss_sessions(
+    span: tuple[int, int], cid: str | None, placeholder: Placeholder = qmark
+) -> tuple[str, list[Any]]:
+    """Per (day, cid): sessions, events received, lost and repeated, for the sessions that
+    began in ``span`` (ms, whole days); their events are read a day beyond each edge
+    (loss.py says why). Rows of ``(day, cid, sessions, received, lost, repeated)``."""
+    since, until = span
+    args: list[Any] = [since - DAY_MS, until + DAY_MS]
+    campaign = ""
+    if cid is not None:
+        args.append(cid)
+        campaign = f" AND coalesce(cid, '') = {placeholder(len(args))}"
+    args.extend((since, until))
+    first, last = placeholder(len(args) - 1), placeholder(len(args))
+    sql = f"""
+SELECT day, cid, count(*), sum(n), sum(last_seq - got), sum(n - got) FROM (
+    SELECT min(ts) / {DAY_MS} AS day, coalesce(cid, '') AS cid, max(seq) AS last_seq,
+           count(DISTINCT seq) AS got, count(*) AS n
+    FROM hits
+    WHERE kind = 'event' AND sid IS NOT NULL AND seq IS NOT NULL
+      AND ts >= {placeholder(1)} AND ts < {placeholder(2)}{campaign}
+    GROUP BY sid, coalesce(cid, '')
+    HAVING min(ts) >= {first} AND min(ts) < {last}
+) AS sessions
+GROUP BY day, cid ORDER BY day, cid"""  # noqa: S608 - see the module docstring
+    return sql, args
+
+
+def loss_duplicates(
+    span: tuple[int, int], cid: str | None, placeholder: Placeholder = qmark
+) -> tuple[str, list[Any]]:
+    """Rows of ``(day, cid, n)``: the duplicates counted in ``span``."""
+    args: list[Any] = [span[0] // DAY_MS, span[1] // DAY_MS]
+    bounds = f"day >= {placeholder(1)} AND day < {placeholder(2)}"
+    sql = f"SELECT day, cid, n FROM event_duplicates WHERE {bounds}"  # noqa: S608
+    if cid is not None:
+        args.append(cid)
+        sql += f" AND cid = {placeholder(3)}"
+    return sql, args

@@ -22,6 +22,7 @@ import aiosqlite
 from ..apikeys import ApiKey
 from ..files import ensure_private_file
 from ..hits import COLUMNS, Hit
+from ..loss import LossRow, duplicate_counts, merge
 from ..query import HitQuery
 from . import sql as sql_text
 from .base import ROW_KEYS, ROW_KIND, CopyPosition, PositionMoved, Row, StoreUnavailable
@@ -50,6 +51,10 @@ POSITION_UPDATE_SQL = (
 KEY_INSERT_SQL = "INSERT INTO api_keys (id, name, scopes, hash, created_ms) VALUES (?, ?, ?, ?, ?)"
 KEYS_SQL = f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_ms, id"  # noqa: S608
 KEY_SQL = f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?"  # noqa: S608
+DUPLICATES_SQL = (
+    "INSERT INTO event_duplicates (day, cid, n) VALUES (?, ?, ?)"
+    " ON CONFLICT (day, cid) DO UPDATE SET n = n + excluded.n"
+)
 KEY_REVOKE_SQL = "UPDATE api_keys SET revoked_ms = ? WHERE id = ? AND revoked_ms IS NULL"
 T = TypeVar("T")
 
@@ -151,7 +156,12 @@ class SQLiteStore:
         def work(conn: sqlite3.Connection) -> list[bool]:
             # one statement a row: its rowcount (0 when the (kind, eid) index refused it) is
             # the row's outcome, first in the batch wins
-            return [conn.execute(INSERT_SQL, row).rowcount == 1 for row in rows]
+            outcomes = [conn.execute(INSERT_SQL, row).rowcount == 1 for row in rows]
+            counts = duplicate_counts(hits, outcomes)
+            if counts:
+                values = [(day, cid, n) for (day, cid), n in counts.items()]
+                conn.executemany(DUPLICATES_SQL, values)
+            return outcomes
 
         result: list[bool] = await self._run(self._transaction, work)
         return result
@@ -172,6 +182,12 @@ class SQLiteStore:
 
         result: ApiKey | None = await self._run(self._transaction, work)
         return result
+
+    async def loss_report(self, span: tuple[int, int], cid: str | None = None) -> list[LossRow]:
+        assert self._reader is not None, "store is not open"
+        sessions = await self._reader.execute_fetchall(*sql_text.loss_sessions(span, cid))
+        duplicates = await self._reader.execute_fetchall(*sql_text.loss_duplicates(span, cid))
+        return merge(sessions, duplicates)
 
     async def spill_offset(self, journal: str) -> int:
         sql = "SELECT offset FROM spill_replay WHERE journal = ?"
