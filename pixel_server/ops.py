@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -17,6 +18,7 @@ from starlette.routing import Route
 from .api import ApiError, check_token, error_response
 from .loss import DAY_MS, day_span, total
 from .runtime import Runtime
+from .store.base import Store
 
 LOSS_REFRESH_S = 60.0
 log = logging.getLogger("pixel_server.ops")
@@ -26,6 +28,7 @@ class Ops:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self._loss_read = -1e9  # monotonic time the loss gauges were last read
+        self._loss_task: asyncio.Task[None] | None = None
 
     def routes(self) -> list[Route]:
         return [
@@ -68,23 +71,27 @@ class Ops:
                 check_token(request, (token,))
             except ApiError as exc:
                 return error_response(exc.status, exc.code, exc.message, exc.headers)
-        await self._refresh_loss()
+        self._refresh_loss()
         return Response(self.rt.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    async def _refresh_loss(self) -> None:
-        """The loss report of the sessions begun since yesterday (UTC) in the gauges, read
-        at most once a minute: a scrape every few seconds must not mean a query each."""
+    def _refresh_loss(self) -> None:
+        """Start reading the loss report of the sessions begun since yesterday (UTC) into
+        its gauges, at most once a minute and in the background: a scrape never waits on
+        the store (a locked table would hold it), and shows the values read last."""
         now = time.monotonic()
-        if now - self._loss_read < LOSS_REFRESH_S or self.rt.store is None:
+        running = self._loss_task is not None and not self._loss_task.done()
+        if running or now - self._loss_read < LOSS_REFRESH_S or self.rt.store is None:
             return
         self._loss_read = now
+        self._loss_task = asyncio.create_task(self._read_loss(self.rt.store))
+
+    async def _read_loss(self, store: Store) -> None:
         now_ms = time.time_ns() // 1_000_000
         try:
-            rows = await self.rt.store.loss_report(day_span(now_ms - DAY_MS, now_ms))
+            rows = await store.loss_report(day_span(now_ms - DAY_MS, now_ms))
         except Exception:  # the store is down: the gauges keep their last values
             log.warning("loss report for /metrics not read", exc_info=True)
             return
         whole = total(rows)
-        gauge = self.rt.metrics.loss
         for name in ("sent", "received", "lost", "repeated", "duplicates"):
-            gauge.labels(name).set(getattr(whole, name))
+            self.rt.metrics.loss.labels(name).set(getattr(whole, name))

@@ -261,7 +261,8 @@ class ServerProcess:
 
 
 def start_server(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> ServerProcess:
-    port = free_port()
+    """A server on a free port, or on ``env``'s PIXEL_PORT (a port a client already uses)."""
+    port = int(env["PIXEL_PORT"]) if env and "PIXEL_PORT" in env else free_port()
     db = Path(env["PIXEL_DB"]) if env and "PIXEL_DB" in env else tmp_path / "pixel.db"
     log = tmp_path / f"server-{port}.log"
     database_url = (env or {}).get("PIXEL_DATABASE_URL")
