@@ -16,6 +16,7 @@ from .links_api import LinksApi
 from .ops import Ops
 from .runtime import Runtime, app_lifespan
 from .store.base import Store
+from .tracker import TrackerScript
 
 
 class PixelApp:
@@ -69,6 +70,7 @@ def create_app(settings: Settings, store: Store | None = None) -> PixelApp:
             Route("/p/{token}.gif", SignedPixelEndpoint(rt)),
             Route("/r/{token}", RedirectEndpoint(rt)),
             *Ops(rt).routes(),
+            *TrackerScript().routes(),
             Mount("/api", routes=[*HitsApi(rt).routes(), *LinksApi(rt).routes()]),
         ],
         exception_handlers={HTTPException: http_error},
