@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .api import HitsApi, http_error
 from .config import Settings
 from .endpoints import PixelEndpoint, RedirectEndpoint, SignedPixelEndpoint
+from .ingest import EventsEndpoint
 from .keys import Keyring
 from .links_api import LinksApi
 from .ops import Ops
@@ -34,6 +35,7 @@ class PixelApp:
         self._pixel = PixelEndpoint(rt)
         self._signed = SignedPixelEndpoint(rt)
         self._redirect = RedirectEndpoint(rt)
+        self._events = EventsEndpoint(rt)
 
     @property
     def state(self) -> State:
@@ -49,6 +51,8 @@ class PixelApp:
         endpoint: ASGIApp
         if path == "/p.gif":
             return self._pixel
+        if path == "/e":
+            return self._events
         if path.startswith("/p/") and path.endswith(".gif"):
             token, endpoint = path[3:-4], self._signed
         elif path.startswith("/r/"):
@@ -69,6 +73,7 @@ def create_app(settings: Settings, store: Store | None = None) -> PixelApp:
             Route("/p.gif", PixelEndpoint(rt)),
             Route("/p/{token}.gif", SignedPixelEndpoint(rt)),
             Route("/r/{token}", RedirectEndpoint(rt)),
+            Route("/e", EventsEndpoint(rt)),
             *Ops(rt).routes(),
             *TrackerScript().routes(),
             Mount("/api", routes=[*HitsApi(rt).routes(), *LinksApi(rt).routes()]),

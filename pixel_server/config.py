@@ -18,7 +18,14 @@ from typing import Any
 from . import validators as v
 from .dburl import URL_TEXT, StoreURL
 from .dburl import parse as parse_store_url
-from .validators import FILE_TEXT, HOST_TEXT, KEY_ID_TEXT, MIN_API_TOKEN_CHARS, split_list
+from .validators import (
+    FILE_TEXT,
+    HOST_TEXT,
+    KEY_ID_TEXT,
+    MIN_API_TOKEN_CHARS,
+    ORIGINS_TEXT,
+    split_list,
+)
 
 __all__ = ["ConfigError", "Settings", "accepted", "env_name", "env_text", "split_list"]
 
@@ -265,6 +272,28 @@ class Settings:
         "Longest signed token looked at (checked before decoding).",
         min=64,
         max=1 << 16,
+    )
+    events_max_bytes: int = _setting(
+        "PIXEL_EVENTS_MAX_BYTES",
+        1 << 20,
+        "Largest POST /e body, before and after gzip; larger: 413, nothing stored.",
+        min=1024,
+        max=1 << 28,
+    )
+    events_max_batch: int = _setting(
+        "PIXEL_EVENTS_MAX_BATCH",
+        500,
+        "Most events in one POST /e body; more: 413, nothing stored.",
+        min=1,
+        max=100_000,
+    )
+    cors_origins: str = _setting(
+        "PIXEL_CORS_ORIGINS",
+        "*",
+        "Web origins whose pages may post events to /e (browsers check the answer's"
+        " Access-Control-Allow-Origin); others get 403.",
+        check=v.origins,
+        accepts=ORIGINS_TEXT,
     )
     log_level: str = _setting(
         "PIXEL_LOG_LEVEL", "info", "Log level: debug, info, warning, error.", choices=LOG_LEVELS

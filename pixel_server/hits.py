@@ -84,6 +84,7 @@ class Hit:
     gpc: int = 0
     method: str = "GET"
     flags: str | None = None  # comma-separated input problems, e.g. "value_truncated"
+    seq: int | None = None  # an event's number within its session (POST /e, docs/events.md)
 
     def row(self) -> tuple[Any, ...]:
         """The values in column order (``dataclasses.astuple`` deep-copies: 10x slower)."""

@@ -102,6 +102,19 @@ class Metrics:
             buckets=COMMIT_BUCKETS,
             registry=registry,
         )
+        self.events = Counter(
+            "pixel_events",
+            "Events posted to /e, by outcome (accepted, duplicate, rejected) and the reason of"
+            " a rejection (empty otherwise).",
+            ["outcome", "reason"],
+            registry=registry,
+        )
+        self.event_posts = Counter(
+            "pixel_event_posts",
+            "Requests to /e, by HTTP status of the answer.",
+            ["status"],
+            registry=registry,
+        )
         self.info = Gauge("pixel_worker_info", "This worker process.", ["pid"], registry=registry)
         self.info.labels(**pid).set(1)
         registry.register(RefusalCollector(REFUSALS))

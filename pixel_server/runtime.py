@@ -15,6 +15,7 @@ from starlette.types import Scope
 
 from .clientip import ClientIP
 from .config import Settings
+from .eventsink import EventSink
 from .hits import Limits, build_hit, request_headers
 from .keys import Keyring
 from .metrics import Metrics
@@ -35,6 +36,7 @@ class Runtime:
     metrics: Metrics = field(default_factory=Metrics)
     store: Store | None = None  # None: the lifespan opens the store the settings name
     writer: Writer | None = None
+    events: EventSink | None = None  # POST /e's group commit, opened with the writer
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -78,16 +80,19 @@ async def lifespan(rt: Runtime) -> AsyncIterator[None]:
     try:
         rt.store = store
         warm_up()
-        async with Writer(
-            store,
-            rt.metrics,
-            queue_max=s.queue_max,
-            batch_max=s.batch_max,
-            ack_timeout=s.ack_timeout,
-            drain_timeout=s.drain_timeout,
-            spill=spill,
-        ) as writer:
-            rt.writer = writer
+        async with (
+            Writer(
+                store,
+                rt.metrics,
+                queue_max=s.queue_max,
+                batch_max=s.batch_max,
+                ack_timeout=s.ack_timeout,
+                drain_timeout=s.drain_timeout,
+                spill=spill,
+            ) as writer,
+            EventSink(store, s.batch_max) as events,
+        ):
+            rt.writer, rt.events = writer, events
             log.info("serving; store=%s", shown)
             yield
     finally:

@@ -123,6 +123,35 @@ def public_url(value: str) -> None:
         raise ValueError(f"{value!r} has userinfo, a query or a fragment")
 
 
+ORIGINS_TEXT = (
+    "*, or comma-separated origins as a browser sends them (https://shop.example,"
+    " http://localhost:3000): scheme, host, optional port, nothing else"
+)
+
+
+def origins(value: str) -> None:
+    """PIXEL_CORS_ORIGINS: ``*`` or origins, each exactly what a browser's Origin header
+    holds, so that a plain string comparison decides."""
+    if value.strip() == "*":
+        return
+    entries = split_list(value)
+    if not entries:
+        raise ValueError("names no origin")
+    for entry in entries:
+        if entry == "*":
+            raise ValueError("* stands alone, not in a list")
+        try:
+            parts = urlsplit(entry)
+            parts.port  # noqa: B018 (reading it validates the port)
+        except ValueError:
+            raise ValueError(f"{entry!r} is not an origin") from None
+        exact = f"{parts.scheme}://{parts.netloc}"
+        if parts.scheme not in ("http", "https") or not parts.hostname or entry != exact:
+            raise ValueError(f"{entry!r} is not an origin: scheme://host[:port], no path")
+        if parts.username is not None or entry != entry.lower():
+            raise ValueError(f"{entry!r} is not an origin as a browser sends it (lowercase)")
+
+
 def key_id(value: str) -> None:
     """PIXEL_KEY_ID: the id written in front of every token."""
     from .keys import KEY_ID

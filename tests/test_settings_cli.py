@@ -88,6 +88,18 @@ BAD: dict[str, tuple[str, ...]] = {
     "header_timeout": ("0", "3601", "nan"),
     "keepalive_timeout": ("0", "-1", "inf"),
     "metrics_token": ("q9z", "two-tokens,here-2nd", "has space inside"),
+    "events_max_bytes": ("1023", str((1 << 28) + 1), "1MB"),
+    "events_max_batch": ("0", "100001", "many"),
+    "cors_origins": (
+        "https://shop.example/",
+        "shop.example",
+        "*,https://shop.example",
+        "https://Shop.example",
+        "https://user@shop.example",
+        "ftp://shop.example",
+        "https://shop.example:99999",
+        ",",
+    ),
 }
 # What each command needs besides settings. A new command must be added here (or to
 # SETTINGS_FREE, if it reads no settings at all): test_every_command_is_walked.

@@ -55,12 +55,13 @@ async def test_written_rows_come_back_with_every_column(store: Store) -> None:
         **{
             c: f"v-{c}"
             for c in COLUMNS
-            if c not in ("ts", "kind", "is_bot", "dnt", "gpc", "method")
+            if c not in ("ts", "kind", "is_bot", "dnt", "gpc", "method", "seq")
         },
         is_bot=1,
         dnt=1,
         gpc=0,
         method="POST",
+        seq=2**31 - 1,
     )
     assert +await store.write([hit]) == {"event": 1}
     (row,) = await all_rows(store)
@@ -195,10 +196,11 @@ async def test_copied_rows_keep_every_column_and_their_position_commits_with_the
     hit = Hit(
         ts=1_790_000_000_123,
         kind="click",
-        **{c: f"v-{c}" for c in COLUMNS if c not in ("ts", "kind", "is_bot", "dnt", "gpc")},
+        **{c: f"v-{c}" for c in COLUMNS if c not in ("ts", "kind", "is_bot", "dnt", "gpc", "seq")},
         is_bot=1,
         dnt=0,
         gpc=1,
+        seq=7,
     )
     source = "0123456789abcdef0123456789abcdef"
     assert await store.copy_position(source) is None
@@ -304,3 +306,30 @@ async def test_close_is_idempotent(store: Store) -> None:
     await store.aclose()
     await store.aclose()
     await store.open()  # and the fixture closes it again
+
+
+def events(*eids: str | None) -> list[Hit]:
+    return [
+        Hit(ts=2000 + i, kind="event", event="video_started", eid=eid, seq=i, method="POST")
+        for i, eid in enumerate(eids)
+    ]
+
+
+async def test_write_events_says_per_event_whether_it_is_new(store: Store) -> None:
+    """write_events answers True for a new event and False for a duplicate: an eid stored
+    before, or earlier in the same batch; an event without an eid is always new."""
+    assert await store.write_events(events("a", "b", None)) == [True, True, True]
+    outcome = await store.write_events(events("b", "c", "c", None, "a", "d"))
+    assert outcome == [False, True, False, True, False, True]
+    rows = await all_rows(store, HitQuery(equals={"kind": "event"}))
+    assert sorted(str(row["eid"]) for row in rows) == ["None", "None", "a", "b", "c", "d"]
+    assert {row["seq"] for row in rows if row["eid"] == "c"} == {1}  # the first "c" won
+    assert await store.write_events([]) == []
+
+
+async def test_write_events_dedups_per_kind(store: Store) -> None:
+    """An event's eid is its own: a view or click with the same eid does not make the event
+    a duplicate, nor the other way round."""
+    await store.write([Hit(ts=1, kind="view", eid="same"), Hit(ts=2, kind="click", eid="same")])
+    assert await store.write_events(events("same")) == [True]
+    assert +await store.write([Hit(ts=3, kind="view", eid="same")]) == {}

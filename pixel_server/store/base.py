@@ -60,6 +60,14 @@ class Store(Protocol):
         are replayed from a spill journal (see spill.py).
         """
 
+    async def write_events(self, hits: Sequence[Hit]) -> list[bool]:
+        """Store ``hits`` in one transaction, or none of them; per hit, True if it is new,
+        False if it is a duplicate (its kind and eid were stored before, or came earlier in
+        ``hits``). Raises StoreUnavailable when nothing was stored and a retry may work.
+
+        POST /e answers with these outcomes, so unlike :meth:`write` it is never retried or
+        spilled behind the caller's back: a sender retries, and the eid keeps that safe."""
+
     async def spill_offset(self, journal: str) -> int:
         """How far ``journal`` has been replayed (0 if never)."""
 

@@ -81,6 +81,10 @@ MIGRATIONS: tuple[str, ...] = (
         copied bigint NOT NULL
     );
     """,
+    # 3: an event's number within its session (POST /e): the loss report reads gaps in it
+    """
+    ALTER TABLE hits ADD COLUMN seq integer;
+    """,
 )
 
 CREATE_VERSION_TABLE = (

@@ -40,12 +40,13 @@ log = logging.getLogger("pixel_server")
 
 CLAIM_COLUMNS = ("kind", "eid", "ts")  # of hit_eids
 _KIND, _EID, _TS = (COLUMNS.index(c) for c in CLAIM_COLUMNS)
-INT_COLUMNS = frozenset(("ts", "is_bot", "dnt", "gpc"))
+INT_COLUMNS = frozenset(("ts", "is_bot", "dnt", "gpc", "seq"))
+SQL_TYPES = {"ts": "bigint", "seq": "integer"}  # of the INT_COLUMNS; the others are smallint
 CONNECT_TIMEOUT = 5.0
 MAINTAIN_EVERY_S = 6 * 3600  # partitions ahead, old batch records: this often
 
 _TYPES = ", ".join(
-    f"${n}::{'bigint' if c == 'ts' else 'smallint' if c in INT_COLUMNS else 'text'}[]"
+    f"${n}::{SQL_TYPES.get(c, 'smallint') if c in INT_COLUMNS else 'text'}[]"
     for n, c in enumerate(COLUMNS, start=1)
 )
 _N = len(COLUMNS)
@@ -87,6 +88,11 @@ INSERT_SQL = f"""{_INSERT_HEAD}, marker AS (
     ON CONFLICT (journal) DO UPDATE SET "offset" = excluded."offset"
 )
 SELECT kind, rows FROM added
+"""  # noqa: S608 - as _INSERT_HEAD
+# A POST /e batch (PostgresStore.write_events): the rows of the batch that claimed their eid
+# now, by ordinal; a row without an eid is always new
+EVENTS_SQL = f"""{_INSERT_HEAD}
+SELECT f.n FROM firsts f JOIN claimed c ON c.kind = f.kind AND c.eid = f.eid
 """  # noqa: S608 - as _INSERT_HEAD
 # A chunk of `pixel-server copy` (PostgresStore.copy_in) is COPY'd into hit_eids and hits; a
 # chunk with an eid that is claimed already goes through COPY_DEDUP_SQL, which keeps the first
@@ -230,6 +236,23 @@ class PostgresStore:
             return await self._after_no_answer(pool, conn, batch, pid, exc)
         await self._release(pool, conn)
         return Counter({kind: int(count) for kind, count in rows})
+
+    async def write_events(self, hits: Sequence[Hit]) -> list[bool]:
+        """One statement, so one transaction. Without the batch record of :meth:`write`: an
+        answer lost here is StoreUnavailable (the sender retries, and the eids that did commit
+        come back as duplicates)."""
+        if not hits:
+            return []
+        columns = _column_arrays([hit.row() for hit in hits])
+        pool = self._open_pool(self._writes)
+        try:
+            await self._maybe_maintain()
+            async with pool.acquire(timeout=CONNECT_TIMEOUT) as conn:
+                rows = await conn.fetch(EVENTS_SQL, *columns, timeout=self._timeout + BACKSTOP)
+        except UNAVAILABLE as exc:
+            raise StoreUnavailable(_describe(exc)) from exc
+        claimed = {row[0] for row in rows}
+        return [hit.eid is None or n in claimed for n, hit in enumerate(hits, start=1)]
 
     async def copy_in(
         self,

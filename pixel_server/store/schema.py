@@ -76,6 +76,10 @@ MIGRATIONS: tuple[str, ...] = (
         copied INTEGER NOT NULL
     );
     """,
+    # 5: an event's number within its session (POST /e): the loss report reads gaps in it
+    """
+    ALTER TABLE hits ADD COLUMN seq INTEGER;
+    """,
 )
 
 

@@ -139,6 +139,17 @@ class SQLiteStore:
         result: Counter[str] = await self._run(self._write_rows, by_kind, progress)
         return result
 
+    async def write_events(self, hits: Sequence[Hit]) -> list[bool]:
+        rows = [hit.row() for hit in hits]
+
+        def work(conn: sqlite3.Connection) -> list[bool]:
+            # one statement a row: its rowcount (0 when the (kind, eid) index refused it) is
+            # the row's outcome, first in the batch wins
+            return [conn.execute(INSERT_SQL, row).rowcount == 1 for row in rows]
+
+        result: list[bool] = await self._run(self._transaction, work)
+        return result
+
     async def spill_offset(self, journal: str) -> int:
         sql = "SELECT offset FROM spill_replay WHERE journal = ?"
         row = await self._run(lambda: self._connection.execute(sql, (journal,)).fetchone())

@@ -1,0 +1,257 @@
+"""What a ``POST /e`` body means: its events, each valid or rejected with a reason. Pure.
+
+The contract is docs/events.md. A body that cannot be read as events at all raises
+:class:`BadBatch` (the request is answered 400, 413 or 415 and nothing is stored); an event
+that breaks a rule becomes a :class:`Rejected` in its place, so the answer can say, index by
+index, what was stored and why the rest was not.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .cleaning import UNSAFE, clean_text
+from .fields import UTM_KEYS
+
+MAX_NAME_CHARS = 64
+MAX_EID_CHARS = 128
+MAX_PARAM_NAME_CHARS = 64
+MAX_SEQ = 2**31 - 1
+MAX_SAFE_INTEGER = 2**53 - 1  # beyond, JavaScript (and many JSON readers) lose digits
+NAME = re.compile(r"[a-z][a-z0-9_]*")
+# what JSON's \\ud800 escapes give: half a character, which no UTF-8 store can hold
+SURROGATE = re.compile("[\ud800-\udfff]")
+STRING_MEMBERS = ("sid", "uid", "cid", "url", "ref", *UTM_KEYS)
+MEMBERS = frozenset(("name", "eid", "seq", "params", *STRING_MEMBERS))
+# media types a body may have, and how it is read: a JSON document, or NDJSON lines ("text":
+# what sendBeacon sends with a string, either of the two)
+FORMATS = {
+    "application/json": "json",
+    "application/x-ndjson": "ndjson",
+    "application/ndjson": "ndjson",
+    "application/jsonl": "ndjson",
+    "text/plain": "text",
+    "": "text",
+}
+
+
+class BadBatch(ValueError):
+    """The body as a whole is not a batch of events; ``status`` and ``code`` answer it."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code = status, code
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """An event that breaks a rule of the contract; ``reason`` is stable, ``message`` says
+    what the rule is."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A valid event: its column values (strings), its parameters and its sequence number."""
+
+    fields: dict[str, str]  # name ("e"), eid and the STRING_MEMBERS present, cleaned
+    params: dict[str, str | int | float | bool | None]
+    seq: int | None
+    flags: frozenset[str]  # input problems recorded with it (value_truncated, ...)
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    max_batch: int = 500
+    max_params: int = 50
+    max_value_chars: int = 2048
+
+
+class _Repeated(dict[str, Any]):
+    """A JSON object in which a member name appears twice (``repeated`` is the first such)."""
+
+    repeated = ""
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result and not isinstance(result, _Repeated):
+            result = _Repeated(result)
+            result.repeated = key
+        result[key] = value
+    return result
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _loads(text: str) -> Any:
+    """JSON as RFC 8259 has it: no NaN or Infinity, a repeated member name marked."""
+    return json.loads(text, object_pairs_hook=_object, parse_constant=_no_constant)
+
+
+def _document(text: str) -> list[Any]:
+    try:
+        document = _loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise BadBatch(400, "bad_json", f"the body is not JSON: {_reason(exc)}") from None
+    if isinstance(document, list):
+        return document
+    if isinstance(document, dict):
+        return [document]
+    raise BadBatch(400, "bad_json", "the body is neither an array of events nor an event")
+
+
+def _lines(text: str) -> list[Any]:
+    """NDJSON: one event per non-blank line; a line that is not JSON is that event's
+    rejection, not the batch's."""
+    items: list[Any] = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            items.append(_loads(line))
+        except (ValueError, RecursionError) as exc:
+            items.append(Rejected("bad_json", f"the line is not JSON: {_reason(exc)}"))
+    return items
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return str(exc).split(":")[0]  # json's message without the echo of a position
+
+
+def read_batch(body: bytes, media_type: str, rules: Rules) -> list[Any]:
+    """The items of a body (already gunzipped) of ``media_type``: the JSON values to check
+    with :func:`check_event`, or Rejected for an NDJSON line that is not JSON."""
+    form = FORMATS.get(media_type)
+    if form is None:
+        accepted = ", ".join(t for t in FORMATS if t)
+        raise BadBatch(415, "unsupported_media_type", f"Content-Type must be one of {accepted}")
+    try:
+        text = body.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError:
+        raise BadBatch(400, "bad_encoding", "the body is not UTF-8") from None
+    if form == "text":  # an array, an object, or NDJSON: a body of several objects
+        try:
+            items = _document(text)
+        except BadBatch:
+            if not text.lstrip().startswith("{"):
+                raise
+            items = _lines(text)
+    else:
+        items = _document(text) if form == "json" else _lines(text)
+    if not items:
+        raise BadBatch(400, "no_events", "the body holds no event")
+    if len(items) > rules.max_batch:
+        message = f"{len(items)} events in one body; at most {rules.max_batch}"
+        raise BadBatch(413, "too_many_events", message)
+    return items
+
+
+def check_event(item: Any, rules: Rules) -> Event | Rejected:
+    """An item of a batch as an Event, or why it is not one."""
+    if isinstance(item, Rejected):
+        return item
+    if not isinstance(item, dict):
+        return Rejected("not_an_object", "an event is a JSON object")
+    if isinstance(item, _Repeated):
+        return Rejected("repeated_member", f"the member {item.repeated!r} appears twice")
+    unknown = sorted(item.keys() - MEMBERS)
+    if unknown:
+        shown = clean_text(", ".join(unknown), 200, set())
+        return Rejected("unknown_field", f"not a member of an event: {shown}")
+    name = item.get("name")
+    if name is None:
+        return Rejected("missing_name", "an event needs a name")
+    if not isinstance(name, str) or len(name) > MAX_NAME_CHARS or not NAME.fullmatch(name):
+        message = f"name must be snake_case: ^[a-z][a-z0-9_]*$, at most {MAX_NAME_CHARS} characters"
+        return Rejected("bad_name", message)
+    fields = {"e": name}
+    flags: set[str] = set()
+    eid = item.get("eid")
+    if eid is not None:
+        if not isinstance(eid, str) or not 0 < len(eid) <= MAX_EID_CHARS or _unsafe(eid):
+            message = f"eid must be 1 to {MAX_EID_CHARS} characters, no control character"
+            return Rejected("bad_eid", message)
+        fields["eid"] = eid
+    for key in STRING_MEMBERS:
+        value = item.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            return Rejected("bad_value", f"{key} must be a string")
+        fields[key] = _text(value, rules.max_value_chars, flags)
+    seq = item.get("seq")
+    if seq is not None and (type(seq) is not int or not 0 <= seq <= MAX_SEQ):
+        return Rejected("bad_seq", f"seq must be an integer from 0 to {MAX_SEQ}")
+    params = item.get("params")
+    if params is None:
+        params = {}
+    checked = _params(params, rules, flags)
+    if isinstance(checked, Rejected):
+        return checked
+    return Event(fields, checked, seq, frozenset(flags))
+
+
+def _params(
+    params: Any, rules: Rules, flags: set[str]
+) -> dict[str, str | int | float | bool | None] | Rejected:
+    if not isinstance(params, dict):
+        return Rejected("bad_params", "params must be an object")
+    if isinstance(params, _Repeated):
+        return Rejected("repeated_member", f"params has {params.repeated!r} twice")
+    if len(params) > rules.max_params:
+        return Rejected("bad_params", f"{len(params)} params; at most {rules.max_params}")
+    checked: dict[str, str | int | float | bool | None] = {}
+    for key, value in params.items():
+        if not 0 < len(key) <= MAX_PARAM_NAME_CHARS or _unsafe(key):
+            message = (
+                f"a param name is 1 to {MAX_PARAM_NAME_CHARS} characters, no control character"
+            )
+            return Rejected("bad_params", message)
+        shown = json.dumps(key)
+        if isinstance(value, str):
+            value = _text(value, rules.max_value_chars, flags)
+        elif isinstance(value, bool) or value is None:
+            pass
+        elif isinstance(value, int):
+            if abs(value) > MAX_SAFE_INTEGER:
+                return Rejected("bad_params", f"param {shown}: an integer beyond ±(2^53 - 1)")
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                return Rejected("bad_params", f"param {shown}: not a finite number")
+        else:
+            message = f"param {shown}: a string, number, boolean or null (params are flat)"
+            return Rejected("bad_params", message)
+        checked[key] = value
+    return checked
+
+
+def _unsafe(text: str) -> bool:
+    return bool(UNSAFE.search(text) or SURROGATE.search(text))
+
+
+def _text(value: str, limit: int, flags: set[str]) -> str:
+    """A string value made storable: half characters and control characters replaced, cut
+    to ``limit``, each noted in ``flags``."""
+    if SURROGATE.search(value):
+        flags.add("invalid_utf8")
+        value = SURROGATE.sub("\ufffd", value)
+    return clean_text(value, limit, flags)
+
+
+def media_type(headers: Mapping[bytes, bytes]) -> str:
+    """The media type of a Content-Type header, lowercased, without its parameters."""
+    raw = headers.get(b"content-type", b"")
+    return raw.split(b";", 1)[0].strip().decode("latin-1").lower()

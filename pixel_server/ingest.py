@@ -1,0 +1,209 @@
+"""``POST /e``: read the body within bounds, check each event, commit the batch, answer per
+index (docs/events.md). A plain ASGI callable, like the pixel: single-event beacons are a hot
+path too.
+
+The answer is sent after the commit. What cannot be stored answers 503 with ``Retry-After``
+and stores nothing; a body that is not a batch of events answers 4xx in the read API's one
+JSON error shape; neither ever reaches the store.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from starlette.types import Receive, Scope, Send
+
+from .events import BadBatch, Event, Rejected, Rules, check_event, media_type, read_batch
+from .hits import Hit, build_hit, request_headers
+from .runtime import Runtime
+from .validators import split_list
+
+log = logging.getLogger("pixel_server.ingest")
+
+RETRY_AFTER = b"2"  # seconds: a store outage (a lock, a failover) is usually that short
+COLUMN = {"e": "event"}  # an Event's field names that are not the Hit's
+_JSON = (b"content-type", b"application/json")
+_NO_STORE = (b"cache-control", b"no-store")
+ALLOW = (b"allow", b"POST, OPTIONS")
+PREFLIGHT = [
+    (b"access-control-allow-methods", b"POST"),
+    (b"access-control-allow-headers", b"content-type, content-encoding"),
+    (b"access-control-max-age", b"86400"),
+]
+
+
+class _Refused(Exception):
+    """An answer other than 200: ``status``, ``code``, ``message``, extra headers."""
+
+    def __init__(
+        self, status: int, code: str, message: str, headers: Sequence[tuple[bytes, bytes]] = ()
+    ) -> None:
+        super().__init__(message)
+        self.status, self.code, self.headers = status, code, list(headers)
+
+
+class EventsEndpoint:
+    """``POST /e`` (and its CORS preflight)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        s = rt.settings
+        self.rules = Rules(s.events_max_batch, s.max_params, s.max_value_chars)
+        self.max_bytes = s.events_max_bytes
+        origins = s.cors_origins.strip()
+        self.any_origin = origins == "*"
+        self.origins = frozenset(() if self.any_origin else split_list(origins))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw: list[tuple[bytes, bytes]] = scope["headers"]
+        headers = {name: value for name, value in raw if name in _INGEST_HEADERS}
+        cors: list[tuple[bytes, bytes]] = []
+        try:
+            cors = self._cors(headers.get(b"origin"))
+            if scope["method"] == "OPTIONS":
+                await _send(send, 204, b"", [*cors, *PREFLIGHT, ALLOW], self.rt)
+                return
+            if scope["method"] != "POST":
+                raise _Refused(405, "method_not_allowed", "POST events to /e", [ALLOW])
+            body = await self._body(receive, headers)
+            status, answer = 200, await self._ingest(scope, raw, body, headers)
+        except _Refused as exc:
+            error = {"status": exc.status, "code": exc.code, "message": str(exc)}
+            status, answer, cors = exc.status, {"error": error}, [*cors, *exc.headers]
+        data = json.dumps(answer, ensure_ascii=True, separators=(",", ":")).encode()
+        await _send(send, status, data, [_JSON, *cors], self.rt)
+
+    def _cors(self, origin: bytes | None) -> list[tuple[bytes, bytes]]:
+        """The CORS headers of the answer; a browser page of an origin not allowed is
+        refused (a server call, with no Origin, always passes)."""
+        if origin is None:
+            return []
+        if self.any_origin:
+            return [(b"access-control-allow-origin", b"*")]
+        if origin.decode("latin-1") not in self.origins:
+            raise _Refused(403, "origin_not_allowed", "pages of this origin may not post events")
+        return [(b"access-control-allow-origin", origin), (b"vary", b"origin")]
+
+    async def _body(self, receive: Receive, headers: dict[bytes, bytes]) -> bytes:
+        limit = self.max_bytes
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            raise _Refused(413, "too_large", f"the body is larger than {limit} bytes")
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Refused(400, "incomplete", "the client went away before the body ended")
+            chunk: bytes = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise _Refused(413, "too_large", f"the body is larger than {limit} bytes")
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        encoding = headers.get(b"content-encoding", b"identity").strip().lower()
+        if encoding == b"gzip":
+            return _gunzip(body, limit)
+        if encoding != b"identity":
+            raise _Refused(415, "unsupported_encoding", "Content-Encoding must be gzip or none")
+        return body
+
+    async def _ingest(
+        self, scope: Scope, raw: list[tuple[bytes, bytes]], body: bytes, headers: dict[bytes, bytes]
+    ) -> dict[str, Any]:
+        try:
+            items = read_batch(body, media_type(headers), self.rules)
+        except BadBatch as exc:
+            raise _Refused(exc.status, exc.code, str(exc)) from None
+        checked = [check_event(item, self.rules) for item in items]
+        events = [event for event in checked if isinstance(event, Event)]
+        outcomes = await self._store(self._hits(scope, raw, events)) if events else []
+        results: list[dict[str, Any]] = []
+        counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
+        stored = iter(outcomes)
+        metrics = self.rt.metrics.events
+        for index, event in enumerate(checked):
+            result: dict[str, Any] = {"index": index}
+            if isinstance(event, Rejected):
+                result.update(status="rejected", reason=event.reason, message=event.message)
+                metrics.labels("rejected", event.reason).inc()
+            else:
+                result["status"] = "accepted" if next(stored) else "duplicate"
+                metrics.labels(result["status"], "").inc()
+            counts[result["status"]] += 1
+            results.append(result)
+        return {
+            "accepted": counts["accepted"],
+            "duplicates": counts["duplicate"],
+            "rejected": counts["rejected"],
+            "results": results,
+        }
+
+    def _hits(self, scope: Scope, raw: list[tuple[bytes, bytes]], events: list[Event]) -> list[Hit]:
+        """The rows of ``events``: what the request says (IP, user agent, DNT) is the same
+        for each, so it is read once."""
+        client = scope.get("client")
+        base = build_hit(
+            kind="event",
+            now_ms=time.time_ns() // 1_000_000,
+            method="POST",
+            params={},
+            headers=request_headers(raw),
+            peer=client[0] if client else None,
+            client_ip=self.rt.client_ip,
+            flags=set(),
+        )
+        request_flags = set(base.flags.split(",")) if base.flags else set()
+        hits = []
+        for event in events:
+            changes: dict[str, Any] = {COLUMN.get(k, k): v for k, v in event.fields.items()}
+            if event.params:
+                changes["params"] = json.dumps(event.params, ensure_ascii=False)
+            flags = request_flags | event.flags
+            changes.update(seq=event.seq, flags=",".join(sorted(flags)) if flags else None)
+            hits.append(replace(base, **changes))
+        return hits
+
+    async def _store(self, hits: list[Hit]) -> list[bool]:
+        assert self.rt.events is not None, "lifespan has not started"
+        try:
+            return await self.rt.events.write(hits)
+        except Exception as exc:  # StoreUnavailable, or rows refused: either way a retry
+            log.warning("events not stored, answered 503: %s", exc)
+            retry = [(b"retry-after", RETRY_AFTER)]
+            message = "the events could not be stored now; send them again later"
+            raise _Refused(503, "store_unavailable", message, retry) from None
+
+
+_INGEST_HEADERS = frozenset((b"content-type", b"content-encoding", b"content-length", b"origin"))
+
+
+def _gunzip(body: bytes, limit: int) -> bytes:
+    """``body`` gunzipped, refused past ``limit`` bytes (a small body can unpack to gigabytes)."""
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        data = inflater.decompress(body, limit + 1)
+    except zlib.error:
+        raise _Refused(400, "bad_gzip", "the body is not gzip") from None
+    if len(data) > limit:
+        raise _Refused(413, "too_large", f"the body unpacks to more than {limit} bytes")
+    if not inflater.eof or inflater.unused_data:
+        raise _Refused(400, "bad_gzip", "the gzip body is cut short or has data after its end")
+    return data
+
+
+async def _send(
+    send: Send, status: int, body: bytes, headers: Sequence[tuple[bytes, bytes]], rt: Runtime
+) -> None:
+    rt.metrics.event_posts.labels(str(status)).inc()
+    # a 204 has no Content-Length (RFC 9110 8.6)
+    length = [] if status == 204 else [(b"content-length", b"%d" % len(body))]
+    head = [*length, _NO_STORE, *headers]
+    await send({"type": "http.response.start", "status": status, "headers": head})
+    await send({"type": "http.response.body", "body": body})
