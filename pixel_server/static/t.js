@@ -112,7 +112,11 @@ try {
     }
     const flat = (v) => {
       if (v === null || v === undefined || typeof v === 'boolean') return v;
-      if (typeof v === 'number') return isFinite(v) ? v : null;
+      // JSON numbers beyond 2^53 lose digits in most readers: the server refuses them
+      if (typeof v === 'number') {
+        if (!isFinite(v)) return null;
+        return Number.isInteger(v) && !Number.isSafeInteger(v) ? String(v) : v;
+      }
       if (typeof v !== 'string') v = typeof v === 'object' ? JSON.stringify(v) : String(v);
       return v.slice(0, MAX_CHARS);
     };
@@ -127,7 +131,7 @@ try {
       let n = 4;
       Object.keys(extra || {}).forEach((k) => {
         const key = k.slice(0, 64);
-        if (!(key in params) && n >= MAX_PARAMS) return;
+        if (!key || (!(key in params) && n >= MAX_PARAMS)) return;
         if (!(key in params)) n++;
         params[key] = flat(extra[k]);
       });
