@@ -495,3 +495,39 @@ def test_the_tracker_never_throws_into_the_page(
     assert all(re.fullmatch(UUID, r[k]) for r in rows for k in ("eid", "sid", "uid"))
     assert "u" not in rows[1]["params"]
     assert rows[1]["params"]["s"] == "Symbol(x)"
+
+
+def test_the_offline_queue_keeps_the_newest_100_events(
+    visitor: Callable[..., Visitor], server: ServerProcess
+) -> None:
+    """Offline, at most 100 events wait in localStorage: the newest ones."""
+    v = visitor()
+    v.context.route(f"{server.url}/e", lambda route: route.abort("internetdisconnected"))
+    page = v.open(v.page(), "navigator.sendBeacon = () => false;")
+    page.evaluate("for (let i = 0; i < 150; i++) pixel('track', 'tick', {i: i})")
+    kept = page.evaluate("JSON.parse(localStorage.pixel).q.map((item) => item.e.params.i)")
+    assert kept == list(range(50, 150))
+
+
+def test_a_burst_is_sent_in_batches_of_at_most_20(
+    visitor: Callable[..., Visitor],
+) -> None:
+    """A burst of 45 events is sent whole and in order, no request carrying more than 20."""
+    v = visitor()
+    page = v.open(v.page())
+    page.evaluate("for (let i = 0; i < 45; i++) pixel('track', 'tick', {i: i})")
+    rows = v.until_done(page)
+    assert [r["params"].get("i") for r in rows if r["event"] == "tick"] == list(range(45))
+    assert max(len(batch) for batch in v.posts.batches()) <= 20
+
+
+def test_data_endpoint_overrides_where_events_go(
+    visitor: Callable[..., Visitor], server: ServerProcess
+) -> None:
+    """Events go to data-endpoint when it is set, not to the script's own origin."""
+    v = visitor()
+    other = f"http://localhost:{server.port}/e"
+    v.posts.endpoint = other
+    page = v.open(v.page(endpoint=other))
+    assert names(v.until_done(page)) == ["page_view"]
+    assert {r.url for r in v.posts.requests} == {other}
