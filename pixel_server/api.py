@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from .apikeys import split_key
 from .export import csv_header, csv_rows, iter_pages, ndjson_rows, present
 from .query import MAX_LIMIT, HitQuery, QueryError, format_cursor
 from .runtime import Runtime
@@ -75,23 +76,47 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return Response(str(exc.detail), status_code=exc.status_code, headers=exc.headers)
 
 
-def check_token(request: Request, tokens: tuple[str, ...]) -> None:
+async def authorize(request: Request, rt: Runtime, scope: str) -> None:
+    """Let the request through if it carries a PIXEL_API_TOKENS token, or an API key with
+    ``scope`` (apikeys.py); raise the ApiError that answers it otherwise."""
+    authorization = request.headers.get("authorization", "")
+    scheme, _, given = authorization.partition(" ")
+    if split_key(given.strip()) is None:
+        check_token(request, rt.settings.api_token_list, keys=True)
+        return
+    try:
+        key = await rt.api_keys.find(given.strip())
+    except Exception:  # the keys cannot be read: the store is down
+        raise store_unavailable("reading API keys") from None
+    if scheme.lower() != "bearer" or key is None or key.revoked_ms is not None:
+        raise _unauthorized("this API key is not valid (revoked, or not this server's)")
+    if not key.allows(scope):
+        message = f"this API key has no {scope} scope (it has {', '.join(key.scopes)})"
+        raise ApiError(403, "insufficient_scope", message)
+
+
+def _unauthorized(why: str = "") -> ApiError:
+    return ApiError(
+        401,
+        "unauthorized",
+        f"Send a valid token: Authorization: Bearer <token>{'; ' + why if why else '.'}",
+        {"WWW-Authenticate": 'Bearer realm="pixel_server"'},
+    )
+
+
+def check_token(request: Request, tokens: tuple[str, ...], keys: bool = False) -> None:
     if not tokens:
-        raise ApiError(
-            403, "api_disabled", "The read API is disabled: set PIXEL_API_TOKENS to enable it."
-        )
+        enable = "set PIXEL_API_TOKENS"
+        if keys:
+            enable += " or send an API key (`pixel-server keys create --scope read`)"
+        raise ApiError(403, "api_disabled", f"The read API is disabled: {enable}.")
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
     # compare against every token, always, so timing says nothing about which was close
     matched = False
     for token in tokens:
         matched |= hmac.compare_digest(given.strip().encode(), token.encode())
     if scheme.lower() != "bearer" or not matched:
-        raise ApiError(
-            401,
-            "unauthorized",
-            "Send a valid token: Authorization: Bearer <token>.",
-            {"WWW-Authenticate": 'Bearer realm="pixel_server"'},
-        )
+        raise _unauthorized()
 
 
 class HitsApi:
@@ -108,7 +133,7 @@ class HitsApi:
     def _guard(self, handler: Handler) -> Handler:
         async def endpoint(request: Request) -> Response:
             try:
-                check_token(request, self.rt.settings.api_token_list)
+                await authorize(request, self.rt, "read")
                 return await handler(request)
             except ApiError as exc:
                 return error_response(exc.status, exc.code, exc.message, exc.headers)

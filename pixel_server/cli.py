@@ -624,16 +624,21 @@ async def _copy(
 
 @main.group()
 def keys() -> None:
-    """Create, list and rotate the signing keys (secrets are never printed).
+    """The signing keys (init, show, rotate) and the API keys (create, list, revoke).
 
-    The key file is PIXEL_SECRET_FILE (default: PIXEL_DB + .key), one id:secret line per
-    key: the first signs, the others still verify links signed before a rotation.
+    Signing keys sign links and pixels. The key file is PIXEL_SECRET_FILE (default: PIXEL_DB
+    + .key), one id:secret line per key: the first signs, the others still verify links
+    signed before a rotation; its secrets are never printed.
+
+    API keys let servers post events (scope ingest) and read the API (read, admin); they
+    live in the store, hashed, and each is printed once, when it is created.
 
     \b
     Example:
       pixel-server keys init --db /var/lib/pixel/pixel.db
       pixel-server keys show
       pixel-server keys rotate
+      pixel-server keys create --name checkout --scope ingest
     """
 
 
@@ -717,3 +722,7 @@ class _Null:
 
     def flush(self) -> None:
         return None
+
+
+# `keys create|list|revoke` (API keys) live in their own module; importing it registers them
+from . import apikeys_cli as apikeys_cli  # noqa: E402

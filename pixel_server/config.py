@@ -287,6 +287,20 @@ class Settings:
         min=1,
         max=100_000,
     )
+    events_max_age: int = _setting(
+        "PIXEL_EVENTS_MAX_AGE",
+        259_200,
+        "Seconds in the past a server call's event time (ts) may lie; older: rejected.",
+        min=0,
+        max=30 * 86_400,
+    )
+    event_schemas: str = _setting(
+        "PIXEL_EVENT_SCHEMAS",
+        "",
+        "JSON file of event names and their params (docs/events.md); empty: any name and params.",
+        check=v.event_schemas,
+        accepts="empty, or the path of a readable registry file as docs/events.md shows",
+    )
     cors_origins: str = _setting(
         "PIXEL_CORS_ORIGINS",
         "*",

@@ -12,10 +12,13 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from .cleaning import UNSAFE, clean_text
+from .clientip import parse_ip
+from .eventschema import Registry
 from .fields import UTM_KEYS
 
 MAX_NAME_CHARS = 64
@@ -27,7 +30,12 @@ NAME = re.compile(r"[a-z][a-z0-9_]*")
 # what JSON's \\ud800 escapes give: half a character, which no UTF-8 store can hold
 SURROGATE = re.compile("[\ud800-\udfff]")
 STRING_MEMBERS = ("sid", "uid", "cid", "url", "ref", *UTM_KEYS)
-MEMBERS = frozenset(("name", "eid", "seq", "params", *STRING_MEMBERS))
+# what only a server call (an API key with the ingest scope) may say: the client's address and
+# user agent, and when the event happened
+SERVER_MEMBERS = ("ts", "ip", "ua")
+MEMBERS = frozenset(("name", "eid", "seq", "params", *STRING_MEMBERS, *SERVER_MEMBERS))
+MAX_UA_CHARS = 512
+FUTURE_MS = 300_000  # a server's clock ahead of ours by up to 5 minutes: its "now"
 # media types a body may have, and how it is read: a JSON document, or NDJSON lines ("text":
 # what sendBeacon sends with a string, either of the two)
 FORMATS = {
@@ -65,6 +73,18 @@ class Event:
     params: dict[str, str | int | float | bool | None]
     seq: int | None
     flags: frozenset[str]  # input problems recorded with it (value_truncated, ...)
+    ts: int | None = None  # a server call's event time (ms); None: when it arrived
+    ip: str | None = None  # a server call's client address (not yet anonymised)
+    ua: str | None = None  # a server call's client user agent
+
+
+@dataclass(frozen=True, slots=True)
+class ServerCall:
+    """The request carries an API key with the ingest scope: the SERVER_MEMBERS may be sent,
+    and every event needs an eid (a server retries; its events must be recognised)."""
+
+    now_ms: int
+    max_age_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +92,7 @@ class Rules:
     max_batch: int = 500
     max_params: int = 50
     max_value_chars: int = 2048
+    registry: Registry = field(default_factory=Registry)  # PIXEL_EVENT_SCHEMAS
 
 
 class _Repeated(dict[str, Any]):
@@ -159,8 +180,8 @@ def read_batch(body: bytes, media_type: str, rules: Rules) -> list[Any]:
     return items
 
 
-def check_event(item: Any, rules: Rules) -> Event | Rejected:
-    """An item of a batch as an Event, or why it is not one."""
+def check_event(item: Any, rules: Rules, server: ServerCall | None = None) -> Event | Rejected:
+    """An item of a batch as an Event, or why it is not one; ``server`` for a server call."""
     if isinstance(item, Rejected):
         return item
     if not isinstance(item, dict):
@@ -171,6 +192,11 @@ def check_event(item: Any, rules: Rules) -> Event | Rejected:
     if unknown:
         shown = clean_text(", ".join(unknown), 200, set())
         return Rejected("unknown_field", f"not a member of an event: {shown}")
+    if server is None:
+        given = [key for key in SERVER_MEMBERS if key in item]
+        if given:
+            message = f"{', '.join(given)}: only a server call (an ingest API key) may send them"
+            return Rejected("server_only", message)
     name = item.get("name")
     if name is None:
         return Rejected("missing_name", "an event needs a name")
@@ -185,6 +211,8 @@ def check_event(item: Any, rules: Rules) -> Event | Rejected:
             message = f"eid must be 1 to {MAX_EID_CHARS} characters, no control character"
             return Rejected("bad_eid", message)
         fields["eid"] = eid
+    elif server is not None:
+        return Rejected("missing_eid", "a server call's events each need an eid")
     for key in STRING_MEMBERS:
         value = item.get(key)
         if value is None:
@@ -201,7 +229,56 @@ def check_event(item: Any, rules: Rules) -> Event | Rejected:
     checked = _params(params, rules, flags)
     if isinstance(checked, Rejected):
         return checked
-    return Event(fields, checked, seq, frozenset(flags))
+    problem = rules.registry.check(name, checked)
+    if problem is not None:
+        if rules.registry.rejects(problem):
+            return Rejected(problem.reason, problem.message)
+        flags.add("unknown_event" if problem.reason == "unknown_event" else "schema_violation")
+    if server is None:
+        return Event(fields, checked, seq, frozenset(flags))
+    told = _server_members(item, server, flags)
+    if isinstance(told, Rejected):
+        return told
+    return Event(fields, checked, seq, frozenset(flags), *told)
+
+
+def _server_members(
+    item: dict[str, Any], server: ServerCall, flags: set[str]
+) -> tuple[int | None, str | None, str | None] | Rejected:
+    ts, ip, ua = item.get("ts"), item.get("ip"), item.get("ua")
+    if ts is not None:
+        ts = _time(ts)
+        if ts is None:
+            message = "ts is epoch milliseconds, or ISO 8601 with a UTC offset"
+            return Rejected("bad_ts", message)
+        if ts > server.now_ms + FUTURE_MS:
+            return Rejected("in_future", "ts is more than 5 minutes ahead of the server's clock")
+        if ts < server.now_ms - server.max_age_ms:
+            hours = server.max_age_ms / 3_600_000
+            message = f"ts is older than PIXEL_EVENTS_MAX_AGE ({hours:g} h)"
+            return Rejected("too_old", message)
+    if ip is not None and (not isinstance(ip, str) or parse_ip(ip) is None):
+        return Rejected("bad_ip", "ip is one IPv4 or IPv6 address, nothing else")
+    if ua is not None:
+        if not isinstance(ua, str):
+            return Rejected("bad_value", "ua must be a string")
+        ua = _text(ua, MAX_UA_CHARS, flags)
+    return ts, ip, ua
+
+
+def _time(value: Any) -> int | None:
+    """Epoch milliseconds from an integer, or from ISO 8601 text with an offset."""
+    if type(value) is int:
+        return value if 0 <= value <= MAX_SAFE_INTEGER else None
+    if not isinstance(value, str) or len(value) > 40:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return None
+    return int(moment.timestamp() * 1000)
 
 
 def _params(

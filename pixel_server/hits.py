@@ -46,6 +46,9 @@ INPUT_FLAGS = frozenset(
         "invalid_utf8",
         "control_chars",
         "header_not_utf8",
+        # events only (POST /e and PIXEL_EVENT_SCHEMAS, docs/events.md)
+        "unknown_event",
+        "schema_violation",
     )
 )
 MAX_HEADER_CHARS = 2048
@@ -185,6 +188,14 @@ def _header(headers: Mapping[bytes, bytes], name: bytes, flags: set[str]) -> str
     return clean_text(text, MAX_HEADER_CHARS, flags)
 
 
+def set_user_agent(hit: Hit, ua: str) -> None:
+    """Record ``ua`` (cleaned already) in ``hit``, raw and parsed."""
+    parsed = parse_user_agent(ua)
+    hit.ua = ua[:512]
+    hit.browser, hit.browser_version, hit.os, hit.os_version, hit.device = parsed[:5]
+    hit.is_bot = int(parsed.is_bot)
+
+
 def build_hit(
     *,
     kind: str,
@@ -208,10 +219,7 @@ def build_hit(
         hit.params = json.dumps(extra, ensure_ascii=False, separators=(",", ":"))
     ua = _header(headers, b"user-agent", flags)
     if ua:
-        parsed = parse_user_agent(ua)
-        hit.ua = ua[:512]
-        hit.browser, hit.browser_version, hit.os, hit.os_version, hit.device = parsed[:5]
-        hit.is_bot = int(parsed.is_bot)
+        set_user_agent(hit, ua)
     hit.referer = _header(headers, b"referer", flags)
     hit.dnt = int(headers.get(b"dnt") == b"1")
     hit.gpc = int(headers.get(b"sec-gpc") == b"1")

@@ -19,13 +19,27 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
-from .events import BadBatch, Event, Rejected, Rules, check_event, media_type, read_batch
-from .hits import Hit, build_hit, request_headers
+from .apikeys import split_key
+from .clientip import anonymise
+from .events import (
+    BadBatch,
+    Event,
+    Rejected,
+    Rules,
+    ServerCall,
+    check_event,
+    media_type,
+    read_batch,
+)
+from .eventschema import Registry
+from .eventschema import load as load_registry
+from .hits import Hit, build_hit, request_headers, set_user_agent
 from .runtime import Runtime
 from .validators import split_list
 
 log = logging.getLogger("pixel_server.ingest")
 
+SCHEMA_FLAGS = frozenset(("unknown_event", "schema_violation"))  # said in the answer too
 RETRY_AFTER = b"2"  # seconds: a store outage (a lock, a failover) is usually that short
 COLUMN = {"e": "event"}  # an Event's field names that are not the Hit's
 _JSON = (b"content-type", b"application/json")
@@ -33,7 +47,7 @@ _NO_STORE = (b"cache-control", b"no-store")
 ALLOW = (b"allow", b"POST, OPTIONS")
 PREFLIGHT = [
     (b"access-control-allow-methods", b"POST"),
-    (b"access-control-allow-headers", b"content-type, content-encoding"),
+    (b"access-control-allow-headers", b"content-type, content-encoding, authorization"),
     (b"access-control-max-age", b"86400"),
 ]
 
@@ -54,7 +68,8 @@ class EventsEndpoint:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         s = rt.settings
-        self.rules = Rules(s.events_max_batch, s.max_params, s.max_value_chars)
+        registry = load_registry(s.event_schemas) if s.event_schemas else Registry()
+        self.rules = Rules(s.events_max_batch, s.max_params, s.max_value_chars, registry)
         self.max_bytes = s.events_max_bytes
         origins = s.cors_origins.strip()
         self.any_origin = origins == "*"
@@ -71,8 +86,9 @@ class EventsEndpoint:
                 return
             if scope["method"] != "POST":
                 raise _Refused(405, "method_not_allowed", "POST events to /e", [ALLOW])
+            server = await self._server_call(headers.get(b"authorization"))
             body = await self._body(receive, headers)
-            status, answer = 200, await self._ingest(scope, raw, body, headers)
+            status, answer = 200, await self._ingest(scope, raw, body, headers, server)
         except _Refused as exc:
             error = {"status": exc.status, "code": exc.code, "message": str(exc)}
             status, answer, cors = exc.status, {"error": error}, [*cors, *exc.headers]
@@ -89,6 +105,32 @@ class EventsEndpoint:
         if origin.decode("latin-1") not in self.origins:
             raise _Refused(403, "origin_not_allowed", "pages of this origin may not post events")
         return [(b"access-control-allow-origin", origin), (b"vary", b"origin")]
+
+    async def _server_call(self, authorization: bytes | None) -> ServerCall | None:
+        """A server call if the request carries a live API key with the ingest scope; a
+        browser call without one; refused with any other Authorization."""
+        if authorization is None:
+            return None
+        scheme, _, given = authorization.decode("latin-1").partition(" ")
+        unauthorized = _Refused(
+            401,
+            "unauthorized",
+            "send an API key with the ingest scope: Authorization: Bearer pxk_...",
+            [(b"www-authenticate", b'Bearer realm="pixel_server"')],
+        )
+        if scheme.lower() != "bearer" or split_key(given.strip()) is None:
+            raise unauthorized
+        try:
+            key = await self.rt.api_keys.find(given.strip())
+        except Exception as exc:  # the keys cannot be read: the store is down
+            raise _unavailable(exc) from None
+        if key is None or key.revoked_ms is not None:
+            raise unauthorized
+        if not key.allows("ingest"):
+            message = f"this API key has no ingest scope (it has {', '.join(key.scopes)})"
+            raise _Refused(403, "insufficient_scope", message)
+        now_ms = time.time_ns() // 1_000_000
+        return ServerCall(now_ms, int(self.rt.settings.events_max_age * 1000))
 
     async def _body(self, receive: Receive, headers: dict[bytes, bytes]) -> bytes:
         limit = self.max_bytes
@@ -115,13 +157,18 @@ class EventsEndpoint:
         return body
 
     async def _ingest(
-        self, scope: Scope, raw: list[tuple[bytes, bytes]], body: bytes, headers: dict[bytes, bytes]
+        self,
+        scope: Scope,
+        raw: list[tuple[bytes, bytes]],
+        body: bytes,
+        headers: dict[bytes, bytes],
+        server: ServerCall | None,
     ) -> dict[str, Any]:
         try:
             items = read_batch(body, media_type(headers), self.rules)
         except BadBatch as exc:
             raise _Refused(exc.status, exc.code, str(exc)) from None
-        checked = [check_event(item, self.rules) for item in items]
+        checked = [check_event(item, self.rules, server) for item in items]
         events = [event for event in checked if isinstance(event, Event)]
         outcomes = await self._store(self._hits(scope, raw, events)) if events else []
         results: list[dict[str, Any]] = []
@@ -136,6 +183,10 @@ class EventsEndpoint:
             else:
                 result["status"] = "accepted" if next(stored) else "duplicate"
                 metrics.labels(result["status"], "").inc()
+                for flag in SCHEMA_FLAGS & event.flags:
+                    if result["status"] == "accepted":
+                        self.rt.metrics.events_flagged.labels(flag).inc()
+                        result.setdefault("flags", []).append(flag)
             counts[result["status"]] += 1
             results.append(result)
         return {
@@ -167,7 +218,14 @@ class EventsEndpoint:
                 changes["params"] = json.dumps(event.params, ensure_ascii=False)
             flags = request_flags | event.flags
             changes.update(seq=event.seq, flags=",".join(sorted(flags)) if flags else None)
-            hits.append(replace(base, **changes))
+            if event.ts is not None:
+                changes["ts"] = event.ts
+            if event.ip is not None:
+                changes["ip"] = anonymise(event.ip, self.rt.settings.ip_mode)
+            hit = replace(base, **changes)
+            if event.ua is not None:
+                set_user_agent(hit, event.ua)
+            hits.append(hit)
         return hits
 
     async def _store(self, hits: list[Hit]) -> list[bool]:
@@ -175,13 +233,18 @@ class EventsEndpoint:
         try:
             return await self.rt.events.write(hits)
         except Exception as exc:  # StoreUnavailable, or rows refused: either way a retry
-            log.warning("events not stored, answered 503: %s", exc)
-            retry = [(b"retry-after", RETRY_AFTER)]
-            message = "the events could not be stored now; send them again later"
-            raise _Refused(503, "store_unavailable", message, retry) from None
+            raise _unavailable(exc) from None
 
 
-_INGEST_HEADERS = frozenset((b"content-type", b"content-encoding", b"content-length", b"origin"))
+_INGEST_HEADERS = frozenset(
+    (b"content-type", b"content-encoding", b"content-length", b"origin", b"authorization")
+)
+
+
+def _unavailable(exc: BaseException) -> _Refused:
+    log.warning("events not stored, answered 503: %s", exc)
+    message = "the events could not be stored now; send them again later"
+    return _Refused(503, "store_unavailable", message, [(b"retry-after", RETRY_AFTER)])
 
 
 def _gunzip(body: bytes, limit: int) -> bytes:

@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .api import ApiError, check_token, error_response
+from .api import ApiError, authorize, error_response
 from .config import ConfigError
 from .links import LinkError, Minter, public_base, spec_from_json
 from .runtime import Runtime
@@ -45,7 +45,7 @@ class LinksApi:
     async def links(self, request: Request) -> Response:
         """``POST /api/links``: signed links for a JSON array of link requests."""
         try:
-            check_token(request, self.rt.settings.api_token_list)
+            await authorize(request, self.rt, "admin")
             items = parse_items(await read_body(request, MAX_BODY_BYTES))
             base = public_base(self.rt.settings)
         except ConfigError as exc:

@@ -109,6 +109,13 @@ class Metrics:
             ["outcome", "reason"],
             registry=registry,
         )
+        self.events_flagged = Counter(
+            "pixel_events_flagged",
+            "Events stored although PIXEL_EVENT_SCHEMAS does not know their name"
+            " (unknown_event) or they break its schema (schema_violation).",
+            ["reason"],
+            registry=registry,
+        )
         self.event_posts = Counter(
             "pixel_event_posts",
             "Requests to /e, by HTTP status of the answer.",

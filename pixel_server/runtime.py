@@ -13,6 +13,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.types import Scope
 
+from .apikeys import ApiKey, KeyCache
 from .clientip import ClientIP
 from .config import Settings
 from .eventsink import EventSink
@@ -45,6 +46,11 @@ class Runtime:
         self.pixel_tokens = TokenSigner(self.keyring, PIXEL_SALT, s.max_token_bytes)
         self.link_tokens = TokenSigner(self.keyring, REDIRECT_SALT, s.max_token_bytes)
         self.target_policy = TargetPolicy.from_settings(s)
+        self.api_keys = KeyCache(self._load_keys)
+
+    async def _load_keys(self) -> list[ApiKey]:
+        assert self.store is not None, "lifespan has not started"
+        return await self.store.api_keys()
 
     async def record(
         self, kind: str, scope: Scope, params: Mapping[str, str], flags: set[str]

@@ -24,6 +24,7 @@ TABLE = (
     ("bot", 3),
     ("ip", 15),
 )
+EVENT = ("event", 18)  # the event name, shown after kind when a row has one
 
 
 def escape(value: Any) -> str:
@@ -47,7 +48,10 @@ def _cell(text: str, width: int) -> str:
 def hits_table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "no hits"
-    lines = ["  ".join(_cell(name, width) for name, width in TABLE)]
+    table: tuple[tuple[str, int], ...] = TABLE
+    if any(row.get("event") for row in rows):
+        table = (*TABLE[:2], EVENT, *TABLE[2:])
+    lines = ["  ".join(_cell(name, width) for name, width in table)]
     for row in rows:
         shown = {
             **row,
@@ -55,5 +59,5 @@ def hits_table(rows: list[dict[str, Any]]) -> str:
             "bot": "yes" if row["is_bot"] else "",
             "browser": " ".join(filter(None, (row["browser"], row["browser_version"]))),
         }
-        lines.append("  ".join(_cell(escape(shown[name]), width) for name, width in TABLE))
+        lines.append("  ".join(_cell(escape(shown.get(name)), width) for name, width in table))
     return "\n".join(line.rstrip() for line in lines)

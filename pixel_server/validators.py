@@ -152,6 +152,13 @@ def origins(value: str) -> None:
             raise ValueError(f"{entry!r} is not an origin as a browser sends it (lowercase)")
 
 
+def event_schemas(value: str) -> None:
+    """PIXEL_EVENT_SCHEMAS: a registry file that loads (eventschema.py says why not)."""
+    from .eventschema import load
+
+    load(value)
+
+
 def key_id(value: str) -> None:
     """PIXEL_KEY_ID: the id written in front of every token."""
     from .keys import KEY_ID

@@ -6,14 +6,21 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pixel_server.apikeys import SCOPES, new_key
 from pixel_server.config import Settings
 
-from conftest import Harness, running, store_locked, stored_rows
+from conftest import Harness, running, store_locked, stored_rows, until
 
 pytestmark = pytest.mark.both_stores
 
@@ -155,7 +162,7 @@ BAD_EVENTS: list[tuple[Any, str]] = [
     (event(params={"k" * 65: 1}), "bad_params"),
     (event(params={f"p{i}": i for i in range(51)}), "bad_params"),
     (event(colour="red"), "unknown_field"),
-    (event(ts=1_790_000_000_000), "unknown_field"),
+    (event(ts=1_790_000_000_000), "server_only"),
 ]
 
 
@@ -376,3 +383,176 @@ async def test_a_store_that_cannot_take_the_batch_answers_503_and_the_retry_stor
         response = await post(h, batch)
         assert statuses(response) == ["duplicate", "accepted"]
         assert stored_rows(settings) == [("p-1",), ("p-2",)]
+
+
+async def make_key(h: Harness, *scopes: str) -> str:
+    text, key = new_key("test", scopes, now_ms=int(time.time() * 1000))
+    assert h.rt.store is not None
+    await h.rt.store.add_api_key(key)
+    return text
+
+
+def bearer(text: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {text}"}
+
+
+async def test_a_server_call_may_say_who_the_client_was_and_when(harness: Harness) -> None:
+    """With an ingest key, an event's ip (anonymised), ua (parsed) and a past ts are stored
+    as given; the request's own address and user agent are not used."""
+    key = await make_key(harness, "ingest")
+    when = int(time.time() * 1000) - 3 * 3_600_000
+    batch = [
+        event(
+            "purchase_completed",
+            eid="o-1",
+            ts=when,
+            ip="198.51.100.23",
+            ua=UA,
+            params={"order_id": "o-1", "total_value": 42.5},
+        ),
+        event("refund", eid="o-2", ts=_iso(when)),
+    ]
+    response = await post(harness, batch, headers={**bearer(key), "user-agent": "curl/8"})
+    assert statuses(response) == ["accepted", "accepted"]
+    rows = stored_rows(harness.rt.settings, "SELECT eid, ts, ip, browser FROM hits ORDER BY id")
+    assert rows[0] == ("o-1", when, "198.51.100.0", "Firefox")
+    assert rows[1][:2] == ("o-2", when)
+    assert rows[1][2:] == ("203.0.113.0", "curl")  # no ip or ua given: the request's
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        (event(ts=1), "too_old"),
+        (event(ts=int(time.time() * 1000) - 73 * 3_600_000), "too_old"),
+        (event(ts=int(time.time() * 1000) + 3_600_000), "in_future"),
+        (event(ts="2026-12-01T10:00:00"), "bad_ts"),  # no offset: which time zone?
+        (event(ts="yesterday"), "bad_ts"),
+        (event(ts=1.5e12), "bad_ts"),
+        (event(ip="198.51.100.1:443"), "bad_ip"),
+        (event(ip="fe80::1%eth0"), "bad_ip"),
+        (event(ip="<script>"), "bad_ip"),
+        (event(ua=7), "bad_value"),
+        ({"name": "no_eid"}, "missing_eid"),
+    ],
+)
+async def test_a_server_calls_event_breaking_a_rule_is_rejected(
+    harness: Harness, bad: dict[str, Any], reason: str
+) -> None:
+    """A server call's events need an eid; ts lies within PIXEL_EVENTS_MAX_AGE (72 h) and at
+    most 5 minutes ahead; ip is one plain address."""
+    key = await make_key(harness, "ingest")
+    item = {"eid": "x", **bad} if reason != "missing_eid" else bad
+    response = await post(harness, [item], headers=bearer(key))
+    [result] = response.json()["results"]
+    assert (result["status"], result["reason"]) == ("rejected", reason)
+
+
+async def test_a_browser_call_may_not_say_who_or_when(harness: Harness) -> None:
+    """Without a key, ts, ip and ua are refused (server_only): a page cannot backdate an
+    event or pick the address stored for it."""
+    told: list[tuple[str, object]] = [("ts", 1_700_000_000_000), ("ip", "192.0.2.1"), ("ua", "x")]
+    for member, value in told:
+        response = await post(harness, [{**event(eid=member), member: value}])
+        [result] = response.json()["results"]
+        assert (result["status"], result["reason"]) == ("rejected", "server_only")
+    assert stored_rows(harness.rt.settings) == []
+
+
+async def test_keys_are_checked_for_their_scope_and_revocation(harness: Harness) -> None:
+    """/e takes an ingest or admin key; a read key is 403; a wrong, malformed or revoked key
+    is 401; the read API takes read or admin keys and refuses an ingest key."""
+    ingest, read, admin = [await make_key(harness, scope) for scope in SCOPES]
+    assert statuses(await post(harness, [event(eid="i")], headers=bearer(ingest)))
+    assert statuses(await post(harness, [event(eid="a")], headers=bearer(admin)))
+    refused = await post(harness, [event(eid="r")], headers=bearer(read))
+    assert (refused.status_code, refused.json()["error"]["code"]) == (403, "insufficient_scope")
+    wrong = ingest[:-4] + ("AAAA" if not ingest.endswith("AAAA") else "BBBB")
+    for header in (
+        bearer(wrong),
+        bearer("pxk_nope"),
+        {"authorization": "Basic abc"},
+        {"authorization": ingest},
+    ):
+        response = await post(harness, [event(eid="w")], headers=header)
+        assert response.status_code == 401, header
+        assert response.headers["www-authenticate"] == 'Bearer realm="pixel_server"'
+    for key, status in ((read, 200), (admin, 200), (ingest, 403)):
+        response = await harness.client.get("/api/hits", headers=bearer(key))
+        assert response.status_code == status, response.text
+    assert harness.rt.store is not None
+    ingest_id = ingest.split("_")[1]
+    assert await harness.rt.store.revoke_api_key(ingest_id, int(time.time() * 1000))
+
+    async def refused_now() -> bool:
+        response = await post(harness, [event(eid="late")], headers=bearer(ingest))
+        return bool(response.status_code == 401)
+
+    await until(refused_now, "the revoked key refused (within REFRESH_S)")
+    # until the cache refreshes (up to 5 s) the key still worked: "late" at most once
+    assert stored_rows(harness.rt.settings) in ([("i",), ("a",)], [("i",), ("a",), ("late",)])
+
+
+SCHEMAS = {
+    "events": {
+        "purchase_completed": {
+            "required": {"order_id": "string", "total_value": "number"},
+            "additional": False,
+        }
+    }
+}
+
+
+@pytest.mark.parametrize("mode", ["reject", "flag"])
+async def test_events_are_checked_against_the_registry(
+    make_settings: Callable[..., Settings], tmp_path: Path, mode: str
+) -> None:
+    """With PIXEL_EVENT_SCHEMAS, an event that breaks its schema is rejected with the reason
+    (violations: reject) or stored flagged schema_violation (flag); an unknown name likewise
+    per unknown_events; each counted per reason in /metrics."""
+    path = tmp_path / "schemas.json"
+    path.write_text(json.dumps({**SCHEMAS, "violations": mode, "unknown_events": mode}))
+    async with running(make_settings(event_schemas=str(path))) as h:
+        good = event("purchase_completed", eid="g", params={"order_id": "1", "total_value": 9})
+        wrong = event("purchase_completed", eid="w", params={"order_id": 1, "total_value": 9})
+        unknown = event("made_up", eid="u")
+        response = await post(h, [good, wrong, unknown])
+        results = response.json()["results"]
+        assert results[0] == {"index": 0, "status": "accepted"}
+        if mode == "reject":
+            assert [r["reason"] for r in results[1:]] == ["schema_wrong_type", "unknown_event"]
+            assert stored_rows(h.rt.settings) == [("g",)]
+            assert h.metric("pixel_events_total", outcome="rejected", reason="unknown_event") == 1
+        else:
+            assert [r.get("flags") for r in results[1:]] == [
+                ["schema_violation"],
+                ["unknown_event"],
+            ]
+            rows = stored_rows(h.rt.settings, "SELECT eid, flags FROM hits ORDER BY id")
+            assert rows == [("g", None), ("w", "schema_violation"), ("u", "unknown_event")]
+            assert h.metric("pixel_events_flagged_total", reason="schema_violation") == 1
+        metrics = (await h.client.get("/metrics")).text
+        assert "pixel_events_total" in metrics
+
+
+def test_a_bad_registry_file_stops_the_server_with_one_line(tmp_path: Path) -> None:
+    """serve with a broken PIXEL_EVENT_SCHEMAS: one Error line naming it, exit 2."""
+    path = tmp_path / "schemas.json"
+    path.write_text('{"events": {"p": {"required": {"a": "text"}}}}')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIXEL_")}
+    env.update(PIXEL_EVENT_SCHEMAS=str(path), PIXEL_DB=str(tmp_path / "p.db"))
+    result = subprocess.run(
+        [sys.executable, "-m", "pixel_server", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert line.startswith("Error: PIXEL_EVENT_SCHEMAS")
+    assert "p.required.a is one of string, number, integer, boolean" in line

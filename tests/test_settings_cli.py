@@ -90,6 +90,8 @@ BAD: dict[str, tuple[str, ...]] = {
     "metrics_token": ("q9z", "two-tokens,here-2nd", "has space inside"),
     "events_max_bytes": ("1023", str((1 << 28) + 1), "1MB"),
     "events_max_batch": ("0", "100001", "many"),
+    "events_max_age": ("-1", str(30 * 86_400 + 1), "72h"),
+    "event_schemas": ("{dir}", "{file}", "/nonexistent/schemas.json"),
     "cors_origins": (
         "https://shop.example/",
         "shop.example",
@@ -115,6 +117,9 @@ COMMAND_ARGS: dict[str, tuple[str, ...]] = {
     "keys init": (),
     "keys show": (),
     "keys rotate": (),
+    "keys create": ("--name", "checkout", "--scope", "ingest"),
+    "keys list": (),
+    "keys revoke": ("abcdefghijkl",),
 }
 SETTINGS_FREE: set[str] = set()
 

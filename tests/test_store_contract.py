@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from pixel_server.apikeys import new_key
 from pixel_server.hits import COLUMNS, Hit
 from pixel_server.query import EQUALITY_FILTERS, FILTER_COLUMNS, HitQuery
 from pixel_server.store import Store, opened
@@ -333,3 +334,19 @@ async def test_write_events_dedups_per_kind(store: Store) -> None:
     await store.write([Hit(ts=1, kind="view", eid="same"), Hit(ts=2, kind="click", eid="same")])
     assert await store.write_events(events("same")) == [True]
     assert +await store.write([Hit(ts=3, kind="view", eid="same")]) == {}
+
+
+async def test_api_keys_are_kept_listed_and_revoked(store: Store) -> None:
+    """A key is stored with its hash and scopes, listed oldest first, and revoked once: a
+    second revoke keeps the first time; an unknown id is None."""
+    text, key = new_key("checkout service", ["ingest"], now_ms=1_000)
+    _, reader = new_key("dashboard", ["read", "ingest"], now_ms=2_000)
+    await store.add_api_key(key)
+    await store.add_api_key(reader)
+    assert await store.api_keys() == [key, reader]
+    assert reader.scopes == ("ingest", "read")
+    assert text not in repr(await store.api_keys())  # the secret is not stored
+    assert (await store.revoke_api_key(key.id, 5_000)) == replace(key, revoked_ms=5_000)
+    assert (await store.revoke_api_key(key.id, 9_000)) == replace(key, revoked_ms=5_000)
+    assert await store.revoke_api_key("nosuchkey000", 9_000) is None
+    assert await store.api_keys() == [replace(key, revoked_ms=5_000), reader]

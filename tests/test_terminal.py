@@ -62,3 +62,15 @@ def test_control_characters_are_shown_escaped() -> None:
     assert "\x1b" not in out
     assert "\u202e" not in out
     assert "\\x1b[1m\\u202e" in out
+
+
+def test_an_event_name_gets_its_column_when_a_row_has_one() -> None:
+    """Only a table with events shows the event column, after kind; a hostile name is shown
+    escaped there like any cell."""
+    assert "event" not in hits_table([row()]).splitlines()[0]
+    table = hits_table([row(), row(kind="event", event="video_started\x1b[2J")]).splitlines()
+    assert table[0].split()[:4] == ["time", "(UTC)", "kind", "event"]
+    assert table[2].split()[2:4] == ["event", "video_started\\x1b…"]
+    assert "\x1b" not in "\n".join(table)
+    header, view, _ = table
+    assert header.index("utm_source") == view.index("nl")  # the columns line up below it

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..apikeys import ApiKey
 from ..hits import COLUMNS, Hit
 from ..outage import StoreError as StoreError
 from ..outage import StoreUnavailable as StoreUnavailable
@@ -114,6 +115,16 @@ class Store(Protocol):
 
         ``previous`` is the write of the chunk before, still going on: this one may be sent
         meanwhile, but commits only once that one has (if it fails, so does this one)."""
+
+    async def add_api_key(self, key: ApiKey) -> None:
+        """Store a new API key (its id is new: made at random by apikeys.new_key)."""
+
+    async def api_keys(self) -> list[ApiKey]:
+        """Every API key, revoked ones included, oldest first."""
+
+    async def revoke_api_key(self, key_id: str, now_ms: int) -> ApiKey | None:
+        """Revoke the key ``key_id`` as of ``now_ms`` (a key revoked before keeps its time);
+        the key as it now stands, None if there is no such key."""
 
     async def schema_version(self) -> int:
         """The version of the store's schema (its migrations applied)."""

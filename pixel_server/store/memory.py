@@ -11,6 +11,7 @@ from dataclasses import replace
 from operator import itemgetter
 from typing import Any
 
+from ..apikeys import ApiKey
 from ..hits import COLUMNS, Hit
 from ..query import HitQuery
 from .base import ROW_KEYS, CopyPosition, PositionMoved, Row, StoreUnavailable
@@ -38,6 +39,7 @@ class MemoryStore:
         self.id = uuid.uuid4().hex
         self.down = False
         self.gate: asyncio.Event | None = None  # when set, each write waits for it
+        self.keys: dict[str, ApiKey] = {}
 
     async def open(self) -> None:
         return None
@@ -82,6 +84,24 @@ class MemoryStore:
             outcomes.append(hit.eid is None or key in new)
             new.discard(key)  # a second one in the batch is a duplicate
         return outcomes
+
+    async def add_api_key(self, key: ApiKey) -> None:
+        if self.down:
+            raise StoreUnavailable("memory store is down")
+        if key.id in self.keys:
+            raise ValueError(f"key {key.id} exists")
+        self.keys[key.id] = key
+
+    async def api_keys(self) -> list[ApiKey]:
+        if self.down:
+            raise StoreUnavailable("memory store is down")
+        return sorted(self.keys.values(), key=lambda key: (key.created_ms, key.id))
+
+    async def revoke_api_key(self, key_id: str, now_ms: int) -> ApiKey | None:
+        key = self.keys.get(key_id)
+        if key is not None and key.revoked_ms is None:
+            key = self.keys[key_id] = replace(key, revoked_ms=now_ms)
+        return key
 
     async def prepare_span(self, first_ms: int, last_ms: int) -> None:
         return None  # one table holds any time

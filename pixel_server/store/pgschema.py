@@ -85,6 +85,17 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE hits ADD COLUMN seq integer;
     """,
+    # 4: API keys (apikeys.py): the hash of each secret, never the secret
+    """
+    CREATE TABLE api_keys (
+        id text PRIMARY KEY,
+        name text NOT NULL,
+        scopes text NOT NULL,
+        hash text NOT NULL,
+        created_ms bigint NOT NULL,
+        revoked_ms bigint
+    );
+    """,
 )
 
 CREATE_VERSION_TABLE = (

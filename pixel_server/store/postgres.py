@@ -25,16 +25,18 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import asyncpg
 
+from ..apikeys import ApiKey
 from ..hits import COLUMNS, Hit
 from ..query import HitQuery
 from . import sql as sql_text
 from .base import ROW_KEYS, ROW_KIND, CopyPosition, PositionMoved, Row, StoreUnavailable
 from .pgschema import ensure_partitions, migrate, months_spanned
+from .sql import KEY_COLUMNS, api_key
 
 log = logging.getLogger("pixel_server")
 
@@ -109,6 +111,12 @@ POSITION_UPDATE_SQL = (
     "UPDATE copy_progress SET shown = $2, last_ts = $3, last_id = $4, copied = copied + $5"
     " WHERE source = $1 AND last_ts = $6 AND last_id = $7"
 )
+KEY_INSERT_SQL = (
+    "INSERT INTO api_keys (id, name, scopes, hash, created_ms) VALUES ($1, $2, $3, $4, $5)"
+)
+KEYS_SQL = f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_ms, id"  # noqa: S608
+KEY_REVOKE_SQL = "UPDATE api_keys SET revoked_ms = $1 WHERE id = $2 AND revoked_ms IS NULL"
+KEY_SQL = f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1"  # noqa: S608
 OUTCOME_SQL = "SELECT added FROM write_batches WHERE id = $1"
 BACKEND_GONE_SQL = "SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $1"
 TERMINATE_SQL = (
@@ -253,6 +261,31 @@ class PostgresStore:
             raise StoreUnavailable(_describe(exc)) from exc
         claimed = {row[0] for row in rows}
         return [hit.eid is None or n in claimed for n, hit in enumerate(hits, start=1)]
+
+    async def add_api_key(self, key: ApiKey) -> None:
+        values = (key.id, key.name, ",".join(key.scopes), key.hash, key.created_ms)
+        await self._admin(lambda conn: conn.execute(KEY_INSERT_SQL, *values))
+
+    async def api_keys(self) -> list[ApiKey]:
+        rows = await self._admin(lambda conn: conn.fetch(KEYS_SQL))
+        return [api_key(row) for row in rows]
+
+    async def revoke_api_key(self, key_id: str, now_ms: int) -> ApiKey | None:
+        async def revoke(conn: Any) -> Any:
+            async with conn.transaction():
+                await conn.execute(KEY_REVOKE_SQL, now_ms, key_id)
+                return await conn.fetchrow(KEY_SQL, key_id)
+
+        row = await self._admin(revoke)
+        return None if row is None else api_key(row)
+
+    async def _admin(self, statement: Callable[[Any], Awaitable[Any]]) -> Any:
+        """One small statement on a read connection; an outage is StoreUnavailable."""
+        try:
+            async with self._open_pool(self._reads).acquire(timeout=CONNECT_TIMEOUT) as conn:
+                return await statement(conn)
+        except UNAVAILABLE as exc:
+            raise StoreUnavailable(_describe(exc)) from exc
 
     async def copy_in(
         self,

@@ -80,6 +80,17 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE hits ADD COLUMN seq INTEGER;
     """,
+    # 6: API keys (apikeys.py): the hash of each secret, never the secret
+    """
+    CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        revoked_ms INTEGER
+    );
+    """,
 )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..apikeys import ApiKey
 from ..hits import COLUMNS
 from ..query import OPERATORS, HitQuery
 
@@ -23,6 +24,14 @@ ORDER_BY = "ts DESC, id DESC"
 OLDEST_FIRST = "ts, id"
 _COLUMNS = frozenset(COLUMNS)
 NOTHING = " WHERE 1 = 0"  # a filter no row can match
+KEY_COLUMNS = "id, name, scopes, hash, created_ms, revoked_ms"  # of api_keys, as ApiKey's
+
+
+def api_key(row: Any) -> ApiKey:
+    """An ``api_keys`` row (KEY_COLUMNS) as an ApiKey."""
+    key_id, name, scopes, digest, created, revoked = row
+    revoked_ms = None if revoked is None else int(revoked)
+    return ApiKey(key_id, name, tuple(scopes.split(",")), digest, int(created), revoked_ms)
 
 
 def storable(text: str) -> bool:

@@ -19,12 +19,14 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
+from ..apikeys import ApiKey
 from ..files import ensure_private_file
 from ..hits import COLUMNS, Hit
 from ..query import HitQuery
 from . import sql as sql_text
 from .base import ROW_KEYS, ROW_KIND, CopyPosition, PositionMoved, Row, StoreUnavailable
 from .schema import begin_immediate, migrate, schema_version
+from .sql import KEY_COLUMNS, api_key
 
 BUSY_TIMEOUT_MS = 10_000
 # S608: these statements are built from our own column names and placeholders, never from input
@@ -45,6 +47,10 @@ POSITION_UPDATE_SQL = (
     "UPDATE copy_progress SET shown = ?, last_ts = ?, last_id = ?, copied = copied + ?"
     " WHERE source = ? AND last_ts = ? AND last_id = ?"
 )
+KEY_INSERT_SQL = "INSERT INTO api_keys (id, name, scopes, hash, created_ms) VALUES (?, ?, ?, ?, ?)"
+KEYS_SQL = f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_ms, id"  # noqa: S608
+KEY_SQL = f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?"  # noqa: S608
+KEY_REVOKE_SQL = "UPDATE api_keys SET revoked_ms = ? WHERE id = ? AND revoked_ms IS NULL"
 T = TypeVar("T")
 
 
@@ -148,6 +154,23 @@ class SQLiteStore:
             return [conn.execute(INSERT_SQL, row).rowcount == 1 for row in rows]
 
         result: list[bool] = await self._run(self._transaction, work)
+        return result
+
+    async def add_api_key(self, key: ApiKey) -> None:
+        values = (key.id, key.name, ",".join(key.scopes), key.hash, key.created_ms)
+        await self._run(self._transaction, lambda conn: conn.execute(KEY_INSERT_SQL, values))
+
+    async def api_keys(self) -> list[ApiKey]:
+        rows = await self._run(lambda: self._connection.execute(KEYS_SQL).fetchall())
+        return [api_key(row) for row in rows]
+
+    async def revoke_api_key(self, key_id: str, now_ms: int) -> ApiKey | None:
+        def work(conn: sqlite3.Connection) -> ApiKey | None:
+            conn.execute(KEY_REVOKE_SQL, (now_ms, key_id))
+            row = conn.execute(KEY_SQL, (key_id,)).fetchone()
+            return None if row is None else api_key(row)
+
+        result: ApiKey | None = await self._run(self._transaction, work)
         return result
 
     async def spill_offset(self, journal: str) -> int:
