@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -127,6 +128,15 @@ def visitor(
 
 def names(rows: list[dict[str, Any]]) -> list[str]:
     return [row["event"] for row in rows]
+
+
+def forward(route: Route) -> str:
+    """Send an intercepted request on to the server, answer the page with the server's
+    answer, and return its body (Playwright cannot read a keepalive fetch's answer)."""
+    real = route.fetch()
+    body = real.text()
+    route.fulfill(status=real.status, headers=real.headers, body=body)
+    return body
 
 
 def test_a_page_view_is_stored_with_the_device_context(
@@ -358,13 +368,11 @@ def test_a_503_is_retried_with_the_same_eids_and_stored_once(
             return
         if len(answers) > 2:
             route.continue_()
-            return
-        real = route.fetch()
-        answers.append(real.text())
-        if len(answers) == 2:  # stored, but the browser is told 503
+        elif len(answers) == 1:  # stored, but the browser is told 503
+            answers.append(route.fetch().text())
             route.fulfill(status=503, headers=headers, body="{}")
         else:
-            route.fulfill(status=real.status, headers=real.headers, body=answers[-1])
+            answers.append(forward(route))
 
     v.context.route(f"{server.url}/e", flaky)
     url = v.page()
@@ -531,3 +539,34 @@ def test_data_endpoint_overrides_where_events_go(
     page = v.open(v.page(endpoint=other))
     assert names(v.until_done(page)) == ["page_view"]
     assert {r.url for r in v.posts.requests} == {other}
+
+
+def test_the_registry_of_docs_tracker_md_takes_the_page_view(
+    browser: Browser, tmp_path: Path
+) -> None:
+    """The event registry shown in docs/tracker.md admits the tracker's page view with its
+    device params; a name it does not list is rejected, so the registry is in force."""
+    docs = (Path(__file__).parent.parent / "docs" / "tracker.md").read_text()
+    [registry] = re.findall(r"```json\n(.*?)```", docs, re.S)
+    (tmp_path / "events.json").write_text(registry)
+    server = start_server(tmp_path, env={"PIXEL_EVENT_SCHEMAS": str(tmp_path / "events.json")})
+    site = Site(server.url)
+    try:
+        v = Visitor(browser.new_context(), server, site)
+        page = v.open(v.page())
+        [row] = v.rows(page, 1)
+        assert row["event"] == "page_view"
+        assert set(row["params"]) == DEVICE
+        answers: list[str] = []
+        v.context.route(f"{server.url}/e", lambda route: answers.append(forward(route)))
+        page.evaluate("pixel('track', 'not_listed')")
+        wait_for(page, lambda: answers, "the answer")
+        [result] = json.loads(answers[0])["results"]
+        assert (result["status"], result["reason"]) == ("rejected", "unknown_event")
+        v.context.unroute_all(behavior="ignoreErrors")
+        assert v.errors == []
+        v.context.close()
+    finally:
+        site.close()
+        server.stop()
+    assert v.stored.rows(v.folder) == [row]
