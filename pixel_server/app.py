@@ -18,6 +18,7 @@ from .loss_api import LossApi
 from .ops import Ops
 from .runtime import Runtime, app_lifespan
 from .store.base import Store
+from .tracker import TrackerScript
 
 
 class PixelApp:
@@ -75,6 +76,7 @@ def create_app(settings: Settings, store: Store | None = None) -> PixelApp:
             Route("/r/{token}", RedirectEndpoint(rt)),
             Route("/e", EventsEndpoint(rt)),
             *Ops(rt).routes(),
+            *TrackerScript().routes(),
             Mount(
                 "/api",
                 routes=[*HitsApi(rt).routes(), *LinksApi(rt).routes(), *LossApi(rt).routes()],

@@ -45,6 +45,8 @@ COLUMN = {"e": "event"}  # an Event's field names that are not the Hit's
 _JSON = (b"content-type", b"application/json")
 _NO_STORE = (b"cache-control", b"no-store")
 ALLOW = (b"allow", b"POST, OPTIONS")
+# a page's script may read when to retry a 503 (CORS hides other headers than the basic ones)
+EXPOSE = (b"access-control-expose-headers", b"retry-after")
 PREFLIGHT = [
     (b"access-control-allow-methods", b"POST"),
     (b"access-control-allow-headers", b"content-type, content-encoding, authorization"),
@@ -101,10 +103,10 @@ class EventsEndpoint:
         if origin is None:
             return []
         if self.any_origin:
-            return [(b"access-control-allow-origin", b"*")]
+            return [(b"access-control-allow-origin", b"*"), EXPOSE]
         if origin.decode("latin-1") not in self.origins:
             raise _Refused(403, "origin_not_allowed", "pages of this origin may not post events")
-        return [(b"access-control-allow-origin", origin), (b"vary", b"origin")]
+        return [(b"access-control-allow-origin", origin), (b"vary", b"origin"), EXPOSE]
 
     async def _server_call(self, authorization: bytes | None) -> ServerCall | None:
         """A server call if the request carries a live API key with the ingest scope; a

@@ -335,6 +335,7 @@ async def test_any_origin_may_post_by_default(harness: Harness) -> None:
     origin = {"origin": "https://blog.example"}
     response = await post(harness, [event()], headers=origin)
     assert response.headers["access-control-allow-origin"] == "*"
+    assert response.headers["access-control-expose-headers"] == "retry-after"
     preflight = await harness.client.options(
         "/e", headers={**origin, "access-control-request-method": "POST"}
     )
