@@ -8,6 +8,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Mount, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from . import openapi
 from .api import HitsApi, http_error
 from .config import Settings
 from .endpoints import PixelEndpoint, RedirectEndpoint, SignedPixelEndpoint
@@ -79,7 +80,12 @@ def create_app(settings: Settings, store: Store | None = None) -> PixelApp:
             *TrackerScript().routes(),
             Mount(
                 "/api",
-                routes=[*HitsApi(rt).routes(), *LinksApi(rt).routes(), *LossApi(rt).routes()],
+                routes=[
+                    *HitsApi(rt).routes(),
+                    *LinksApi(rt).routes(),
+                    *LossApi(rt).routes(),
+                    *openapi.routes(),
+                ],
             ),
         ],
         exception_handlers={HTTPException: http_error},

@@ -1,0 +1,323 @@
+"""The OpenAPI 3.1 description of ``POST /e`` and the read API, served at
+``/api/openapi.json``; tests/test_openapi.py runs schemathesis against a real server with it.
+
+Built from the same names the code uses (hit columns, filters, scopes, reasons), so that a
+column or a filter added there is described here without a second list to keep in step.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .events import MAX_EID_CHARS, MAX_NAME_CHARS, MAX_SEQ, STRING_MEMBERS
+from .fields import KINDS
+from .hits import COLUMNS
+from .query import EQUALITY_FILTERS
+
+INTEGERS = frozenset(("id", "ts", "seq"))
+BOOLEANS = frozenset(("is_bot", "dnt", "gpc"))
+NULLABLE_STRING = {"type": ["string", "null"]}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json(_ref("Error"), description)
+
+
+def _hit_schema() -> dict[str, Any]:
+    properties: dict[str, Any] = {"time": {"type": "string", "format": "date-time"}}
+    for column in ("id", *COLUMNS):
+        if column in INTEGERS:
+            properties[column] = {"type": ["integer", "null"] if column == "seq" else "integer"}
+        elif column in BOOLEANS:
+            properties[column] = {"type": "boolean"}
+        elif column == "params":
+            properties[column] = {"type": "object"}
+        elif column == "flags":
+            properties[column] = {"type": "array", "items": {"type": "string"}}
+        elif column in ("kind", "method"):
+            properties[column] = {"type": "string"}
+        else:
+            properties[column] = NULLABLE_STRING
+    return {"type": "object", "required": sorted(properties), "properties": properties}
+
+
+def _event_schema() -> dict[str, Any]:
+    strings = {key: {"type": "string", "maxLength": 2048} for key in STRING_MEMBERS}
+    value = {"type": ["string", "number", "boolean", "null"]}
+    return {
+        "type": "object",
+        "required": ["name"],
+        "additionalProperties": False,
+        "properties": {
+            "name": {
+                "type": "string",
+                "pattern": "^[a-z][a-z0-9_]*$",
+                "maxLength": MAX_NAME_CHARS,
+            },
+            "eid": {"type": "string", "minLength": 1, "maxLength": MAX_EID_CHARS},
+            **strings,
+            "seq": {"type": "integer", "minimum": 1, "maximum": MAX_SEQ},
+            "params": {"type": "object", "maxProperties": 50, "additionalProperties": value},
+            "ts": {
+                "description": "server calls only: epoch ms, or ISO 8601 with an offset",
+                "type": ["integer", "string"],
+            },
+            "ip": {"description": "server calls only", "type": "string"},
+            "ua": {"description": "server calls only", "type": "string"},
+        },
+    }
+
+
+def _answer_schema() -> dict[str, Any]:
+    result = {
+        "type": "object",
+        "required": ["index", "status"],
+        "properties": {
+            "index": {"type": "integer", "minimum": 0},
+            "status": {"enum": ["accepted", "duplicate", "rejected"]},
+            "reason": {"type": "string"},
+            "message": {"type": "string"},
+            "flags": {"type": "array", "items": {"type": "string"}},
+        },
+    }
+    counts = {
+        name: {"type": "integer", "minimum": 0} for name in ("accepted", "duplicates", "rejected")
+    }
+    return {
+        "type": "object",
+        "required": [*counts, "results"],
+        "properties": {**counts, "results": {"type": "array", "items": result}},
+    }
+
+
+def _loss_schema() -> dict[str, Any]:
+    counts = {
+        name: {"type": "integer", "minimum": 0}
+        for name in ("sessions", "sent", "received", "lost", "repeated", "duplicates")
+    }
+    summary = {**counts, "loss_rate": {"type": "number", "minimum": 0}}
+    row = {
+        "type": "object",
+        "required": ["day", "cid", *summary],
+        "properties": {
+            "day": {"type": "string", "format": "date"},
+            "cid": {"type": "string"},
+            **summary,
+        },
+    }
+    return {
+        "type": "object",
+        "required": ["since", "until", "days", "total"],
+        "properties": {
+            "since": {"type": "string", "format": "date"},
+            "until": {"type": "string", "format": "date"},
+            "days": {"type": "array", "items": row},
+            "total": {"type": "object", "required": sorted(summary), "properties": summary},
+        },
+    }
+
+
+# what each parameter takes, as patterns a generator can honour (query.py parses them)
+TIME = {
+    "type": "string",
+    "anyOf": [
+        {"pattern": "^$"},  # empty: not given, as for every parameter
+        {"pattern": "^[0-9]{1,3}[smhd]$"},  # 15m, 2h, 7d ago (at most ten years)
+        {"pattern": "^[1-9][0-9]{12}$"},  # epoch milliseconds
+        {
+            "pattern": "^(19|20)[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])"
+            "(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?Z?)?$"
+        },
+    ],
+}
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "since": TIME,
+    "until": TIME,
+    "limit": {"type": "string", "pattern": "^([1-9][0-9]{0,2}|1000)?$"},
+    "cursor": {"type": "string", "pattern": "^([0-9]{1,15}_[1-9][0-9]{0,15})?$"},
+    "kind": {"enum": ["", *KINDS]},
+}
+
+
+def _query(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": SCHEMAS.get(name, {"type": "string"}),
+        "description": description,
+    }
+
+
+READ_ERRORS = {
+    "400": _error("A filter, cursor or limit that cannot be read."),
+    "401": _error("No valid token or API key."),
+    "403": _error("The API is disabled, or the key lacks the read scope."),
+    "503": _error("The store cannot be read now."),
+}
+
+
+def _filters() -> list[dict[str, Any]]:
+    described = {"kind": "view, open, click or event", "e": "event name", "cid": "campaign"}
+    return [
+        _query("since", "ISO 8601, YYYYMMDD, 13-digit epoch ms, or 15m / 2h / 7d ago"),
+        _query("until", "as since"),
+        _query("cursor", "next_cursor of the page before"),
+        _query("limit", "1 to 1000"),
+        *(_query(name, described.get(name, name)) for name in EQUALITY_FILTERS),
+    ]
+
+
+def document() -> dict[str, Any]:
+    """The OpenAPI document."""
+    hits_page = {
+        "type": "object",
+        "required": ["hits", "next_cursor"],
+        "properties": {
+            "hits": {"type": "array", "items": _ref("Hit")},
+            "next_cursor": {"type": ["string", "null"]},
+        },
+    }
+    export = {"description": "The hits, oldest first.", "content": {}}
+    events_body = {
+        "oneOf": [{"type": "array", "items": _ref("Event"), "minItems": 1}, _ref("Event")]
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "pixel_server",
+            "version": "1",
+            "description": "Events in (POST /e, docs/events.md) and hits out (the read API).",
+        },
+        "components": {
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "a PIXEL_API_TOKENS token, or an API key (pxk_...)",
+                }
+            },
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {
+                        "error": {
+                            "type": "object",
+                            "required": ["status", "code", "message"],
+                            "properties": {
+                                "status": {"type": "integer"},
+                                "code": {"type": "string"},
+                                "message": {"type": "string"},
+                            },
+                        }
+                    },
+                },
+                "Event": _event_schema(),
+                "Answer": _answer_schema(),
+                "Hit": _hit_schema(),
+                "Loss": _loss_schema(),
+            },
+        },
+        "paths": {
+            "/e": {
+                "post": {
+                    "summary": "Post a batch of events",
+                    "description": "Checked per event, committed in one transaction, answered"
+                    " per index. Without a key: a browser call; with an ingest key: a server"
+                    " call (ts, ip, ua allowed, eid required).",
+                    "security": [{}, {"bearer": []}],
+                    "requestBody": {
+                        "required": True,
+                        # the three carry the same events: NDJSON one object a line, text/plain
+                        # (sendBeacon) a JSON array or NDJSON
+                        "content": {
+                            "application/json": {"schema": events_body},
+                            "application/x-ndjson": {"schema": events_body},
+                            "text/plain": {"schema": events_body},
+                        },
+                    },
+                    "responses": {
+                        "200": _json(_ref("Answer"), "Per index: accepted, duplicate, rejected."),
+                        "400": _error("Not a batch of events (not JSON, empty)."),
+                        "401": _error("An Authorization that is not a live API key."),
+                        "403": _error("A key without the ingest scope, or an origin not allowed."),
+                        "413": _error("The body, unpacked, or the batch is too large."),
+                        "415": _error("Another Content-Type or Content-Encoding."),
+                        "503": {
+                            **_error("The store cannot take the batch now; nothing stored."),
+                            "headers": {"Retry-After": {"schema": {"type": "string"}}},
+                        },
+                    },
+                }
+            },
+            "/api/hits": {
+                "get": {
+                    "summary": "A page of hits, newest first",
+                    "security": [{"bearer": []}],
+                    "parameters": _filters(),
+                    "responses": {"200": _json(hits_page, "One page."), **READ_ERRORS},
+                }
+            },
+            "/api/hits.csv": {
+                "get": {
+                    "summary": "Every matching hit as CSV",
+                    "security": [{"bearer": []}],
+                    "parameters": [p for p in _filters() if p["name"] != "cursor"],
+                    "responses": {
+                        "200": {**export, "content": {"text/csv": {"schema": {"type": "string"}}}},
+                        **READ_ERRORS,
+                    },
+                }
+            },
+            "/api/hits.ndjson": {
+                "get": {
+                    "summary": "Every matching hit as NDJSON",
+                    "security": [{"bearer": []}],
+                    "parameters": [p for p in _filters() if p["name"] != "cursor"],
+                    "responses": {
+                        "200": {
+                            **export,
+                            "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+                        },
+                        **READ_ERRORS,
+                    },
+                }
+            },
+            "/api/loss": {
+                "get": {
+                    "summary": "Events lost, repeated and retried, per UTC day and campaign",
+                    "security": [{"bearer": []}],
+                    "parameters": [
+                        _query("since", "default 7d"),
+                        _query("until", "default now"),
+                        _query("cid", "one campaign"),
+                    ],
+                    "responses": {"200": _json(_ref("Loss"), "The report."), **READ_ERRORS},
+                }
+            },
+        },
+    }
+
+
+def routes() -> list[Route]:
+    """``GET /api/openapi.json`` (no token: it holds no data)."""
+    body = json.dumps(document(), separators=(",", ":")).encode()
+
+    async def serve(_request: Request) -> Response:
+        return Response(body, media_type="application/json")
+
+    return [Route("/openapi.json", serve, methods=["GET"])]
