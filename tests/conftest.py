@@ -345,6 +345,20 @@ class Load:
         self._changed = threading.Condition()
         self._threads = [threading.Thread(target=self._client, args=(n,)) for n in range(clients)]
         self._running = 0
+        self.events = 0  # > 0: each request posts that many events to /e instead of a pixel
+
+    def _send(self, http: httpx.Client, eid: str) -> httpx.Response:
+        if not self.events:
+            return http.get(f"/p.gif?cid=load&eid={eid}")
+        batch = [{"name": "load", "eid": f"{eid}.{k}"} for k in range(self.events)]
+        return http.post("/e", json=batch)
+
+    def _stored(self, response: httpx.Response, eid: str) -> list[str]:
+        """The eids a 200 answer says are stored (a pixel's; each accepted event's)."""
+        if not self.events:
+            return [eid]
+        results = response.json()["results"]
+        return [f"{eid}.{r['index']}" for r in results if r["status"] in ("accepted", "duplicate")]
 
     def __enter__(self) -> Load:
         self.start()
@@ -392,7 +406,7 @@ class Load:
                     eid = f"{self.prefix}-{n}-{i}"
                     started = time.monotonic()
                     try:
-                        response = http.get(f"/p.gif?cid=load&eid={eid}")
+                        response = self._send(http, eid)
                     except httpx.TimeoutException:
                         # unanswered for 10 s: keep its time, so a latency bound sees it
                         with self._changed:
@@ -403,7 +417,7 @@ class Load:
                     with self._changed:
                         self.latencies.append(time.monotonic() - started)
                         if response.status_code == 200:
-                            self.acked.append(eid)
+                            self.acked.extend(self._stored(response, eid))
                             self._changed.notify_all()
                     i += 1
         finally:
