@@ -133,17 +133,34 @@ def _headers(key: str | None) -> dict[str, str]:
     return headers
 
 
-def _answer(response: httpx.Response, batch: list[dict[str, Any]]) -> list[Result] | None:
-    """The batch's results, None if the answer says "try again", Refused otherwise."""
-    if response.status_code in RETRIED_STATUSES:
-        return None
-    if response.status_code != 200:
-        try:
-            body: Any = response.json()
-        except ValueError:
-            body = response.text
-        raise Refused(response.status_code, body)
-    return _results(batch, response)
+class _Attempts:
+    """The attempts at sending one batch, without the I/O (shared by both clients): each
+    answer or failure gives the results, or the seconds to wait before the next attempt;
+    Refused when no retry can help, Unavailable once ``max_wait`` is spent."""
+
+    def __init__(self, batch: list[dict[str, Any]], max_wait: float) -> None:
+        self.batch, self.max_wait = batch, max_wait
+        self.backoff = Backoff(max_wait)
+
+    def read(self, response: httpx.Response) -> list[Result] | float:
+        if response.status_code == 200:
+            return _results(self.batch, response)
+        if response.status_code not in RETRIED_STATUSES:
+            try:
+                body: Any = response.json()
+            except ValueError:
+                body = response.text
+            raise Refused(response.status_code, body)
+        return self._wait(_retry_after(response), f"HTTP {response.status_code}")
+
+    def failed(self, exc: Exception) -> float:
+        return self._wait(None, repr(exc))
+
+    def _wait(self, retry_after: float | None, last: str) -> float:
+        wait = self.backoff.next_wait(retry_after)
+        if wait is None:
+            raise Unavailable(f"{len(self.batch)} events not sent within {self.max_wait}s: {last}")
+        return wait
 
 
 class Client:
@@ -184,22 +201,15 @@ class Client:
         return results
 
     def _send(self, batch: list[dict[str, Any]]) -> list[Result]:
-        backoff = Backoff(self.max_wait)
+        attempt = _Attempts(batch, self.max_wait)
         while True:
             try:
-                response = self._http.post("/e", json=batch)
-                answer = _answer(response, batch)
-                retry_after = _retry_after(response)
+                answer = attempt.read(self._http.post("/e", json=batch))
             except httpx.TransportError as exc:  # refused, reset, timed out: it may have landed
-                answer, retry_after, last = None, None, repr(exc)
-            else:
-                last = f"HTTP {response.status_code}"
-            if answer is not None:
+                answer = attempt.failed(exc)
+            if isinstance(answer, list):
                 return answer
-            wait = backoff.next_wait(retry_after)
-            if wait is None:
-                raise Unavailable(f"{len(batch)} events not sent within {self.max_wait}s: {last}")
-            time.sleep(wait)
+            time.sleep(answer)
 
     def close(self, flush: bool = True) -> None:
         """Send what is queued (unless ``flush=False``: it is dropped), then close the
@@ -253,22 +263,15 @@ class AsyncClient:
         return results
 
     async def _send(self, batch: list[dict[str, Any]]) -> list[Result]:
-        backoff = Backoff(self.max_wait)
+        attempt = _Attempts(batch, self.max_wait)
         while True:
             try:
-                response = await self._http.post("/e", json=batch)
-                answer = _answer(response, batch)
-                retry_after = _retry_after(response)
+                answer = attempt.read(await self._http.post("/e", json=batch))
             except httpx.TransportError as exc:
-                answer, retry_after, last = None, None, repr(exc)
-            else:
-                last = f"HTTP {response.status_code}"
-            if answer is not None:
+                answer = attempt.failed(exc)
+            if isinstance(answer, list):
                 return answer
-            wait = backoff.next_wait(retry_after)
-            if wait is None:
-                raise Unavailable(f"{len(batch)} events not sent within {self.max_wait}s: {last}")
-            await asyncio.sleep(wait)
+            await asyncio.sleep(answer)
 
     async def aclose(self, flush: bool = True) -> None:
         try:

@@ -181,6 +181,22 @@ def _filters() -> list[dict[str, Any]]:
     ]
 
 
+def _export(name: str, media_type: str) -> dict[str, Any]:
+    """An export of every matching hit, oldest first, in ``media_type``."""
+    body = {media_type: {"schema": {"type": "string"}}}
+    return {
+        "get": {
+            "summary": f"Every matching hit as {name}",
+            "security": [{"bearer": []}],
+            "parameters": [p for p in _filters() if p["name"] != "cursor"],
+            "responses": {
+                "200": {"description": "The hits, oldest first.", "content": body},
+                **READ_ERRORS,
+            },
+        }
+    }
+
+
 def document() -> dict[str, Any]:
     """The OpenAPI document."""
     hits_page = {
@@ -191,7 +207,6 @@ def document() -> dict[str, Any]:
             "next_cursor": {"type": ["string", "null"]},
         },
     }
-    export = {"description": "The hits, oldest first.", "content": {}}
     events_body = {
         "oneOf": [{"type": "array", "items": _ref("Event"), "minItems": 1}, _ref("Event")]
     }
@@ -272,31 +287,8 @@ def document() -> dict[str, Any]:
                     "responses": {"200": _json(hits_page, "One page."), **READ_ERRORS},
                 }
             },
-            "/api/hits.csv": {
-                "get": {
-                    "summary": "Every matching hit as CSV",
-                    "security": [{"bearer": []}],
-                    "parameters": [p for p in _filters() if p["name"] != "cursor"],
-                    "responses": {
-                        "200": {**export, "content": {"text/csv": {"schema": {"type": "string"}}}},
-                        **READ_ERRORS,
-                    },
-                }
-            },
-            "/api/hits.ndjson": {
-                "get": {
-                    "summary": "Every matching hit as NDJSON",
-                    "security": [{"bearer": []}],
-                    "parameters": [p for p in _filters() if p["name"] != "cursor"],
-                    "responses": {
-                        "200": {
-                            **export,
-                            "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
-                        },
-                        **READ_ERRORS,
-                    },
-                }
-            },
+            "/api/hits.csv": _export("CSV", "text/csv"),
+            "/api/hits.ndjson": _export("NDJSON", "application/x-ndjson"),
             "/api/loss": {
                 "get": {
                     "summary": "Events lost, repeated and retried, per UTC day and campaign",
