@@ -297,6 +297,8 @@ def target_value(t: dict[str, Any]) -> str:
         return value or t.get("missing") or "not measured"
     if t["unit"] == "ms":
         return f"{value:.2f} ms"
+    if t["unit"] != X:
+        return f"{value:,.0f} {t['unit']}"
     return f"{value:.3f}{X}"
 
 
