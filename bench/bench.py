@@ -11,8 +11,9 @@ Outputs: a table on stdout, ``bench/results/latest.json`` and ``docs/benchmarks.
 for a run of every scenario; a partial run writes ``bench/results/latest.svg``).
 
 Method and scenarios: docs/benchmarks.md. Adding a scenario is one entry in ``SCENARIOS``
-(bench/scenarios.py). The modules next to this file: scenarios, servers, loadgen, measure,
-probe, runner, summary, targets, report, chart, machine.
+(bench/scenarios.py). The modules next to this file: scenarios, eventload (the bodies of the
+event scenarios), servers, loadgen, measure, probe, runner, summary, targets, report, chart,
+machine.
 """
 
 from __future__ import annotations
@@ -35,12 +36,14 @@ from collections.abc import Sequence
 import bigdb
 import pg
 from chart import render_svg
+from eventload import body_template
 from machine import ensure_tools, machine_info
 from report import header_text, report, write_json
 from runner import Bench, Options, run_all
 from scenarios import (
     BY_NAME,
     CONNECTIONS,
+    EVENTS_PATH,
     HEADERS,
     PIXEL_PATH,
     ROOT,
@@ -154,6 +157,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "scenarios": [sc.name for sc in args.scenarios],
         "request_path": PIXEL_PATH,
         "headers": HEADERS,
+        "event_posts": {
+            sc.name: {
+                "path": EVENTS_PATH,
+                "headers": sc.headers,
+                "events_per_request": sc.events_per_request,
+                "body_template": body_template(sc),
+            }
+            for sc in args.scenarios
+            if sc.events
+        },
     }
     print(header_text(meta), flush=True)
     print(flush=True)

@@ -123,6 +123,8 @@ def render_svg(summary: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
         w = max(plot_w * s["rps"] / axis_max, 1.0)
         label = s["name"]
         value = f"{s['rps']:,.0f} req/s"
+        if s.get("eps") is not None and s["events_per_request"] > 1:
+            value += f" \u00b7 {s['eps']:,.0f} events/s"
         if s.get("x_nginx") is not None and s["name"] not in ("nginx-log", "nginx-log-close"):
             value += f" \u00b7 {s['x_nginx']:.3f}{X} {BY_NAME[s['name']].nginx_ref}"
         if s.get("x_raw") is not None:

@@ -3,7 +3,14 @@
 ``paced.lua`` holds each connection for a delay before each request (``pixel-p99-at-half``);
 ``unique_ua.lua`` sends a never-seen User-Agent on every request (``unique-ua``);
 ``ports.lua`` gives each wrk thread its own instance's port (``pixel-pg-2``: ``-t2``, 32
-connections to each instance, one latency histogram over both).
+connections to each instance, one latency histogram over both); ``events.lua`` POSTs the body
+of eventload.py with never-sent eids (the event scenarios).
+
+wrk counts an answer with a status above 399 as "Non-2xx or 3xx"; ``WrkRun.ok`` is the rest.
+``POST /e`` answers 200 only once the batch is committed, and anything else it answers is a
+4xx or a 503, so every event post not stored is out of ``ok``; a 200 whose events were not
+all ``accepted`` (rejected, duplicate) shows up in the zero-loss check instead, as fewer rows
+than answered requests x events per request.
 """
 
 from __future__ import annotations
@@ -17,8 +24,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from eventload import body_template
 from measure import core_busy, core_ticks, tree_cpu_seconds
-from scenarios import BENCH_DIR, CONNECTIONS, HEADERS, Scenario
+from scenarios import BENCH_DIR, CONNECTIONS, Scenario
+
+# scripts that make every request unique: each invocation gets its own nonce
+NONCE_SCRIPTS = ("unique_ua.lua", "events.lua")
 
 
 class Meter(Protocol):
@@ -51,7 +62,7 @@ class WrkRun:
 
     @property
     def ok(self) -> int:
-        """Responses wrk counted as 2xx/3xx."""
+        """Responses wrk counted as 2xx/3xx (status below 400)."""
         return self.requests - self.non2xx
 
     @property
@@ -97,7 +108,8 @@ def parse_wrk(out: str, cmd: list[str], duration: int) -> WrkRun:
 
 
 class Wrk:
-    """Runs wrk against one server; counts invocations so each unique-ua run gets a new nonce."""
+    """Runs wrk against one server; counts invocations so each run of a NONCE_SCRIPTS script
+    (unique-ua, the event scenarios) gets a new nonce."""
 
     def __init__(self, tools: dict[str, str], nonce: str) -> None:
         self.tools = tools
@@ -112,12 +124,12 @@ class Wrk:
         cmd = [tools["taskset"], "-c", sc.wrk_cpus] if sc.wrk_cpus else []
         threads = len(ports)
         cmd += [tools["wrk"], f"-t{threads}", f"-c{CONNECTIONS}", f"-d{duration}s", "--latency"]
-        for name, value in HEADERS.items():
+        for name, value in sc.headers.items():
             cmd += ["-H", f"{name}: {value}"]
         if sc.close:
             cmd += ["-H", "Connection: close"]
         script_args: list[str] = []
-        if sc.script == "unique_ua.lua":
+        if sc.script in NONCE_SCRIPTS:
             self.invocation += 1
             script_args = [f"{self.nonce}{self.invocation:04d}"]
         elif sc.script == "paced.lua" and delay_ms is not None:
@@ -145,6 +157,8 @@ class Wrk:
         (``meter``) of PostgreSQL."""
         cmd = self.command(sc, ports, path, duration, delay_ms)
         env = dict(os.environ, BENCH_PORTS=",".join(map(str, ports)))
+        if sc.events:
+            env["BENCH_EVENT_BODY"] = body_template(sc)
         if meter is not None:
             meter.start()
         ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -1,11 +1,13 @@
 """The requests that are not load: a server's readiness, and the one real request of each
 scenario, checked byte for byte (status, the exact 43-byte GIF, no-store; for the redirect a
-302 to the signed target). Also the request path of each scenario (tokens from the real CLI).
+302 to the signed target; for an event post a 200 with every event accepted). Also the
+request path of each scenario (tokens from the real CLI).
 """
 
 from __future__ import annotations
 
 import http.client
+import json
 import socket
 import subprocess
 import time
@@ -13,7 +15,9 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+from eventload import body_template, fill
 from scenarios import (
+    EVENTS_PATH,
     GIF,
     HEADERS,
     LINK_ARGS,
@@ -39,13 +43,26 @@ def request_path(sc: Scenario, env: dict[str, str]) -> str:
         return cli_path(LINK_ARGS, env)
     if sc.target == "signed":
         return cli_path(SIGNED_PIXEL_ARGS, env)
+    if sc.events:
+        return EVENTS_PATH
     return PIXEL_PATH
 
 
 def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, dict[str, str], bytes]:
+    return http_request(port, "GET", path, HEADERS, timeout=timeout)
+
+
+def http_request(
+    port: int,
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    body: bytes | None = None,
+    timeout: float = 2.0,
+) -> tuple[int, dict[str, str], bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        conn.request("GET", path, headers=HEADERS)
+        conn.request(method, path, body=body, headers=headers)
         resp = conn.getresponse()
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
     finally:
@@ -94,7 +111,10 @@ def wait_ready(server: Server, proc: subprocess.Popen[bytes], port: int) -> None
 
 
 def check_response(sc: Scenario, port: int, path: str) -> dict[str, Any]:
-    """One real request, checked byte for byte. It records one hit (or log line)."""
+    """One real request, checked byte for byte. It records one hit (or log line), or for an
+    event scenario ``sc.events_per_request`` events."""
+    if sc.events:
+        return check_events(sc, port, path)
     status, headers, body = http_get(port, path)
     info: dict[str, Any] = {"path": path, "status": status, "body_bytes": len(body)}
     if sc.target == "redirect":
@@ -106,5 +126,42 @@ def check_response(sc: Scenario, port: int, path: str) -> dict[str, Any]:
         info["body_is_empty_gif"] = body == GIF
         ok = status == 200 and body == GIF and "no-store" in headers.get("cache-control", "")
     if not ok:
+        raise RuntimeError(f"{sc.name}: unexpected response {info}")
+    return info
+
+
+def check_events(sc: Scenario, port: int, path: str) -> dict[str, Any]:
+    """One event post like the load's (its eids start with "probe", which wrk's never do):
+    a 200 JSON answer with every event accepted."""
+    sent = fill(body_template(sc), f"probe{port}")
+    status, headers, body = http_request(port, "POST", path, sc.headers, sent)
+    info: dict[str, Any] = {
+        "path": path,
+        "status": status,
+        "content_type": headers.get("content-type"),
+        "request_bytes": len(sent),
+        "body_bytes": len(body),
+    }
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        answer = None
+    expected = sc.events_per_request
+    results = answer.get("results") if isinstance(answer, dict) else None
+    info["answer"] = (
+        {k: answer.get(k) for k in ("accepted", "duplicates", "rejected")}
+        if isinstance(answer, dict)
+        else body[:200].decode(errors="replace")
+    )
+    ok = (
+        status == 200
+        and headers.get("content-type", "").startswith("application/json")
+        and info["answer"] == {"accepted": expected, "duplicates": 0, "rejected": 0}
+        and isinstance(results, list)
+        and [r.get("status") for r in results] == ["accepted"] * expected
+    )
+    if not ok:
+        if isinstance(results, list):
+            info["not_accepted"] = [r for r in results if r.get("status") != "accepted"][:3]
         raise RuntimeError(f"{sc.name}: unexpected response {info}")
     return info

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from scenarios import CONNECTIONS, SCENARIOS, SERVER_CPUS, WRK_CPUS
+from scenarios import BY_NAME, CONNECTIONS, SCENARIOS, SERVER_CPUS, WRK_CPUS
 from summary import ratio
 
 X = "\u00d7"  # multiplication sign, for ratios
@@ -53,6 +53,9 @@ def report(
         "",
         cpu_table(order),
     ]
+    events = events_table(order)
+    if events:
+        parts += ["", "Events: POST /e, per request and per event", "", events]
     pg = pg_table(order)
     if pg:
         parts += [
@@ -170,6 +173,43 @@ def cpu_table(order: list[dict[str, Any]]) -> str:
     return table(headers, rows, set(range(1, 11)))
 
 
+def events_table(order: list[dict[str, Any]]) -> str:
+    """The event scenarios: requests and events per second, CPU per request and per event."""
+    rows = [
+        [
+            s["name"],
+            BY_NAME[s["name"]].content_type,
+            str(s["events_per_request"]),
+            fmt(s["rps"]),
+            fmt(s["eps"]),
+            fmt(s["p50_ms"], 2),
+            fmt(s["p99_ms"], 2),
+            fmt(s["cpu_us_per_req"], 1),
+            fmt(s["cpu_us_per_event"], 1),
+            str(s["non2xx"]),
+            s["zero_loss"],
+        ]
+        for s in order
+        if s["events"]
+    ]
+    if not rows:
+        return ""
+    headers = [
+        "scenario",
+        "Content-Type",
+        "events/request",
+        "req/s",
+        "events/s",
+        "p50 ms",
+        "p99 ms",
+        f"CPU {US}/req",
+        f"CPU {US}/event",
+        "non-2xx/3xx",
+        "zero-loss",
+    ]
+    return table(headers, rows, set(range(2, 10)))
+
+
 PG_REFERENCES = ("pixel", "pixel-2workers")  # the same loads on SQLite
 
 
@@ -254,9 +294,11 @@ def split_table(order: list[dict[str, Any]], summary: dict[str, dict[str, Any]])
 def target_value(t: dict[str, Any]) -> str:
     value = t["value"]
     if isinstance(value, str) or value is None:
-        return value or "not measured"
+        return value or t.get("missing") or "not measured"
     if t["unit"] == "ms":
         return f"{value:.2f} ms"
+    if t["unit"] != X:
+        return f"{value:,.0f} {t['unit']}"
     return f"{value:.3f}{X}"
 
 

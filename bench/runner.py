@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ class Run:
     busy_before_pct: dict[str, float] = field(default_factory=dict)
     waited_for_quiet_s: float = 0.0
     check: dict[str, Any] = field(default_factory=dict)
-    probes_recorded: int = 0
+    probes_recorded: int = 0  # records the checked requests stored (events for /e)
     warmup: WrkRun | None = None
     measured: WrkRun | None = None
     paced_formula_delay_ms: float | None = None
@@ -41,6 +41,7 @@ class Run:
     processes: int | None = None
     stop: dict[str, Any] = field(default_factory=dict)
     rows: int | None = None
+    # records the answers vouch for: requests wrk saw answered x events per request, + probes
     answered: int | None = None
     excess: int | None = None
     window: int | None = None
@@ -193,7 +194,7 @@ class Bench:
             for server, handle, port in zip(servers, handles, ports, strict=True):
                 wait_ready(server, handle.proc, port)
             checks = [check_response(sc, port, path) for port in ports]
-            res.check, res.probes_recorded = checks[0], len(checks)
+            res.check, res.probes_recorded = checks[0], len(checks) * sc.events_per_request
             time.sleep(0.5)
             pids = [handle.pid for handle in handles]
             delay = None
@@ -236,13 +237,22 @@ class Bench:
         if problems:
             res.error = "; ".join(problems)
         runs = [r for r in (res.warmup, res.measured) if r is not None]
-        res.answered = sum(r.ok for r in runs) + res.probes_recorded
+        res.answered, window = answered_window(runs, res.probes_recorded, sc.events_per_request)
         res.rows = servers[0].count()
         if res.rows is None:  # an anchor: it stores nothing
             return
-        res.excess = res.rows - res.answered
-        res.window = CONNECTIONS * len(runs) + sum(r.uncounted_errors for r in runs)
+        res.excess, res.window = res.rows - res.answered, window
         res.zero_loss = zero_loss(res.rows, res.answered, res.window)
+
+
+def answered_window(runs: Sequence[WrkRun], probes_recorded: int, per: int) -> tuple[int, int]:
+    """What the answers vouch for: the records of the requests wrk saw answered (``per``
+    each: events per request, 1 for a hit) plus the probes'; and how many more may be stored
+    (zero_loss's window): a request in flight per connection when each wrk run ended, and
+    those wrk gave up on, ``per`` records each."""
+    answered = sum(r.ok for r in runs) * per + probes_recorded
+    window = (CONNECTIONS * len(runs) + sum(r.uncounted_errors for r in runs)) * per
+    return answered, window
 
 
 def free_ports(count: int) -> list[int]:
@@ -327,6 +337,10 @@ def progress_line(sc: Scenario, run: Run, round_no: int, repeat: int) -> str:
         else f"  pg {fmt(run.pg_cpu_pct)}% {fmt(run.pg_backend_us_per_req, 1)} {US}/req"
     )
     batch = "" if run.batch_mean is None else f"  batch {run.batch_mean:.1f}"
+    if sc.events:
+        batch += f"  {m.rps * sc.events_per_request:,.0f} events/s"
+    if m.non2xx:
+        warn += f"  [{m.non2xx:,d} answers 4xx/5xx]"
     return (
         f"{prefix} {m.rps:>9,.0f} req/s  p99 {fmt(m.latency_ms.get('p99'), 2)} ms  "
         f"srv {fmt(run.server_cpu_pct)}%  wrk {fmt(run.wrk_cpu_pct)}%  "

@@ -32,6 +32,16 @@ HEADERS = {
     "Accept-Language": "en-US,en;q=0.9",
     "Accept-Encoding": "gzip, deflate, br",
 }
+# POST /e (docs/events.md): the event scenarios' path and headers (the body: eventload.py).
+EVENTS_PATH = "/e"
+EVENT_HEADERS = {
+    "User-Agent": USER_AGENT,
+    "Accept": "*/*",
+    "Accept-Language": "en-US,en;q=0.9",
+    "Accept-Encoding": "gzip, deflate, br",
+}
+BEACON_TYPE = "text/plain;charset=UTF-8"  # what navigator.sendBeacon sends with a string
+BEACON_ORIGIN = "https://shop.example"  # a page of the shop posting to the tracking host
 REDIRECT_TARGET = "https://shop.example/spring-sale"
 LINK_ARGS = (
     "link",
@@ -63,12 +73,15 @@ class Scenario:
     PostgreSQL, bench/pg.py); ``instances`` pixel-server processes on that one database, each
     on its own port, loaded by one wrk with a thread per instance (bench/ports.lua).
     ``pg_cpus``: the cores PostgreSQL's backends for this run are pinned to (None: unpinned).
+    ``target="events"``: ``POST /e`` with ``events_per_request`` events of ``content_type``
+    in each body (bench/events.lua); every figure per request is also given per event.
     """
 
     name: str
     server: str
     title: str
-    target: str = "pixel"  # pixel: /p.gif?...; signed: /p/<token>.gif; redirect: /r/<token>
+    target: str = "pixel"  # pixel: /p.gif?...; signed: /p/<token>.gif; redirect: /r/<token>;
+    # events: POST /e
     close: bool = False  # wrk sends `Connection: close`: one request per TCP connection
     serve_args: tuple[str, ...] = ()  # extra `pixel-server serve` arguments
     env: tuple[tuple[str, str], ...] = ()  # extra environment of the server
@@ -82,6 +95,24 @@ class Scenario:
     store: str = "sqlite"
     instances: int = 1
     pg_cpus: str | None = None
+    events_per_request: int = 1  # rows stored per answered request
+    content_type: str = ""  # of the body (events)
+
+    @property
+    def events(self) -> bool:
+        """POSTs events to /e (instead of loading a pixel or a redirect)."""
+        return self.target == "events"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The headers of every request: an image load's, or an event post's (with the
+        page's Origin for a beacon)."""
+        if not self.events:
+            return HEADERS
+        headers = dict(EVENT_HEADERS, **{"Content-Type": self.content_type})
+        if self.content_type == BEACON_TYPE:
+            headers["Origin"] = BEACON_ORIGIN
+        return headers
 
     @property
     def postgres(self) -> bool:
@@ -193,6 +224,24 @@ SCENARIOS: list[Scenario] = [
         script="unique_ua.lua",
     ),
     Scenario(
+        "events-20",
+        "pixel",
+        "pixel_server POST /e, 20 events per JSON batch",
+        "events",
+        script="events.lua",
+        events_per_request=20,
+        content_type="application/json",
+        note="20 events per request (an app's or a back end's batch): events/s = 20 x req/s",
+    ),
+    Scenario(
+        "events-beacon",
+        "pixel",
+        "pixel_server POST /e, one event as text/plain (sendBeacon)",
+        "events",
+        script="events.lua",
+        content_type=BEACON_TYPE,
+    ),
+    Scenario(
         "pixel-sync-normal",
         "pixel",
         "pixel_server /p.gif, PIXEL_SQLITE_SYNCHRONOUS=NORMAL (no fsync per commit)",
@@ -244,7 +293,11 @@ BY_NAME = {sc.name: sc for sc in SCENARIOS}
 NAIVE_TARGET = [
     sc.name
     for sc in SCENARIOS
-    if sc.kind == "pixel_server" and not sc.paced and not sc.extra and not sc.postgres
+    if sc.kind == "pixel_server"
+    and not sc.paced
+    and not sc.extra
+    and not sc.postgres
+    and not sc.events  # the naive app has no /e
 ]
 
 

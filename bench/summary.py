@@ -40,11 +40,17 @@ def summarize(sc: Scenario, runs: list[Run]) -> dict[str, Any]:
         "note": sc.note,
         "runs": len(good),
         "rps": median([m.rps for m in measured]),
+        "events": sc.events,
+        "events_per_request": sc.events_per_request,
+        "eps": median([m.rps * sc.events_per_request for m in measured]) if sc.events else None,
         "p50_ms": median([m.latency_ms.get("p50") for m in measured]),
         "p99_ms": median([m.latency_ms.get("p99") for m in measured]),
         "non2xx": sum(m.non2xx for m in measured),
         "socket_errors": sum(sum(m.socket_errors.values()) for m in measured),
         "cpu_us_per_req": median([r.cpu_us_per_req for r in good]),
+        "cpu_us_per_event": (
+            median([per_event(r.cpu_us_per_req, sc) for r in good]) if sc.events else None
+        ),
         "server_cpu_pct": median([r.server_cpu_pct for r in good]),
         "server_user_pct": median([100 * m.server_user_s / m.wall_s for m in measured]),
         "server_sys_pct": median([100 * m.server_sys_s / m.wall_s for m in measured]),
@@ -71,22 +77,31 @@ def summarize(sc: Scenario, runs: list[Run]) -> dict[str, Any]:
     }
 
 
+def per_event(value: float | None, sc: Scenario) -> float | None:
+    return None if value is None else value / sc.events_per_request
+
+
 def ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None or b == 0 else a / b
 
 
 def raw_ref(sc: Scenario) -> str | None:
-    """The anchor on the same HTTP server, for pixel_server at saturation with keep-alive."""
-    if sc.kind != "pixel_server" or sc.close or sc.paced or sc.server_cpus != SERVER_CPUS:
+    """The anchor on the same HTTP server, for pixel_server at saturation with keep-alive
+    (not for event posts: the anchor answers a GET without a body)."""
+    skip = sc.kind != "pixel_server" or sc.close or sc.paced or sc.events
+    if skip or sc.server_cpus != SERVER_CPUS:
         return None
     return "raw-asgi-granian" if sc.http_server == "granian" else "raw-asgi"
 
 
 def add_ratios(summary: dict[str, dict[str, Any]]) -> None:
-    """x_nginx, x_naive, x_raw (req/s) and nginx_cpu_ratio, raw_cpu_share (CPU per request)."""
+    """x_nginx, x_naive, x_raw (req/s) and nginx_cpu_ratio, raw_cpu_share (CPU per request).
+    None for the event scenarios: the baselines serve a GIF, not a POST of events."""
     for name, s in summary.items():
         sc = BY_NAME[name]
         nginx, naive = summary.get(sc.nginx_ref), summary.get(sc.naive_ref)
+        if sc.events:
+            nginx = naive = None
         ref = raw_ref(sc)
         raw = None if ref is None else summary.get(ref)
         paced = sc.paced
