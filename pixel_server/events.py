@@ -297,22 +297,26 @@ def _params(
                 f"a param name is 1 to {MAX_PARAM_NAME_CHARS} characters, no control character"
             )
             return Rejected("bad_params", message)
-        shown = json.dumps(key)
         if isinstance(value, str):
             value = _text(value, rules.max_value_chars, flags)
         elif isinstance(value, bool) or value is None:
             pass
         elif isinstance(value, int):
             if abs(value) > MAX_SAFE_INTEGER:
-                return Rejected("bad_params", f"param {shown}: an integer beyond ±(2^53 - 1)")
+                return _bad_param(key, "an integer beyond ±(2^53 - 1)")
         elif isinstance(value, float):
             if not math.isfinite(value):
-                return Rejected("bad_params", f"param {shown}: not a finite number")
+                return _bad_param(key, "not a finite number")
         else:
-            message = f"param {shown}: a string, number, boolean or null (params are flat)"
-            return Rejected("bad_params", message)
+            return _bad_param(key, "a string, number, boolean or null (params are flat)")
         checked[key] = value
     return checked
+
+
+def _bad_param(key: str, why: str) -> Rejected:
+    """The rejection of a param's value; its name quoted as JSON (only now: valid params,
+    the common case, never pay for it)."""
+    return Rejected("bad_params", f"param {json.dumps(key)}: {why}")
 
 
 def _unsafe(text: str) -> bool:

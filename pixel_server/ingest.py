@@ -13,6 +13,7 @@ import json
 import logging
 import time
 import zlib
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -174,23 +175,28 @@ class EventsEndpoint:
         events = [event for event in checked if isinstance(event, Event)]
         outcomes = await self._store(self._hits(scope, raw, events)) if events else []
         results: list[dict[str, Any]] = []
-        counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
+        tally: Counter[tuple[str, str]] = Counter()  # (status, reason): counted once below
+        flagged: Counter[str] = Counter()
         stored = iter(outcomes)
-        metrics = self.rt.metrics.events
         for index, event in enumerate(checked):
             result: dict[str, Any] = {"index": index}
             if isinstance(event, Rejected):
                 result.update(status="rejected", reason=event.reason, message=event.message)
-                metrics.labels("rejected", event.reason).inc()
+                tally["rejected", event.reason] += 1
             else:
                 result["status"] = "accepted" if next(stored) else "duplicate"
-                metrics.labels(result["status"], "").inc()
-                for flag in SCHEMA_FLAGS & event.flags:
-                    if result["status"] == "accepted":
-                        self.rt.metrics.events_flagged.labels(flag).inc()
-                        result.setdefault("flags", []).append(flag)
-            counts[result["status"]] += 1
+                tally[result["status"], ""] += 1
+                if result["status"] == "accepted" and event.flags & SCHEMA_FLAGS:
+                    result["flags"] = sorted(SCHEMA_FLAGS & event.flags)
+                    flagged.update(result["flags"])
             results.append(result)
+        metrics = self.rt.metrics
+        counts: Counter[str] = Counter()
+        for (status, reason), n in tally.items():
+            metrics.events.labels(status, reason).inc(n)
+            counts[status] += n
+        for flag, n in flagged.items():
+            metrics.events_flagged.labels(flag).inc(n)
         return {
             "accepted": counts["accepted"],
             "duplicates": counts["duplicate"],
