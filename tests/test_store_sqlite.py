@@ -164,3 +164,27 @@ def test_workers_starting_together_migrate_once(tmp_path: Path) -> None:
             proc.join(60)
         assert [proc.exitcode for proc in procs] == [0] * 8, f"round {round_no}"
         assert schema_version(sqlite3.connect(db)) == len(MIGRATIONS)
+
+
+async def test_rows_of_every_shape_are_stored_as_given_in_order(tmp_path: Path) -> None:
+    """insert_rows binds only the values that are set, one statement per run of rows with the
+    same columns set: every row reads back as written (a NULL left out is a NULL; 0, "" and
+    False are not NULL), in the order given, through write, write_events and both shapes."""
+    hits = [
+        Hit(ts=1, kind="view", cid="c", uid="u", params='{"a":1}'),
+        Hit(ts=2, kind="view"),
+        Hit(ts=3, kind="view", cid="", uid="", dnt=1, seq=0),
+        Hit(ts=4, kind="view", cid="c", uid="u", params='{"a":1}'),
+        Hit(ts=5, kind="view", ua="x", is_bot=1, flags="value_truncated"),
+    ]
+    events = [
+        Hit(ts=6, kind="event", event="a", eid="e1", seq=1),
+        Hit(ts=7, kind="event", event="a", eid="e2", sid="s", seq=2, params="{}"),
+    ]
+    db = tmp_path / "shapes.db"
+    async with SQLiteStore(str(db)) as store:
+        await store.write(hits)
+        assert await store.write_events(events) == [True, True]
+    conn = sqlite3.connect(db)
+    rows = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM hits ORDER BY id").fetchall()  # noqa: S608
+    assert rows == [hit.row() for hit in [*hits, *events]]
