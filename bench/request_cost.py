@@ -2,6 +2,11 @@
 on the raw ASGI app or on the whole pixel app (store and writer included).
 
     .venv/bin/python bench/request_cost.py [--app raw|pixel] [--rounds 300] [module:Class ...]
+    .venv/bin/python bench/request_cost.py --app pixel --request events-20 ...
+
+``--request`` is the request of a scenario of bench/scenarios.py: ``pixel`` (the default), or
+an event scenario (``events-20``, ``events-beacon``): its POST /e, every eid new (the bodies
+are made before the clock starts), so the store never sees a duplicate.
 
 Each protocol class gets ``--connections`` (64) connections with fake transports on uvloop;
 a round feeds each the pixel request ``make bench`` sends (bench/scenarios.py: PIXEL_PATH and
@@ -27,15 +32,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import itertools
 import os
 import tempfile
 import time
 from typing import Any
 
+import eventload
 import pg
 import uvloop
 from raw_app import app as raw_app
-from scenarios import GIF, HEADERS, PIXEL_PATH, SECRET_KEY
+from scenarios import BY_NAME, GIF, HEADERS, PIXEL_PATH, SECRET_KEY
 from uvicorn.config import Config
 from uvicorn.lifespan.on import LifespanOn
 from uvicorn.server import ServerState
@@ -50,12 +57,29 @@ REQUEST = (
     + "".join(f"{name}: {value}\r\n" for name, value in HEADERS.items())
     + "\r\n"
 ).encode()
+_NUMBERS = itertools.count()
+EVENTS_END = b"}]}"  # the end of a POST /e answer: its last result, the list, the object
+
+
+def event_requests(name: str, count: int) -> list[bytes]:
+    """``count`` POST /e requests of scenario ``name``, each with eids of its own."""
+    sc = BY_NAME[name]
+    template = eventload.body_template(sc)
+    head = "POST /e HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n" + "".join(
+        f"{key}: {value}\r\n" for key, value in sc.headers.items()
+    )
+    out = []
+    for _ in range(count):
+        body = eventload.fill(template, f"{os.getpid()}{next(_NUMBERS):010d}")
+        out.append(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    return out
 
 
 class Answers:
-    """Counts the responses written (each ends with the GIF); wakes the round at ``target``."""
+    """Counts the responses written (each ends with ``end``); wakes the round at ``target``."""
 
-    def __init__(self) -> None:
+    def __init__(self, end: bytes = GIF) -> None:
+        self.end = end
         self.count = 0
         self.target = 0
         self.done = asyncio.Event()
@@ -77,7 +101,7 @@ class FakeTransport(asyncio.Transport):
         return {"peername": ("10.1.2.3", 40000), "sockname": ("127.0.0.1", 8080)}.get(name)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        if bytes(data[-len(GIF) :]) == GIF:
+        if bytes(data[-len(self.answers.end) :]) == self.answers.end:
             answers = self.answers
             answers.count += 1
             if answers.count >= answers.target:
@@ -103,22 +127,29 @@ def load(name: str) -> type[asyncio.Protocol]:
 
 
 async def per_request(
-    cls: type[asyncio.Protocol], config: Config, connections: int, rounds: int
+    cls: type[asyncio.Protocol], config: Config, connections: int, rounds: int, request: str
 ) -> tuple[float, float]:
     """Wall and CPU microseconds a request over ``rounds`` rounds on ``connections``."""
-    loop, state, answers = asyncio.get_running_loop(), ServerState(), Answers()
+    loop, state = asyncio.get_running_loop(), ServerState()
+    answers = Answers(GIF if request == "pixel" else EVENTS_END)
     protocols: list[Any] = []
     for _ in range(connections):
         protocol: Any = cls(config, state, {}, loop)  # type: ignore[call-arg]
         protocol.connection_made(FakeTransport(answers))
         protocols.append(protocol)
-    wall, cpu = time.perf_counter(), time.process_time()
+    wall = cpu = 0.0
     for _ in range(rounds):
+        # event bodies are made before the round's clock starts (their eids must be new)
+        data = (
+            [REQUEST] * connections if request == "pixel" else event_requests(request, connections)
+        )
         answers.expect(connections)
-        for protocol in protocols:
-            protocol.data_received(REQUEST)
+        started, cpu_started = time.perf_counter(), time.process_time()
+        for protocol, one in zip(protocols, data, strict=True):
+            protocol.data_received(one)
         await answers.done.wait()
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        wall += time.perf_counter() - started
+        cpu += time.process_time() - cpu_started
     for protocol in protocols:
         if protocol.transport.is_closing():
             raise RuntimeError(f"{cls.__name__} closed a connection")
@@ -151,10 +182,10 @@ async def measure(args: argparse.Namespace, config: Config) -> dict[str, list[tu
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in args.protocols}
     try:
         for cls in classes:  # warm-up
-            await per_request(cls, config, args.connections, 10)
+            await per_request(cls, config, args.connections, 10, args.request)
         for _ in range(args.repeats):
             for name, cls in zip(args.protocols, classes, strict=True):
-                runs = await per_request(cls, config, args.connections, args.rounds)
+                runs = await per_request(cls, config, args.connections, args.rounds, args.request)
                 results[name].append(runs)
     finally:
         if lifespan is not None:
@@ -166,6 +197,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--app", choices=("raw", "pixel"), default="raw")
     parser.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument(
+        "--request", choices=("pixel", "events-20", "events-beacon"), default="pixel"
+    )
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=5)
