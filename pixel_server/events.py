@@ -29,11 +29,18 @@ MAX_SAFE_INTEGER = 2**53 - 1  # beyond, JavaScript (and many JSON readers) lose 
 NAME = re.compile(r"[a-z][a-z0-9_]*")
 # what JSON's \\ud800 escapes give: half a character, which no UTF-8 store can hold
 SURROGATE = re.compile("[\ud800-\udfff]")
+# what no JSON text may hold raw in a string but UNSAFE finds: JSON's own whitespace (\t \n \r,
+# between tokens only). A body without these and without a backslash has no escape anywhere,
+# so every key and value in it is its own text: none holds a control character or half a
+# character (UTF-8 cannot encode one), and only lengths are left to check
+UNSAFE_RAW = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 STRING_MEMBERS = ("sid", "uid", "cid", "url", "ref", *UTM_KEYS)
 # what only a server call (an API key with the ingest scope) may say: the client's address and
 # user agent, and when the event happened
 SERVER_MEMBERS = ("ts", "ip", "ua")
 MEMBERS = frozenset(("name", "eid", "seq", "params", *STRING_MEMBERS, *SERVER_MEMBERS))
+_STRING_SET, _SERVER_SET = frozenset(STRING_MEMBERS), frozenset(SERVER_MEMBERS)
+NO_FLAGS: frozenset[str] = frozenset()
 MAX_UA_CHARS = 512
 FUTURE_MS = 300_000  # a server's clock ahead of ours by up to 5 minutes: its "now"
 # media types a body may have, and how it is read: a JSON document, or NDJSON lines ("text":
@@ -65,7 +72,7 @@ class Rejected:
     message: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ is several times slower
 class Event:
     """A valid event: its column values (strings), its parameters and its sequence number."""
 
@@ -88,6 +95,15 @@ class ServerCall:
 
 
 @dataclass(frozen=True, slots=True)
+class Batch:
+    """The items of a body (JSON values, or Rejected for an NDJSON line that is not JSON) and
+    whether its text is ``plain``: no escape and no control character in it (UNSAFE_RAW)."""
+
+    items: list[Any]
+    plain: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Rules:
     max_batch: int = 500
     max_params: int = 50
@@ -102,22 +118,29 @@ class _Repeated(dict[str, Any]):
 
 
 def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result and not isinstance(result, _Repeated):
-            result = _Repeated(result)
-            result.repeated = key
-        result[key] = value
-    return result
+    result = dict(pairs)
+    if len(result) == len(pairs):  # the common case: one dict built in C, one comparison
+        return result
+    marked, seen = _Repeated(result), set()
+    for key, _ in pairs:
+        if key in seen:
+            marked.repeated = key
+            break
+        seen.add(key)
+    return marked
 
 
 def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not a JSON number")
 
 
+# made once: json.loads with hooks builds a decoder (and its scanner) per call
+_DECODER = json.JSONDecoder(object_pairs_hook=_object, parse_constant=_no_constant)
+
+
 def _loads(text: str) -> Any:
     """JSON as RFC 8259 has it: no NaN or Infinity, a repeated member name marked."""
-    return json.loads(text, object_pairs_hook=_object, parse_constant=_no_constant)
+    return _DECODER.decode(text)
 
 
 def _document(text: str) -> list[Any]:
@@ -152,9 +175,9 @@ def _reason(exc: BaseException) -> str:
     return str(exc).split(":")[0]  # json's message without the echo of a position
 
 
-def read_batch(body: bytes, media_type: str, rules: Rules) -> list[Any]:
-    """The items of a body (already gunzipped) of ``media_type``: the JSON values to check
-    with :func:`check_event`, or Rejected for an NDJSON line that is not JSON."""
+def read_batch(body: bytes, media_type: str, rules: Rules) -> Batch:
+    """The batch of a body (already gunzipped) of ``media_type``: its items to check with
+    :func:`check_event`."""
     form = FORMATS.get(media_type)
     if form is None:
         accepted = ", ".join(t for t in FORMATS if t)
@@ -177,26 +200,27 @@ def read_batch(body: bytes, media_type: str, rules: Rules) -> list[Any]:
     if len(items) > rules.max_batch:
         message = f"{len(items)} events in one body; at most {rules.max_batch}"
         raise BadBatch(413, "too_many_events", message)
-    return items
+    return Batch(items, "\\" not in text and not UNSAFE_RAW.search(text))
 
 
-def check_event(item: Any, rules: Rules, server: ServerCall | None = None) -> Event | Rejected:
-    """An item of a batch as an Event, or why it is not one; ``server`` for a server call."""
+def check_event(
+    item: Any, rules: Rules, server: ServerCall | None = None, plain: bool = False
+) -> Event | Rejected:
+    """An item of a batch as an Event, or why it is not one; ``server`` for a server call;
+    ``plain``: the item is from a plain body (:class:`Batch`), its strings need no scan."""
     if isinstance(item, Rejected):
         return item
     if not isinstance(item, dict):
         return Rejected("not_an_object", "an event is a JSON object")
     if isinstance(item, _Repeated):
         return Rejected("repeated_member", f"the member {item.repeated!r} appears twice")
-    unknown = sorted(item.keys() - MEMBERS)
-    if unknown:
-        shown = clean_text(", ".join(unknown), 200, set())
+    if not item.keys() <= MEMBERS:
+        shown = clean_text(", ".join(sorted(item.keys() - MEMBERS)), 200, set())
         return Rejected("unknown_field", f"not a member of an event: {shown}")
-    if server is None:
+    if server is None and not _SERVER_SET.isdisjoint(item):
         given = [key for key in SERVER_MEMBERS if key in item]
-        if given:
-            message = f"{', '.join(given)}: only a server call (an ingest API key) may send them"
-            return Rejected("server_only", message)
+        message = f"{', '.join(given)}: only a server call (an ingest API key) may send them"
+        return Rejected("server_only", message)
     name = item.get("name")
     if name is None:
         return Rejected("missing_name", "an event needs a name")
@@ -207,26 +231,26 @@ def check_event(item: Any, rules: Rules, server: ServerCall | None = None) -> Ev
     flags: set[str] = set()
     eid = item.get("eid")
     if eid is not None:
-        if not isinstance(eid, str) or not 0 < len(eid) <= MAX_EID_CHARS or _unsafe(eid):
+        if not isinstance(eid, str) or not 0 < len(eid) <= MAX_EID_CHARS or _unsafe(eid, plain):
             message = f"eid must be 1 to {MAX_EID_CHARS} characters, no control character"
             return Rejected("bad_eid", message)
         fields["eid"] = eid
     elif server is not None:
         return Rejected("missing_eid", "a server call's events each need an eid")
-    for key in STRING_MEMBERS:
-        value = item.get(key)
-        if value is None:
+    limit = rules.max_value_chars
+    for key, value in item.items():  # the event's order: its first bad member is the one said
+        if key not in _STRING_SET or value is None:
             continue
-        if not isinstance(value, str):
+        if type(value) is not str:
             return Rejected("bad_value", f"{key} must be a string")
-        fields[key] = _text(value, rules.max_value_chars, flags)
+        fields[key] = value if plain and len(value) <= limit else _text(value, limit, flags, plain)
     seq = item.get("seq")
     if seq is not None and (type(seq) is not int or not 1 <= seq <= MAX_SEQ):
         return Rejected("bad_seq", f"seq must be an integer from 1 to {MAX_SEQ}")
     params = item.get("params")
     if params is None:
         params = {}
-    checked = _params(params, rules, flags)
+    checked = _params(params, rules, flags, plain)
     if isinstance(checked, Rejected):
         return checked
     problem = rules.registry.check(name, checked)
@@ -234,16 +258,17 @@ def check_event(item: Any, rules: Rules, server: ServerCall | None = None) -> Ev
         if rules.registry.rejects(problem):
             return Rejected(problem.reason, problem.message)
         flags.add("unknown_event" if problem.reason == "unknown_event" else "schema_violation")
+    noted = frozenset(flags) if flags else NO_FLAGS
     if server is None:
-        return Event(fields, checked, seq, frozenset(flags))
-    told = _server_members(item, server, flags)
+        return Event(fields, checked, seq, noted)
+    told = _server_members(item, server, flags, plain)
     if isinstance(told, Rejected):
         return told
-    return Event(fields, checked, seq, frozenset(flags), *told)
+    return Event(fields, checked, seq, frozenset(flags) if flags else NO_FLAGS, *told)
 
 
 def _server_members(
-    item: dict[str, Any], server: ServerCall, flags: set[str]
+    item: dict[str, Any], server: ServerCall, flags: set[str], plain: bool
 ) -> tuple[int | None, str | None, str | None] | Rejected:
     ts, ip, ua = item.get("ts"), item.get("ip"), item.get("ua")
     if ts is not None:
@@ -262,7 +287,7 @@ def _server_members(
     if ua is not None:
         if not isinstance(ua, str):
             return Rejected("bad_value", "ua must be a string")
-        ua = _text(ua, MAX_UA_CHARS, flags)
+        ua = _text(ua, MAX_UA_CHARS, flags, plain)
     return ts, ip, ua
 
 
@@ -282,7 +307,7 @@ def _time(value: Any) -> int | None:
 
 
 def _params(
-    params: Any, rules: Rules, flags: set[str]
+    params: Any, rules: Rules, flags: set[str], plain: bool
 ) -> dict[str, str | int | float | bool | None] | Rejected:
     if not isinstance(params, dict):
         return Rejected("bad_params", "params must be an object")
@@ -290,26 +315,33 @@ def _params(
         return Rejected("repeated_member", f"params has {params.repeated!r} twice")
     if len(params) > rules.max_params:
         return Rejected("bad_params", f"{len(params)} params; at most {rules.max_params}")
-    checked: dict[str, str | int | float | bool | None] = {}
+    checked: dict[str, str | int | float | bool | None] = params  # a copy once one changes
+    limit = rules.max_value_chars
     for key, value in params.items():
-        if not 0 < len(key) <= MAX_PARAM_NAME_CHARS or _unsafe(key):
+        if not 0 < len(key) <= MAX_PARAM_NAME_CHARS or _unsafe(key, plain):
             message = (
                 f"a param name is 1 to {MAX_PARAM_NAME_CHARS} characters, no control character"
             )
             return Rejected("bad_params", message)
-        if isinstance(value, str):
-            value = _text(value, rules.max_value_chars, flags)
-        elif isinstance(value, bool) or value is None:
+        kind = type(value)  # the decoder makes only exact types (an object: dict or _Repeated)
+        if kind is str:
+            if plain and len(value) <= limit:
+                continue
+            text = _text(value, limit, flags, plain)
+            if text != value:
+                if checked is params:
+                    checked = dict(params)
+                checked[key] = text
+        elif kind is bool or value is None:
             pass
-        elif isinstance(value, int):
+        elif kind is int:
             if abs(value) > MAX_SAFE_INTEGER:
                 return _bad_param(key, "an integer beyond ±(2^53 - 1)")
-        elif isinstance(value, float):
+        elif kind is float:
             if not math.isfinite(value):
                 return _bad_param(key, "not a finite number")
         else:
             return _bad_param(key, "a string, number, boolean or null (params are flat)")
-        checked[key] = value
     return checked
 
 
@@ -319,13 +351,15 @@ def _bad_param(key: str, why: str) -> Rejected:
     return Rejected("bad_params", f"param {json.dumps(key)}: {why}")
 
 
-def _unsafe(text: str) -> bool:
-    return bool(UNSAFE.search(text) or SURROGATE.search(text))
+def _unsafe(text: str, plain: bool) -> bool:
+    return not plain and bool(UNSAFE.search(text) or SURROGATE.search(text))
 
 
-def _text(value: str, limit: int, flags: set[str]) -> str:
+def _text(value: str, limit: int, flags: set[str], plain: bool) -> str:
     """A string value made storable: half characters and control characters replaced, cut
-    to ``limit``, each noted in ``flags``."""
+    to ``limit``, each noted in ``flags`` (``plain``: there are none, see UNSAFE_RAW)."""
+    if plain and len(value) <= limit:
+        return value
     if SURROGATE.search(value):
         flags.add("invalid_utf8")
         value = SURROGATE.sub("\ufffd", value)

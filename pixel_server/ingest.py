@@ -14,8 +14,8 @@ import logging
 import time
 import zlib
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Callable, Sequence
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 from starlette.types import Receive, Scope, Send
@@ -34,7 +34,8 @@ from .events import (
 )
 from .eventschema import Registry
 from .eventschema import load as load_registry
-from .hits import Hit, build_hit, request_headers, set_user_agent
+from .hits import COLUMNS, Hit, build_hit, request_headers, set_user_agent
+from .metrics import Children
 from .runtime import Runtime
 from .validators import split_list
 
@@ -42,7 +43,27 @@ log = logging.getLogger("pixel_server.ingest")
 
 SCHEMA_FLAGS = frozenset(("unknown_event", "schema_violation"))  # said in the answer too
 RETRY_AFTER = b"2"  # seconds: a store outage (a lock, a failover) is usually that short
-COLUMN = {"e": "event"}  # an Event's field names that are not the Hit's
+# where an Event's values go in a Hit's row (its "e" is the event column)
+_INDEX = {**{name: i for i, name in enumerate(COLUMNS)}, "e": COLUMNS.index("event")}
+_PARAMS, _SEQ, _FLAGS = _INDEX["params"], _INDEX["seq"], _INDEX["flags"]
+_TS, _IP = _INDEX["ts"], _INDEX["ip"]
+
+
+def _flat_encoder() -> Callable[[dict[str, Any]], str]:
+    """Params as stored: compact JSON, like a pixel's (hits.py), non-ASCII kept.
+
+    ``JSONEncoder.encode`` builds the C encoder anew on every call, which was half its cost
+    per event; the C encoder (what ``json`` itself uses) is made once here. No check for
+    cycles: params are flat and checked finite (events.py). Without the C module, the pure
+    Python encoder."""
+    if c_make_encoder is None:
+        return json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    chunks = c_make_encoder(None, None, encode_basestring, None, ":", ",", False, False, True)
+    return lambda params: "".join(chunks(params, 0))
+
+
+_params_json = _flat_encoder()
+_json = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
 _JSON = (b"content-type", b"application/json")
 _NO_STORE = (b"cache-control", b"no-store")
 ALLOW = (b"allow", b"POST, OPTIONS")
@@ -77,6 +98,10 @@ class EventsEndpoint:
         origins = s.cors_origins.strip()
         self.any_origin = origins == "*"
         self.origins = frozenset(() if self.any_origin else split_list(origins))
+        # labels() validates its values and takes a lock on every call: each child once
+        self._outcomes = Children(rt.metrics.events)
+        self._flagged = Children(rt.metrics.events_flagged)
+        self._posts = Children(rt.metrics.event_posts)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         raw: list[tuple[bytes, bytes]] = scope["headers"]
@@ -85,18 +110,27 @@ class EventsEndpoint:
         try:
             cors = self._cors(headers.get(b"origin"))
             if scope["method"] == "OPTIONS":
-                await _send(send, 204, b"", [*cors, *PREFLIGHT, ALLOW], self.rt)
+                await self._send(send, 204, b"", [*cors, *PREFLIGHT, ALLOW])
                 return
             if scope["method"] != "POST":
                 raise _Refused(405, "method_not_allowed", "POST events to /e", [ALLOW])
             server = await self._server_call(headers.get(b"authorization"))
             body = await self._body(receive, headers)
-            status, answer = 200, await self._ingest(scope, raw, body, headers, server)
+            status, data = 200, await self._ingest(scope, raw, body, headers, server)
         except _Refused as exc:
             error = {"status": exc.status, "code": exc.code, "message": str(exc)}
-            status, answer, cors = exc.status, {"error": error}, [*cors, *exc.headers]
-        data = json.dumps(answer, ensure_ascii=True, separators=(",", ":")).encode()
-        await _send(send, status, data, [_JSON, *cors], self.rt)
+            status, data, cors = exc.status, _json({"error": error}), [*cors, *exc.headers]
+        await self._send(send, status, data.encode(), [_JSON, *cors])
+
+    async def _send(
+        self, send: Send, status: int, body: bytes, headers: Sequence[tuple[bytes, bytes]]
+    ) -> None:
+        self._posts(str(status)).inc()
+        # a 204 has no Content-Length (RFC 9110 8.6)
+        length = [] if status == 204 else [(b"content-length", b"%d" % len(body))]
+        head = [*length, _NO_STORE, *headers]
+        await send({"type": "http.response.start", "status": status, "headers": head})
+        await send({"type": "http.response.body", "body": body})
 
     def _cors(self, origin: bytes | None) -> list[tuple[bytes, bytes]]:
         """The CORS headers of the answer; a browser page of an origin not allowed is
@@ -166,47 +200,48 @@ class EventsEndpoint:
         body: bytes,
         headers: dict[bytes, bytes],
         server: ServerCall | None,
-    ) -> dict[str, Any]:
+    ) -> str:
         try:
-            items = read_batch(body, media_type(headers), self.rules)
+            batch = read_batch(body, media_type(headers), self.rules)
         except BadBatch as exc:
             raise _Refused(exc.status, exc.code, str(exc)) from None
-        checked = [check_event(item, self.rules, server) for item in items]
+        checked = [check_event(item, self.rules, server, batch.plain) for item in batch.items]
         events = [event for event in checked if isinstance(event, Event)]
         outcomes = await self._store(self._hits(scope, raw, events)) if events else []
-        results: list[dict[str, Any]] = []
+        results: list[str] = []
         tally: Counter[tuple[str, str]] = Counter()  # (status, reason): counted once below
         flagged: Counter[str] = Counter()
         stored = iter(outcomes)
         for index, event in enumerate(checked):
-            result: dict[str, Any] = {"index": index}
             if isinstance(event, Rejected):
-                result.update(status="rejected", reason=event.reason, message=event.message)
+                result = {"index": index, "status": "rejected", "reason": event.reason}
+                result["message"] = event.message
+                results.append(_json(result))
                 tally["rejected", event.reason] += 1
-            else:
-                result["status"] = "accepted" if next(stored) else "duplicate"
-                tally[result["status"], ""] += 1
-                if result["status"] == "accepted" and event.flags & SCHEMA_FLAGS:
-                    result["flags"] = sorted(SCHEMA_FLAGS & event.flags)
-                    flagged.update(result["flags"])
-            results.append(result)
-        metrics = self.rt.metrics
+                continue
+            status = "accepted" if next(stored) else "duplicate"
+            tally[status, ""] += 1
+            shown = event.flags & SCHEMA_FLAGS if status == "accepted" else None
+            if shown:
+                flags = sorted(shown)
+                results.append(_json({"index": index, "status": status, "flags": flags}))
+                flagged.update(flags)
+            else:  # the common answer, written as _json writes it
+                results.append(f'{{"index":{index},"status":"{status}"}}')
         counts: Counter[str] = Counter()
         for (status, reason), n in tally.items():
-            metrics.events.labels(status, reason).inc(n)
+            self._outcomes(status, reason).inc(n)
             counts[status] += n
         for flag, n in flagged.items():
-            metrics.events_flagged.labels(flag).inc(n)
-        return {
-            "accepted": counts["accepted"],
-            "duplicates": counts["duplicate"],
-            "rejected": counts["rejected"],
-            "results": results,
-        }
+            self._flagged(flag).inc(n)
+        return (
+            f'{{"accepted":{counts["accepted"]},"duplicates":{counts["duplicate"]},'
+            f'"rejected":{counts["rejected"]},"results":[{",".join(results)}]}}'
+        )
 
     def _hits(self, scope: Scope, raw: list[tuple[bytes, bytes]], events: list[Event]) -> list[Hit]:
         """The rows of ``events``: what the request says (IP, user agent, DNT) is the same
-        for each, so it is read once."""
+        for each, so it is read once, into a row each event's values are put in."""
         client = scope.get("client")
         base = build_hit(
             kind="event",
@@ -218,19 +253,23 @@ class EventsEndpoint:
             client_ip=self.rt.client_ip,
             flags=set(),
         )
-        request_flags = set(base.flags.split(",")) if base.flags else set()
+        request_flags = frozenset(base.flags.split(",")) if base.flags else frozenset()
+        template = base.row()
         hits = []
         for event in events:
-            changes: dict[str, Any] = {COLUMN.get(k, k): v for k, v in event.fields.items()}
+            values = list(template)
+            for key, value in event.fields.items():
+                values[_INDEX[key]] = value
             if event.params:
-                changes["params"] = json.dumps(event.params, ensure_ascii=False)
-            flags = request_flags | event.flags
-            changes.update(seq=event.seq, flags=",".join(sorted(flags)) if flags else None)
+                values[_PARAMS] = _params_json(event.params)
+            values[_SEQ] = event.seq
+            if event.flags:
+                values[_FLAGS] = ",".join(sorted(request_flags | event.flags))
             if event.ts is not None:
-                changes["ts"] = event.ts
+                values[_TS] = event.ts
             if event.ip is not None:
-                changes["ip"] = anonymise(event.ip, self.rt.settings.ip_mode)
-            hit = replace(base, **changes)
+                values[_IP] = anonymise(event.ip, self.rt.settings.ip_mode)
+            hit = Hit(*values)
             if event.ua is not None:
                 set_user_agent(hit, event.ua)
             hits.append(hit)
@@ -267,14 +306,3 @@ def _gunzip(body: bytes, limit: int) -> bytes:
     if not inflater.eof or inflater.unused_data:
         raise _Refused(400, "bad_gzip", "the gzip body is cut short or has data after its end")
     return data
-
-
-async def _send(
-    send: Send, status: int, body: bytes, headers: Sequence[tuple[bytes, bytes]], rt: Runtime
-) -> None:
-    rt.metrics.event_posts.labels(str(status)).inc()
-    # a 204 has no Content-Length (RFC 9110 8.6)
-    length = [] if status == 204 else [(b"content-length", b"%d" % len(body))]
-    head = [*length, _NO_STORE, *headers]
-    await send({"type": "http.response.start", "status": status, "headers": head})
-    await send({"type": "http.response.body", "body": body})
