@@ -94,7 +94,7 @@ class ServerCall:
     max_age_ms: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Batch:
     """The items of a body (JSON values, or Rejected for an NDJSON line that is not JSON) and
     whether its text is ``plain``: no escape and no control character in it (UNSAFE_RAW)."""
@@ -200,7 +200,9 @@ def read_batch(body: bytes, media_type: str, rules: Rules) -> Batch:
     if len(items) > rules.max_batch:
         message = f"{len(items)} events in one body; at most {rules.max_batch}"
         raise BadBatch(413, "too_many_events", message)
-    return Batch(items, "\\" not in text and not UNSAFE_RAW.search(text))
+    # isprintable (C, no regex) settles the common body: no control character at all
+    plain = "\\" not in text and (text.isprintable() or not UNSAFE_RAW.search(text))
+    return Batch(items, plain)
 
 
 def check_event(
