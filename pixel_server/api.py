@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from .apikeys import split_key
+from .apikeys import KeyRefused, check_key, split_key
 from .export import csv_header, csv_rows, iter_pages, ndjson_rows, present
 from .query import MAX_LIMIT, HitQuery, QueryError, format_cursor
 from .runtime import Runtime
@@ -80,19 +80,17 @@ async def authorize(request: Request, rt: Runtime, scope: str) -> None:
     """Let the request through if it carries a PIXEL_API_TOKENS token, or an API key with
     ``scope`` (apikeys.py); raise the ApiError that answers it otherwise."""
     authorization = request.headers.get("authorization", "")
-    scheme, _, given = authorization.partition(" ")
-    if split_key(given.strip()) is None:
+    if split_key(authorization.partition(" ")[2].strip()) is None:
         check_token(request, rt.settings.api_token_list, keys=True)
         return
     try:
-        key = await rt.api_keys.find(given.strip())
-    except Exception:  # the keys cannot be read: the store is down
-        raise store_unavailable("reading API keys") from None
-    if scheme.lower() != "bearer" or key is None or key.revoked_ms is not None:
-        raise _unauthorized("this API key is not valid (revoked, or not this server's)")
-    if not key.allows(scope):
-        message = f"this API key has no {scope} scope (it has {', '.join(key.scopes)})"
-        raise ApiError(403, "insufficient_scope", message)
+        await check_key(rt.api_keys, authorization, scope)
+    except KeyRefused as exc:
+        if exc.status == 503:
+            raise store_unavailable("reading API keys") from None
+        if exc.status == 401:
+            raise _unauthorized(str(exc)) from None
+        raise ApiError(exc.status, exc.code, str(exc)) from None
 
 
 def _unauthorized(why: str = "") -> ApiError:

@@ -106,3 +106,33 @@ class KeyCache:
             self._loaded = time.monotonic()
         key = self._keys.get(key_id)
         return key if key is not None and verify(key, secret) else None
+
+
+class KeyRefused(Exception):
+    """Why an Authorization header's API key does not let a request through: ``status`` 401
+    (``unauthorized``), 403 (``insufficient_scope``) or 503 (``store_unavailable``: the keys
+    cannot be read). The read API and ``POST /e`` answer it each in their own shape."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code = status, code
+
+
+async def check_key(keys: KeyCache, authorization: str, scope: str) -> ApiKey:
+    """The live key with ``scope`` that ``authorization`` (``Bearer pxk_...``) carries, or
+    :class:`KeyRefused`. The one check of both the read API and ``POST /e``."""
+    scheme, _, given = authorization.partition(" ")
+    given = given.strip()
+    if scheme.lower() != "bearer" or split_key(given) is None:
+        raise KeyRefused(401, "unauthorized", f"send an API key: Authorization: Bearer {PREFIX}...")
+    try:
+        key = await keys.find(given)
+    except Exception as exc:  # the keys cannot be read: the store is down
+        raise KeyRefused(503, "store_unavailable", "the API keys cannot be read now") from exc
+    if key is None or key.revoked_ms is not None:
+        message = "this API key is not valid (revoked, or not this server's)"
+        raise KeyRefused(401, "unauthorized", message)
+    if not key.allows(scope):
+        message = f"this API key has no {scope} scope (it has {', '.join(key.scopes)})"
+        raise KeyRefused(403, "insufficient_scope", message)
+    return key

@@ -19,7 +19,7 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
-from .apikeys import split_key
+from .apikeys import KeyRefused, check_key
 from .clientip import anonymise
 from .events import (
     BadBatch,
@@ -146,24 +146,14 @@ class EventsEndpoint:
     async def _server_call(self, authorization: bytes) -> ServerCall:
         """A server call: the request carries a live API key with the ingest scope; refused
         with any other Authorization (without one, it is a browser call)."""
-        scheme, _, given = authorization.decode("latin-1").partition(" ")
-        unauthorized = _Refused(
-            401,
-            "unauthorized",
-            "send an API key with the ingest scope: Authorization: Bearer pxk_...",
-            [(b"www-authenticate", b'Bearer realm="pixel_server"')],
-        )
-        if scheme.lower() != "bearer" or split_key(given.strip()) is None:
-            raise unauthorized
         try:
-            key = await self.rt.api_keys.find(given.strip())
-        except Exception as exc:  # the keys cannot be read: the store is down
-            raise _unavailable(exc) from None
-        if key is None or key.revoked_ms is not None:
-            raise unauthorized
-        if not key.allows("ingest"):
-            message = f"this API key has no ingest scope (it has {', '.join(key.scopes)})"
-            raise _Refused(403, "insufficient_scope", message)
+            await check_key(self.rt.api_keys, authorization.decode("latin-1"), "ingest")
+        except KeyRefused as exc:
+            if exc.status == 503:
+                raise _unavailable(exc.__cause__ or exc) from None
+            challenge = [(b"www-authenticate", b'Bearer realm="pixel_server"')]
+            headers = challenge if exc.status == 401 else []
+            raise _Refused(exc.status, exc.code, str(exc), headers) from None
         now_ms = time.time_ns() // 1_000_000
         return ServerCall(now_ms, int(self.rt.settings.events_max_age * 1000))
 
