@@ -86,16 +86,9 @@ def parse_request(
     """The span (whole days) and campaign a report asks for with ``since`` (default 7d),
     ``until`` (default now) and ``cid``, as the read API and the CLI take them; QueryError
     for anything else, a repeated name included."""
-    from .query import QueryError, parse_time
+    from .query import parse_time, single_params
 
-    names = [name for name, _ in pairs]
-    unknown = sorted(set(names) - {"since", "until", "cid"})
-    if unknown:
-        raise QueryError(f"unknown parameter {unknown[0][:40]!r}; known: cid, since, until")
-    for name in set(names):
-        if names.count(name) > 1:
-            raise QueryError(f"{name} is given {names.count(name)} times; give it once")
-    params = dict(pairs)
+    params = single_params(pairs, ("cid", "since", "until"), "parameter")
     since = parse_time(params.get("since") or DEFAULT_SINCE, now_ms, "since")
     until = parse_time(params.get("until"), now_ms, "until")
     assert since is not None

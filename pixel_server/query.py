@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -94,20 +94,9 @@ class HitQuery:
         ``max_limit`` bounds a page; exports pass None, where ``limit`` caps the whole export.
         """
         now = int(time.time() * 1000) if now_ms is None else now_ms
-        pairs = list(given.items() if isinstance(given, Mapping) else given)
+        pairs = given.items() if isinstance(given, Mapping) else given
         known = {"since", "until", "cursor", "limit", *EQUALITY_FILTERS}
-        unknown = sorted({name for name, _ in pairs} - known)
-        if unknown:
-            raise QueryError(
-                f"unknown filter {_shown(unknown[0])}; known: {', '.join(sorted(known))}"
-            )
-        for name, times in Counter(name for name, _ in pairs).items():
-            if times > 1:
-                raise QueryError(
-                    f"{name} is given {times} times; give each filter once"
-                    " (several values are not combined: run one query per value)"
-                )
-        params = dict(pairs)
+        params = single_params(pairs, known, "filter")
         equals = {k: v for k, v in params.items() if k in EQUALITY_FILTERS and v != ""}
         if "kind" in equals and equals["kind"] not in KINDS:
             raise QueryError(f"kind must be one of {', '.join(KINDS)}")
@@ -236,6 +225,24 @@ def _parse_int(
     if value < minimum or (maximum is not None and value > maximum):
         raise QueryError(f"{name} must be {bound}")
     return value
+
+
+def single_params(
+    pairs: Iterable[tuple[str, str]], known: Collection[str], noun: str
+) -> dict[str, str]:
+    """``pairs`` (a query string's, or CLI options') as a dict, or QueryError for a name not
+    ``known`` or given more than once (never "last wins"); ``noun`` names them in the error."""
+    pairs = list(pairs)
+    unknown = sorted({name for name, _ in pairs} - set(known))
+    if unknown:
+        raise QueryError(f"unknown {noun} {_shown(unknown[0])}; known: {', '.join(sorted(known))}")
+    for name, times in Counter(name for name, _ in pairs).items():
+        if times > 1:
+            raise QueryError(
+                f"{name} is given {times} times; give each {noun} once"
+                " (several values are not combined: run one query per value)"
+            )
+    return dict(pairs)
 
 
 def _shown(raw: str) -> str:
