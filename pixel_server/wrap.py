@@ -1,0 +1,207 @@
+"""Wrapping an HTML email: every tracked link's ``href`` replaced by a signed redirect and one
+open pixel put near the top of the body, by source positions (issue 9, section 1).
+
+The output is the input byte for byte except the rewritten attribute values and the inserted
+pixel: nothing is re-serialised. The standard library's tokenizer (``html.parser``) finds the
+start tags; each tag's attributes are located in its raw text with the tokenizer's own
+attribute pattern, the way ``HTMLParser.parse_starttag`` reads them, and a tag whose values
+do not come out exactly as the tokenizer reported them is left alone (never corrupted).
+MSO conditional comments (``<!--[if mso]> ... <![endif]-->``) are tokenized too, at their
+offset, so Outlook's VML buttons (``<v:roundrect href=...>``) are tracked like the links
+beside them.
+
+A :class:`Template` is tokenized once; :meth:`Template.render` signs per recipient, so a
+batch costs one tokenization and then string joins. This module only finds and replaces; the
+URLs come from the caller (a function from each link's target to its signed URL, and the
+pixel's URL). Not wired to a command yet: ``pixel-server wrap``, ``POST /api/wrap``, the
+recipients batch, send time and message id in the tokens and the trap link come next.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from html.parser import HTMLParser, attrfind_tolerant, tagfind_tolerant  # type: ignore[attr-defined]
+
+# templated hrefs of the common senders, left for the sender's own merge step: {{ ... }}
+# (Jinja, Handlebars, Liquid), *|UNSUB|* (Mailchimp), [unsubscribe_link], {unsubscribe_url}
+TEMPLATE_PATTERNS = (
+    r"\{\{.*?\}\}",
+    r"\*\|.*?\|\*",
+    r"\[[A-Za-z_][\w.-]*\]",
+    r"\{[A-Za-z_][\w.-]*\}",
+)
+LINK_TAGS = frozenset(("a", "area"))  # and every VML tag (v:...) with an href
+MSO_COMMENT = re.compile(r"\[if [^\]]*mso[^\]]*\]>", re.IGNORECASE)
+PIXEL_TAG = (
+    '<img src="{src}" width="1" height="1" alt="" border="0"'
+    ' style="display:block;width:1px;height:1px;border:0;margin:0;padding:0">'
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A tracked link: where its value is in the source (``start`` to ``end``; ``quoted``:
+    between quotes, else a bare value) and its target (entities decoded)."""
+
+    start: int
+    end: int
+    quoted: bool
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """An email's source, its tracked links and where the pixel goes."""
+
+    source: str
+    links: tuple[Link, ...]
+    pixel_at: int
+
+    @classmethod
+    def parse(
+        cls,
+        source: str,
+        *,
+        wrapped_prefix: str | None = None,
+        skip: Sequence[str] = TEMPLATE_PATTERNS,
+    ) -> Template:
+        """Tokenize ``source`` once. ``wrapped_prefix`` (our redirect URLs' start, e.g.
+        ``https://t.example/r/``): links already wrapped are left as they are; ``skip``:
+        patterns of templated hrefs to leave for the sender's merge."""
+        scanner = _Scanner(source, 0, _Rules(wrapped_prefix, [re.compile(p) for p in skip]))
+        scanner.feed(source)
+        scanner.close()
+        links = tuple(sorted(scanner.links, key=lambda link: link.start))
+        return cls(source, links, scanner.pixel_at)
+
+    def render(self, link_url: Callable[[str], str], pixel_url: str | None) -> str:
+        """The email with each link's value replaced by ``link_url(target)`` and, unless
+        ``pixel_url`` is None, the pixel inserted."""
+        pieces: list[str] = []
+        at = 0
+        inserts = [
+            (link.start, link.end, _value(link_url(link.target), link.quoted))
+            for link in self.links
+        ]
+        if pixel_url is not None:
+            inserts.append(
+                (self.pixel_at, self.pixel_at, PIXEL_TAG.format(src=html.escape(pixel_url)))
+            )
+            inserts.sort(key=lambda item: (item[0], item[1]))
+        for start, end, text in inserts:
+            pieces += (self.source[at:start], text)
+            at = end
+        pieces.append(self.source[at:])
+        return "".join(pieces)
+
+    def targets(self) -> list[str]:
+        """The distinct targets, in the order they first appear."""
+        return list(dict.fromkeys(link.target for link in self.links))
+
+
+def _value(url: str, quoted: bool) -> str:
+    escaped = html.escape(url, quote=True)
+    return escaped if quoted else f'"{escaped}"'
+
+
+@dataclass(frozen=True, slots=True)
+class _Rules:
+    wrapped_prefix: str | None
+    skip: list[re.Pattern[str]]
+
+    def tracks(self, target: str) -> bool:
+        """A link worth wrapping: http(s), not a fragment, not templated, not ours already."""
+        text = target.strip()
+        if not text.lower().startswith(("http://", "https://")):
+            return False  # mailto:, tel:, #anchors, relative, empty, javascript: ...
+        if any(pattern.search(text) for pattern in self.skip):
+            return False
+        return not (self.wrapped_prefix and text.startswith(self.wrapped_prefix))
+
+
+class _Scanner(HTMLParser):
+    """Collects the tracked links of ``source`` (which starts at ``base`` in the email)."""
+
+    def __init__(self, source: str, base: int, rules: _Rules) -> None:
+        super().__init__(convert_charrefs=False)
+        self.source, self.base, self.rules = source, base, rules
+        self.line_starts = [0, *(m.end() for m in re.finditer("\n", source))]
+        self.links: list[Link] = []
+        self.pixel_at = base  # after <body ...>, else where the source starts
+        self._body_seen = False
+
+    def _offset(self) -> int:
+        line, column = self.getpos()
+        return self.line_starts[line - 1] + column
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._tag(tag, attrs)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._tag(tag, attrs)
+
+    def _tag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        raw = self.get_starttag_text() or ""
+        start = self._offset()
+        if self.source[start : start + len(raw)] != raw:
+            return  # positions not as expected: leave the tag alone
+        if tag == "body" and not self._body_seen and self.base == 0:
+            self._body_seen = True
+            self.pixel_at = start + len(raw)
+        if tag not in LINK_TAGS and not tag.startswith("v:"):
+            return
+        spans = _attribute_spans(raw)
+        if spans is None or [(name, value) for name, value, _ in spans] != attrs:
+            return  # not read as the tokenizer read it
+        names = {name for name, _ in attrs}
+        if "data-notrack" in names:
+            return
+        # the first href is the one a browser follows
+        href = next((span for span in spans if span[0] == "href"), None)
+        if href is None or href[1] is None or not self.rules.tracks(href[1]):
+            return
+        value, (value_start, value_end) = href[1], href[2]
+        quoted = raw[value_start] in "'\""
+        if quoted:
+            value_start, value_end = value_start + 1, value_end - 1
+        absolute = self.base + start
+        self.links.append(Link(absolute + value_start, absolute + value_end, quoted, value.strip()))
+
+    def handle_comment(self, data: str) -> None:
+        if not MSO_COMMENT.match(data):
+            return
+        start = self._offset() + 4  # after "<!--"
+        if self.source[start : start + len(data)] != data:
+            return
+        inner = _Scanner(data, self.base + start, self.rules)
+        inner.feed(data)
+        inner.close()
+        self.links += inner.links
+
+
+def _attribute_spans(raw: str) -> list[tuple[str, str | None, tuple[int, int]]] | None:
+    """The attributes of a start tag's raw text as ``HTMLParser.parse_starttag`` reads them,
+    each with the span of its value in ``raw`` (quotes included)."""
+    match = tagfind_tolerant.match(raw, 1)
+    if match is None:
+        return None
+    spans = []
+    k = match.end()
+    while k < len(raw):
+        m = attrfind_tolerant.match(raw, k)
+        if not m:
+            break
+        name, rest, value = m.group(1, 2, 3)
+        span = m.span(3)
+        if not rest:
+            value = None
+        elif value[:1] == "'" == value[-1:] or value[:1] == '"' == value[-1:]:
+            value = value[1:-1]
+        if value:
+            value = html.unescape(value)
+        spans.append((name.lower(), value, span))
+        k = m.end()
+    return spans
