@@ -110,6 +110,11 @@ def id_options(fn: F) -> F:
         type=click.Path(exists=True, dir_okay=False, allow_dash=True),
         help="A CSV with a uid column (other columns: fields): one signed URL per row.",
     )(fn)
+    return named_id_options(fn)
+
+
+def named_id_options(fn: F) -> F:
+    """The ids and fields a signed link, pixel or wrapped email carries."""
     for utm in reversed(UTM_KEYS):
         fn = click.option(f"--{utm.replace('_', '-')}", utm, help=f"{utm} value.")(fn)
     fn = click.option(
@@ -154,9 +159,14 @@ def mint_one(minter: Minter, spec: Spec, url: str | None = None) -> str:
         signed = minter.mint(spec, url)
     except LinkError as exc:
         raise bad_link(exc) from None
+    note_changed(minter)
+    return signed
+
+
+def note_changed(minter: Minter) -> None:
+    """Say on stderr which targets are signed in another form than typed."""
     for typed, canonical in minter.changed.items():
         click.echo(f"note: signing {canonical} (a browser reads {typed} as that)", err=True)
-    return signed
 
 
 def minter(settings: Settings, *, link: bool) -> Minter:
@@ -727,3 +737,4 @@ class _Null:
 # `keys create|list|revoke` (API keys) live in their own module; importing it registers them
 from . import apikeys_cli as apikeys_cli  # noqa: E402
 from . import reports_cli as reports_cli  # noqa: E402  (`loss`, registered the same way)
+from . import wrap_cli as wrap_cli  # noqa: E402  (`wrap`)

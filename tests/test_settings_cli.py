@@ -121,6 +121,7 @@ COMMAND_ARGS: dict[str, tuple[str, ...]] = {
     "keys list": (),
     "keys revoke": ("abcdefghijkl",),
     "loss": (),
+    "wrap": ("spring.html",),
 }
 SETTINGS_FREE: set[str] = set()
 

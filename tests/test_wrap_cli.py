@@ -1,0 +1,101 @@
+"""`pixel-server wrap`: an email's links signed, its pixel inserted, and the server honours
+both."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from pixel_server.cli import main
+from pixel_server.config import Settings
+
+from conftest import SECRET, running, stored_rows
+
+BASE = "https://t.example.com"
+EMAIL = """<html><body style="margin:0">
+<p>Grüße &amp; hello</p>
+<a href="https://shop.example/sale?a=1&amp;b=2">Sale</a>
+<a href="mailto:help@shop.example">Help</a> <a href="{{ unsubscribe }}">Unsubscribe</a>
+<!--[if mso]><v:roundrect href="https://shop.example/vml"><![endif]-->
+</body></html>
+"""
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name, value in {
+        "PIXEL_DB": str(tmp_path / "pixel.db"),
+        "PIXEL_SECRET_KEY": SECRET,
+        "PIXEL_PUBLIC_URL": BASE,
+    }.items():
+        monkeypatch.setenv(name, value)
+    email = tmp_path / "spring.html"
+    email.write_text(EMAIL, encoding="utf-8")
+    return email
+
+
+def run(*args: str, stdin: bytes | None = None) -> Result:
+    return CliRunner().invoke(main, list(args), input=stdin)
+
+
+async def test_a_wrapped_email_clicks_and_opens_through_the_server(cli_env: Path) -> None:
+    result = run("wrap", str(cli_env), "--cid", "spring", "--uid", "r-1042", "--utm-source", "nl")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    links = re.findall(r'href="(https://t\.example\.com/r/[^"]+)"', out)
+    pixels = re.findall(r'src="(https://t\.example\.com/p/[^"]+\.gif)"', out)
+    assert len(links) == 2
+    assert len(pixels) == 1
+    assert 'href="mailto:help@shop.example"' in out
+    assert 'href="{{ unsubscribe }}"' in out
+    assert "<p>Grüße &amp; hello</p>" in out
+    async with running(Settings.from_env()) as h:
+        answer = await h.client.get(links[0].replace("&amp;", "&").removeprefix(BASE))
+        assert answer.status_code == 302
+        assert answer.headers["location"] == "https://shop.example/sale?a=1&b=2"
+        opened = await h.client.get(pixels[0].removeprefix(BASE))
+        assert opened.status_code == 200
+        assert opened.headers["content-type"] == "image/gif"
+    rows = stored_rows(Settings.from_env(), "SELECT kind, cid, uid, utm_source, url FROM hits")
+    assert sorted(rows) == [
+        ("click", "spring", "r-1042", "nl", "https://shop.example/sale?a=1&b=2"),
+        ("open", "spring", "r-1042", "nl", None),
+    ]
+
+
+def test_output_file_and_stdin(cli_env: Path, tmp_path: Path) -> None:
+    target = tmp_path / "out.html"
+    result = run("wrap", str(cli_env), "--cid", "c", "-o", str(target))
+    assert result.exit_code == 0, result.output
+    assert "wrote" in result.stderr
+    assert target.read_text(encoding="utf-8").count("/r/") == 2
+    piped = run("wrap", "-", "--cid", "c", "--no-pixel", stdin=EMAIL.encode())
+    assert piped.exit_code == 0, piped.output
+    assert piped.stdout.count("/r/") == 2
+    assert "/p/" not in piped.stdout
+
+
+def test_a_refused_target_writes_nothing(cli_env: Path, tmp_path: Path) -> None:
+    target = tmp_path / "out.html"
+    result = run("wrap", str(cli_env), "--redirect-hosts", "other.example", "-o", str(target))
+    assert result.exit_code == 2
+    assert "shop.example" in result.output
+    assert "Traceback" not in result.output
+    assert not target.exists()
+
+
+def test_a_missing_email_is_one_error(cli_env: Path, tmp_path: Path) -> None:
+    result = run("wrap", str(tmp_path / "missing.html"))
+    assert result.exit_code == 2
+    assert "cannot read" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_not_utf8_is_one_error(cli_env: Path) -> None:
+    result = run("wrap", "-", stdin=b"<a href='https://x.example/\xff'>x</a>")
+    assert result.exit_code == 2
+    assert "not UTF-8" in result.output
+    assert "Traceback" not in result.output
