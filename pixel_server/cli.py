@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from collections import Counter
 
     from .links import LinkError, Minter, Spec
+    from .recipients import Recipient
     from .store import Store
     from .storecopy import Named
 
@@ -181,28 +182,42 @@ def no_bulk_options(fmt: str | None, output: str | None) -> None:
         raise click.UsageError("--format and --output go with --recipients")
 
 
+def read_recipients_for(
+    path: str, spec: Spec, column: str, *, link: bool
+) -> tuple[list[str], list[Recipient]]:
+    """The recipients CSV at ``path`` (``-``: stdin) for ``spec``: its columns may be neither
+    the output ``column``, nor an id the options give, nor a token key; RecipientsError
+    naming the line otherwise."""
+    from .links import LinkError, add_fields
+    from .recipients import RecipientsError, read_recipients
+
+    name = "stdin" if path == "-" else path
+    with _text_in(path) as fh:
+        columns, recipients = read_recipients(fh, name)
+    if column in columns:
+        raise RecipientsError(f"{name} line 1: {column!r} is the output column")
+    clash = sorted(set(columns) & set(spec.ids))
+    if clash:
+        raise RecipientsError(f"{name} line 1: column {clash[0]!r} is also given as an option")
+    try:
+        add_fields({}, [(c, "") for c in columns], link=link)
+    except LinkError as exc:
+        raise RecipientsError(f"{name} line 1: {exc}") from None
+    return columns, recipients
+
+
 def mint_recipients(
     minter: Minter, spec: Spec, url: str | None, path: str, fmt: str | None, output: str | None
 ) -> None:
     """``--recipients``: one signed URL per row, all checked before anything is written."""
-    from .links import LinkError, add_fields
-    from .recipients import RecipientsError, read_recipients, write_rows
+    from .links import LinkError
+    from .recipients import RecipientsError, write_rows
 
     column = "pixel" if url is None else "link"
     name = "stdin" if path == "-" else path
     fmt, output = fmt or "csv", output or "-"
     try:
-        with _text_in(path) as fh:
-            columns, recipients = read_recipients(fh, name)
-        if column in columns:
-            raise RecipientsError(f"{name} line 1: {column!r} is the output column")
-        clash = sorted(set(columns) & set(spec.ids))
-        if clash:
-            raise RecipientsError(f"{name} line 1: column {clash[0]!r} is also given as an option")
-        try:
-            add_fields({}, [(c, "") for c in columns], link=url is not None)
-        except LinkError as exc:
-            raise RecipientsError(f"{name} line 1: {exc}") from None
+        columns, recipients = read_recipients_for(path, spec, column, link=url is not None)
         mint_one(minter, spec, url)  # the target's problems once, not once per row
         rows = []
         for recipient in recipients:

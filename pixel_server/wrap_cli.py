@@ -6,9 +6,11 @@ recipients batch is the next step (docs/wrap.md).
 
 from __future__ import annotations
 
+import json
+import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -20,10 +22,19 @@ from .cli import (
     minter,
     named_id_options,
     note_changed,
+    read_recipients_for,
     settings_options,
 )
 from .command import OneLineError
 from .files import replaced_on_success
+from .ndjson import ndjson_line
+
+if TYPE_CHECKING:
+    from .links import Minter, Spec
+    from .recipients import Recipient
+    from .wrap import Template
+
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")  # a uid that is a file name as is
 
 
 @main.command()
@@ -33,6 +44,12 @@ from .files import replaced_on_success
 @click.option("--append-utm", is_flag=True, help="Add the UTM values to each target's query.")
 @click.option("--no-pixel", is_flag=True, help="Wrap the links only; insert no open pixel.")
 @click.option("-o", "--output", help="Write here (default stdout; only if every link signs).")
+@click.option(
+    "--recipients",
+    help="A CSV with a uid column (other columns: fields): one email per row, as NDJSON lines"
+    ' (the columns and "html") or, with --out-dir, a UID.html file each.',
+)
+@click.option("--out-dir", help="With --recipients: write UID.html files into this folder.")
 @settings_options(
     "db", "data_dir", "public_url", "secret_file", "key_id", "redirect_hosts", "redirect_allow_ip"
 )
@@ -42,6 +59,8 @@ def wrap(
     append_utm: bool,
     no_pixel: bool,
     output: str | None,
+    recipients: str | None,
+    out_dir: str | None,
     **options: Any,
 ) -> None:
     """Print EMAIL (an HTML file, - for stdin) with every http(s) link wrapped in a signed
@@ -53,6 +72,7 @@ def wrap(
     \b
     Example:
       pixel-server wrap spring.html --cid spring --uid r-1042 --utm-source newsletter -o out.html
+      pixel-server wrap spring.html --cid spring --recipients recipients.csv --out-dir out/
     """
     from .links import LinkError, public_base
     from .wrap import Template
@@ -61,8 +81,23 @@ def wrap(
     link_spec = collect_spec(dict(options), expires, append_utm, link=True)
     pixel_spec = collect_spec(options, expires, False, link=False)
     links, pixels = minter(settings, link=True), minter(settings, link=False)
+    if email == "-" and recipients == "-":
+        raise click.UsageError("the email and the recipients cannot both come from stdin")
     source = _read(email)
     template = Template.parse(source, wrapped_prefix=f"{public_base(settings)}/r/")
+    if recipients is not None:
+        _wrap_recipients(
+            template,
+            (link_spec, pixel_spec),
+            (links, pixels),
+            no_pixel,
+            recipients,
+            out_dir,
+            output,
+        )
+        return
+    if out_dir is not None:
+        raise click.UsageError("--out-dir goes with --recipients")
     try:
         signed = {target: links.mint(link_spec, target) for target in template.targets()}
         pixel = None if no_pixel else pixels.mint(pixel_spec)
@@ -73,13 +108,84 @@ def wrap(
     if output is None or output == "-":
         sys.stdout.write(text)
         return
-    try:
-        with replaced_on_success(Path(output)) as fh:  # a failure keeps the old file whole
-            fh.write(text)
-    except OSError as exc:
-        raise OneLineError(f"cannot write {output}: {exc.strerror or exc}") from None
+    _write(Path(output), text)
     shown = f"{len(signed)} links" + ("" if no_pixel else " and the pixel")
     click.echo(f"wrote {output}: {shown} signed", err=True)
+
+
+def _wrap_recipients(
+    template: Template,
+    specs: tuple[Spec, Spec],
+    minters: tuple[Minter, Minter],
+    no_pixel: bool,
+    path: str,
+    out_dir: str | None,
+    output: str | None,
+) -> None:
+    """One email per recipient row: every token signed (and every problem found, naming its
+    line) before anything is written; the template tokenized once."""
+    from .links import LinkError
+    from .recipients import RecipientsError
+
+    (link_spec, pixel_spec), (links, pixels) = specs, minters
+    if out_dir is not None and output is not None:
+        raise click.UsageError("give --out-dir or --output, not both")
+    name = "stdin" if path == "-" else path
+    targets = template.targets()
+    signed: list[tuple[Recipient, dict[str, str], str | None]] = []
+    try:
+        _, rows = read_recipients_for(path, link_spec, "html", link=True)
+        for row in rows:
+            try:
+                row_links = link_spec.with_fields(row.fields, link=True)
+                urls = {target: links.mint(row_links, target) for target in targets}
+                row_pixel = pixel_spec.with_fields(row.fields, link=False)
+                pixel = None if no_pixel else pixels.mint(row_pixel)
+            except LinkError as exc:
+                raise RecipientsError(f"{name} line {row.line}: {exc}") from None
+            if out_dir is not None and not SAFE_NAME.fullmatch(row.cells["uid"]):
+                uid = row.cells["uid"][:40]
+                message = f"uid {uid!r} cannot be a file name; write NDJSON instead of --out-dir"
+                raise RecipientsError(f"{name} line {row.line}: {message}")
+            signed.append((row, urls, pixel))
+    except RecipientsError as exc:
+        raise click.UsageError(str(exc)) from None
+    note_changed(links)
+    if out_dir is not None:
+        folder = Path(out_dir)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OneLineError(f"cannot write {out_dir}: {exc.strerror or exc}") from None
+        for row, urls, pixel in signed:
+            _write(folder / f"{row.cells['uid']}.html", template.render(urls.__getitem__, pixel))
+        click.echo(f"wrote {len(signed)} emails to {out_dir}", err=True)
+        return
+    lines = (
+        ndjson_line(
+            json.dumps(
+                {**row.cells, "html": template.render(urls.__getitem__, pixel)}, ensure_ascii=False
+            )
+        )
+        for row, urls, pixel in signed
+    )
+    if output is None or output == "-":
+        sys.stdout.writelines(lines)
+        return
+    try:
+        with replaced_on_success(Path(output)) as fh:
+            fh.writelines(lines)
+    except OSError as exc:
+        raise OneLineError(f"cannot write {output}: {exc.strerror or exc}") from None
+    click.echo(f"wrote {len(signed)} emails to {output}", err=True)
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        with replaced_on_success(path) as fh:  # a failure keeps the old file whole
+            fh.write(text)
+    except OSError as exc:
+        raise OneLineError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def _read(path: str) -> str:

@@ -3,6 +3,7 @@ both."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -99,3 +100,65 @@ def test_not_utf8_is_one_error(cli_env: Path) -> None:
     assert result.exit_code == 2
     assert "not UTF-8" in result.output
     assert "Traceback" not in result.output
+
+
+def signed_payload(url: str) -> dict[str, object]:
+    from pixel_server.keys import Keyring
+    from pixel_server.signing import PIXEL_SALT, REDIRECT_SALT, TokenSigner
+
+    keys = Keyring.from_settings(Settings.from_env())
+    token = url.replace("&amp;", "&").rsplit("/", 1)[1]
+    if token.endswith(".gif"):
+        return dict(TokenSigner(keys, PIXEL_SALT).loads(token.removesuffix(".gif")))
+    return dict(TokenSigner(keys, REDIRECT_SALT).loads(token))
+
+
+def test_recipients_one_file_each_with_their_own_fields(cli_env: Path, tmp_path: Path) -> None:
+    recipients = tmp_path / "recipients.csv"
+    recipients.write_text("uid,list\nr-1,vip\nr-2,\n", encoding="utf-8")
+    out = tmp_path / "out"
+    result = run(
+        "wrap",
+        str(cli_env),
+        "--cid",
+        "spring",
+        "--recipients",
+        str(recipients),
+        "--out-dir",
+        str(out),
+    )
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["r-1.html", "r-2.html"]
+    for uid, fields in (("r-1", {"list": "vip"}), ("r-2", {})):
+        html_text = (out / f"{uid}.html").read_text(encoding="utf-8")
+        urls = re.findall(r'(?:href|src)="(https://t\.example\.com/[rp]/[^"]+)"', html_text)
+        assert len(urls) == 3
+        for url in urls:
+            payload = signed_payload(url)
+            assert payload["uid"] == uid
+            assert payload["cid"] == "spring"
+            assert {k: payload[k] for k in fields} == fields
+            assert ("list" in payload) == bool(fields)
+
+
+def test_recipients_as_ndjson(cli_env: Path, tmp_path: Path) -> None:
+    recipients = tmp_path / "recipients.csv"
+    recipients.write_text("uid\nr-1\nr-2\n", encoding="utf-8")
+    result = run("wrap", str(cli_env), "--recipients", str(recipients))
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["uid"] for line in lines] == ["r-1", "r-2"]
+    assert all(line["html"].count("/r/") == 2 for line in lines)
+
+
+def test_a_bad_row_writes_nothing(cli_env: Path, tmp_path: Path) -> None:
+    recipients = tmp_path / "recipients.csv"
+    recipients.write_text("uid\nr-1\n../etc\n", encoding="utf-8")
+    out = tmp_path / "out"
+    result = run("wrap", str(cli_env), "--recipients", str(recipients), "--out-dir", str(out))
+    assert result.exit_code == 2
+    assert "line 3" in result.output
+    assert not out.exists()
+    clash = run("wrap", str(cli_env), "--uid", "x", "--recipients", str(recipients))
+    assert clash.exit_code == 2
+    assert "uid" in clash.output
