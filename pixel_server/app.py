@@ -20,6 +20,7 @@ from .ops import Ops
 from .runtime import Runtime, app_lifespan
 from .store.base import Store
 from .tracker import TrackerScript
+from .wrap_api import WrapApi
 
 
 class PixelApp:
@@ -83,6 +84,7 @@ def create_app(settings: Settings, store: Store | None = None) -> PixelApp:
                 routes=[
                     *HitsApi(rt).routes(),
                     *LinksApi(rt).routes(),
+                    *WrapApi(rt).routes(),
                     *LossApi(rt).routes(),
                     *openapi.routes(),
                 ],

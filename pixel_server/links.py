@@ -139,6 +139,12 @@ def spec_from_json(item: Any) -> tuple[str, Spec]:
     url = item.get("url")
     if not isinstance(url, str):
         raise LinkError("url", "'url' must be a string")
+    return url, spec_of_item(item, link=True)
+
+
+def spec_of_item(item: dict[str, Any], *, link: bool) -> Spec:
+    """The ids, fields, expiry and append_utm of a JSON object (a ``POST /api/links`` item,
+    a ``POST /api/wrap`` body), under the rules of ``pixel-server link``."""
     ids: dict[str, str] = {}
     for key in NAMED_KEYS:
         value = item.get(key)
@@ -150,14 +156,14 @@ def spec_from_json(item: Any) -> tuple[str, Spec]:
     extra = item.get("fields") or {}
     if not isinstance(extra, dict) or not all(isinstance(v, str) for v in extra.values()):
         raise LinkError("field", "'fields' must be an object of strings")
-    add_fields(ids, extra.items(), link=True)
+    add_fields(ids, extra.items(), link=link)
     expires = item.get("expires")
     if expires is not None and not isinstance(expires, str):
         raise LinkError("expires", "'expires' must be a duration string such as '90d'")
     append_utm = item.get("append_utm", False)
     if not isinstance(append_utm, bool):
         raise LinkError("item", "'append_utm' must be true or false")
-    return url, Spec(ids, None if expires is None else parse_expires(expires), append_utm)
+    return Spec(ids, None if expires is None else parse_expires(expires), append_utm)
 
 
 def public_base(settings: Settings) -> str:

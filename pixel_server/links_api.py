@@ -92,7 +92,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 def parse_items(body: bytes) -> list[Any]:
     """The JSON array of a request body, or 400/413 in the API's error shape."""
     try:
-        items = json.loads(body, object_pairs_hook=_no_duplicate_keys)
+        items = json.loads(body, object_pairs_hook=no_duplicate_keys)
     except (ValueError, RecursionError) as exc:
         raise ApiError(400, "bad_json", f"Cannot read the body as JSON: {exc}") from None
     if not isinstance(items, list):
@@ -104,7 +104,7 @@ def parse_items(body: bytes) -> list[Any]:
     return items
 
 
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     # {"cid": "a", "cid": "b"} would silently sign "b": refuse it, like --field cid=x --cid y
     obj: dict[str, Any] = {}
     for key, value in pairs:
