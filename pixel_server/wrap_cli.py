@@ -1,7 +1,7 @@
 """``pixel-server wrap``: an HTML email with its links signed and an open pixel (wrap.py).
 
-Registered on cli.py's group when cli.py is imported. One recipient a call for now; the
-recipients batch is the next step (docs/wrap.md).
+Registered on cli.py's group when cli.py is imported. One recipient, or a recipients CSV (one
+email a row: NDJSON lines, or UID.html files); the template is tokenized once.
 """
 
 from __future__ import annotations
