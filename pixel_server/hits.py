@@ -28,12 +28,13 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from .cleaning import UNSAFE, clean_text
-from .clientip import ClientIP
+from .clientip import ClientIP, anonymise
 from .fields import COLUMN_KEYS as COLUMN_KEYS
 from .fields import ID_KEYS as ID_KEYS
 from .fields import KINDS as KINDS
 from .fields import MAX_KEY_CHARS as MAX_KEY_CHARS
 from .fields import UTM_KEYS as UTM_KEYS
+from .traffic import Verdict, classify
 from .useragent import parse_user_agent
 
 # every flag a hit can carry in its `flags` column (see the module docstring)
@@ -88,6 +89,11 @@ class Hit:
     method: str = "GET"
     flags: str | None = None  # comma-separated input problems, e.g. "value_truncated"
     seq: int | None = None  # an event's number within its session (POST /e, docs/events.md)
+    # who most likely made the request (traffic.py, docs/traffic.md), decided before the IP
+    # was anonymised: the class, its reasons ("rule:detail,..."), the rules' version
+    traffic: str | None = None
+    traffic_reasons: str | None = None
+    traffic_rules: str | None = None
 
     def row(self) -> tuple[Any, ...]:
         """The values in column order (``dataclasses.astuple`` deep-copies: 10x slower)."""
@@ -173,7 +179,9 @@ def request_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
     return wanted
 
 
-_WANTED_HEADERS = frozenset((b"user-agent", b"referer", b"dnt", b"sec-gpc", b"x-forwarded-for"))
+_WANTED_HEADERS = frozenset(
+    (b"user-agent", b"referer", b"dnt", b"sec-gpc", b"x-forwarded-for", b"purpose", b"sec-purpose")
+)
 
 
 def _header(headers: Mapping[bytes, bytes], name: bytes, flags: set[str]) -> str | None:
@@ -194,6 +202,12 @@ def set_user_agent(hit: Hit, ua: str) -> None:
     hit.ua = ua[:512]
     hit.browser, hit.browser_version, hit.os, hit.os_version, hit.device = parsed[:5]
     hit.is_bot = int(parsed.is_bot)
+
+
+def set_traffic(hit: Hit, verdict: Verdict) -> None:
+    """Record ``verdict`` (traffic.py) in ``hit``."""
+    hit.traffic, hit.traffic_rules = verdict.cls, verdict.version
+    hit.traffic_reasons = ",".join(verdict.reasons) if verdict.reasons else None
 
 
 def build_hit(
@@ -224,7 +238,19 @@ def build_hit(
     hit.dnt = int(headers.get(b"dnt") == b"1")
     hit.gpc = int(headers.get(b"sec-gpc") == b"1")
     forwarded = headers.get(b"x-forwarded-for")
-    hit.ip = client_ip(peer, None if forwarded is None else forwarded.decode("latin-1"))
+    address = client_ip.resolve(peer, None if forwarded is None else forwarded.decode("latin-1"))
+    purpose = headers.get(b"sec-purpose") or headers.get(b"purpose")
+    set_traffic(
+        hit,
+        classify(
+            method=method,
+            ua=ua,
+            kind=kind,
+            ip=address,  # the full address: classified here, never stored
+            purpose=None if purpose is None else purpose.decode("latin-1"),
+        ),
+    )
+    hit.ip = None if address is None else anonymise(address, client_ip.mode)
     if flags:
         hit.flags = ",".join(sorted(flags))
     return hit

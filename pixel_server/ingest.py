@@ -33,9 +33,10 @@ from .events import (
 )
 from .eventschema import Registry
 from .eventschema import load as load_registry
-from .hits import COLUMNS, Hit, build_hit, request_headers, set_user_agent
+from .hits import COLUMNS, Hit, build_hit, request_headers, set_traffic, set_user_agent
 from .metrics import Children
 from .runtime import Runtime
+from .traffic import classify
 from .validators import split_list
 
 log = logging.getLogger("pixel_server.ingest")
@@ -195,7 +196,8 @@ class EventsEndpoint:
             raise _Refused(exc.status, exc.code, str(exc)) from None
         checked = [check_event(item, self.rules, server, batch.plain) for item in batch.items]
         events = [event for event in checked if isinstance(event, Event)]
-        outcomes = await self._store(self._hits(scope, raw, events)) if events else []
+        hits = self._hits(scope, raw, events, server is not None) if events else []
+        outcomes = await self._store(hits) if hits else []
         results: list[str] = []
         # (status, reason): counted once below; dicts, as a Counter() costs a microsecond
         tally: dict[tuple[str, str], int] = {}
@@ -231,7 +233,9 @@ class EventsEndpoint:
             f'"rejected":{counts["rejected"]},"results":[{",".join(results)}]}}'
         )
 
-    def _hits(self, scope: Scope, raw: list[tuple[bytes, bytes]], events: list[Event]) -> list[Hit]:
+    def _hits(
+        self, scope: Scope, raw: list[tuple[bytes, bytes]], events: list[Event], server: bool
+    ) -> list[Hit]:
         """The rows of ``events``: what the request says (IP, user agent, DNT) is the same
         for each, so it is read once, into a row each event's values are put in."""
         client = scope.get("client")
@@ -264,6 +268,15 @@ class EventsEndpoint:
             hit = Hit(*values)
             if event.ua is not None:
                 set_user_agent(hit, event.ua)
+            if server:  # the client's agent and address if told, never the back end's own
+                told = classify(
+                    method="POST",
+                    ua=hit.ua if event.ua else None,
+                    kind="event",
+                    ip=event.ip,
+                    vouched=True,
+                )
+                set_traffic(hit, told)
             hits.append(hit)
         return hits
 

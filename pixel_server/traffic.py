@@ -168,10 +168,13 @@ def classify(
     ip: str | None = None,
     purpose: str | None = None,
     since_send_s: float | None = None,
+    vouched: bool = False,
 ) -> Verdict:
     """The class of one request: ``kind`` is the hit's (open, view, click, event); ``ip`` the
     client's full address (never stored); ``purpose`` the Purpose or Sec-Purpose header;
-    ``since_send_s`` the seconds since a wrapped email was sent (None: not known)."""
+    ``since_send_s`` the seconds since a wrapped email was sent (None: not known);
+    ``vouched``: a server call (an ingest key), whose missing user agent is no evidence (its
+    own agent is the back end's, and is not looked at)."""
     image = kind in OPEN_KINDS
     if method == "HEAD":
         return Verdict("probe", ("method:HEAD",))
@@ -181,12 +184,12 @@ def classify(
     if network is not None:
         return Verdict("link_scanner", (network,))
     if not ua:
-        return Verdict("unknown", ("ua:missing",))
+        return SERVER_CALL if vouched else Verdict("unknown", ("ua:missing",))
     timing = () if since_send_s is None else (f"since_send:{since_send_s:.0f}s",)
     if ua == BARE_MOZILLA:
         return Verdict("apple_mpp" if image else "unknown", ("ua:bare_mozilla",))
-    stripped = image and STRIPPED_WEBKIT.match(ua) is not None
-    if stripped and since_send_s is not None and since_send_s < MPP_SECONDS:
+    early = image and since_send_s is not None and since_send_s < MPP_SECONDS
+    if early and STRIPPED_WEBKIT.match(ua) is not None:
         return Verdict("apple_mpp", ("ua:stripped_webkit", *timing))
     marked = ua_class(ua)
     if marked is not None:
@@ -196,11 +199,18 @@ def classify(
         return Verdict(cls, (reason,))
     if not image and since_send_s is not None and since_send_s < SCANNER_SECONDS:
         return Verdict("link_scanner", timing)
-    return Verdict("human", ())
+    return HUMAN
+
+
+HUMAN = Verdict("human", ())  # the common answer, made once
+SERVER_CALL = Verdict("human", ("server_call",))  # a back end's event without a client agent
+# every EOP_NETWORKS address starts so: an address that does not is not parsed (the pixel's
+# hot path); IPv6 EOP ranges are not in the list yet
+_EOP_PREFIXES = ("40.92.", "40.93.", "40.94.", "40.95.", "40.107.", "52.10", "104.47.")
 
 
 def _network(ip: str | None) -> str | None:
-    if ip is None:
+    if ip is None or not ip.startswith(_EOP_PREFIXES):
         return None
     try:
         address = ipaddress.ip_address(ip)

@@ -106,6 +106,12 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (day, cid)
     );
     """,
+    # 6: the traffic class of each hit, its reasons and the rules' version (traffic.py)
+    """
+    ALTER TABLE hits ADD COLUMN traffic text;
+    ALTER TABLE hits ADD COLUMN traffic_reasons text;
+    ALTER TABLE hits ADD COLUMN traffic_rules text;
+    """,
 )
 
 CREATE_VERSION_TABLE = (

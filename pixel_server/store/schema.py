@@ -101,6 +101,12 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (day, cid)
     );
     """,
+    # 8: the traffic class of each hit, its reasons and the rules' version (traffic.py)
+    """
+    ALTER TABLE hits ADD COLUMN traffic TEXT;
+    ALTER TABLE hits ADD COLUMN traffic_reasons TEXT;
+    ALTER TABLE hits ADD COLUMN traffic_rules TEXT;
+    """,
 )
 
 
