@@ -259,3 +259,14 @@ class Minter:
                 "or the fields",
             )
         return f"{self._prefix}{token}{self._suffix}"
+
+    def mint_each(self, spec: Spec, urls: Iterable[str]) -> dict[str, str]:
+        """A signed link to each of ``urls`` (an email's targets), by URL; a LinkError names
+        the URL it is about."""
+        signed: dict[str, str] = {}
+        for url in urls:
+            try:
+                signed[url] = self.mint(spec, url)
+            except LinkError as exc:
+                raise LinkError(exc.param, f"{url[:200]}: {exc}") from None
+        return signed

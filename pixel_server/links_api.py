@@ -19,7 +19,8 @@ would point at ``http://0.0.0.0:8000``.
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -31,6 +32,7 @@ from .config import ConfigError
 from .links import LinkError, Minter, public_base, spec_from_json
 from .runtime import Runtime
 
+T = TypeVar("T")
 MAX_LINKS = 10_000
 MAX_BODY_BYTES = 8 << 20  # 10,000 items with a few fields each fit in ~2 MB
 
@@ -45,11 +47,7 @@ class LinksApi:
     async def links(self, request: Request) -> Response:
         """``POST /api/links``: signed links for a JSON array of link requests."""
         try:
-            await authorize(request, self.rt, "admin")
-            items = parse_items(await read_body(request, MAX_BODY_BYTES))
-            base = public_base(self.rt.settings)
-        except ConfigError as exc:
-            return error_response(409, "no_public_url", str(exc))
+            items, base = await signing_request(request, self.rt, MAX_BODY_BYTES, parse_items)
         except ApiError as exc:
             return error_response(exc.status, exc.code, exc.message, exc.headers)
         # signing 10,000 links takes a few hundred ms of CPU: off the event loop, so the
@@ -71,6 +69,20 @@ class LinksApi:
                 error = {"status": 400, "code": exc.code, "message": str(exc)}
                 results.append({"error": error})
         return results
+
+
+async def signing_request(
+    request: Request, rt: Runtime, limit: int, parse: Callable[[bytes], T]
+) -> tuple[T, str]:
+    """What a signing endpoint (``/api/links``, ``/api/wrap``) checks first, in this order:
+    the admin scope (or a token), the body within ``limit`` bytes read by ``parse``, and the
+    public base URL its links are printed under (409 ``no_public_url``); ApiError otherwise."""
+    await authorize(request, rt, "admin")
+    body = parse(await read_body(request, limit))
+    try:
+        return body, public_base(rt.settings)
+    except ConfigError as exc:
+        raise ApiError(409, "no_public_url", str(exc)) from None
 
 
 async def read_body(request: Request, limit: int) -> bytes:

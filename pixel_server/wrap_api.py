@@ -24,11 +24,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .api import ApiError, authorize, error_response
-from .config import ConfigError
+from .api import ApiError, error_response
 from .fields import NAMED_KEYS
-from .links import LinkError, Minter, public_base, spec_of_item
-from .links_api import no_duplicate_keys, read_body
+from .links import LinkError, Minter, spec_of_item
+from .links_api import no_duplicate_keys, signing_request
 from .runtime import Runtime
 from .wrap import Template
 
@@ -46,11 +45,7 @@ class WrapApi:
     async def wrap(self, request: Request) -> Response:
         """``POST /api/wrap``: the email of the body, wrapped."""
         try:
-            await authorize(request, self.rt, "admin")
-            body = parse_body(await read_body(request, MAX_BODY_BYTES))
-            base = public_base(self.rt.settings)
-        except ConfigError as exc:
-            return error_response(409, "no_public_url", str(exc))
+            body, base = await signing_request(request, self.rt, MAX_BODY_BYTES, parse_body)
         except ApiError as exc:
             return error_response(exc.status, exc.code, exc.message, exc.headers)
         try:  # a large email takes milliseconds to tokenize and sign: off the event loop
@@ -75,12 +70,7 @@ class WrapApi:
         links = Minter(rt.link_tokens, base, rt.target_policy, limit)
         pixels = Minter(rt.pixel_tokens, base, None, limit)
         template = Template.parse(source, wrapped_prefix=f"{base}/r/")
-        signed: dict[str, str] = {}
-        for target in template.targets():
-            try:
-                signed[target] = links.mint(link_spec, target)
-            except LinkError as exc:
-                raise LinkError(exc.param, f"{target[:200]}: {exc}") from None
+        signed = links.mint_each(link_spec, template.targets())
         text = template.render(signed.__getitem__, pixels.mint(pixel_spec) if pixel else None)
         targets = list(dict.fromkeys(links.target(target) for target in signed))
         return {"html": text, "links": len(template.links), "targets": targets}

@@ -99,7 +99,7 @@ def wrap(
     if out_dir is not None:
         raise click.UsageError("--out-dir goes with --recipients")
     try:
-        signed = {target: links.mint(link_spec, target) for target in template.targets()}
+        signed = links.mint_each(link_spec, template.targets())
         pixel = None if no_pixel else pixels.mint(pixel_spec)
     except LinkError as exc:
         raise bad_link(exc) from None
@@ -138,7 +138,7 @@ def _wrap_recipients(
         for row in rows:
             try:
                 row_links = link_spec.with_fields(row.fields, link=True)
-                urls = {target: links.mint(row_links, target) for target in targets}
+                urls = links.mint_each(row_links, targets)
                 row_pixel = pixel_spec.with_fields(row.fields, link=False)
                 pixel = None if no_pixel else pixels.mint(row_pixel)
             except LinkError as exc:

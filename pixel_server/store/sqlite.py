@@ -34,6 +34,7 @@ from .sql import KEY_COLUMNS, api_key
 
 BUSY_TIMEOUT_MS = 10_000
 # S608: these statements are built from our own column names and placeholders, never from input
+# every column bound (bench/bigdb.py's bulk load); the store itself writes through insert_rows
 INSERT_SQL = (
     f"INSERT INTO hits ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"  # noqa: S608
     " ON CONFLICT DO NOTHING"
@@ -62,14 +63,15 @@ _NONES = (None,) * len(COLUMNS)
 
 
 def insert_rows(conn: sqlite3.Connection, rows: Iterable[tuple[Any, ...]]) -> int:
-    """INSERT_SQL for ``rows`` (in order), binding only the values that are not NULL; the
-    number of rows added (a duplicate eid adds none).
+    """Insert ``rows`` (values in COLUMNS order) in order, binding only the values that are
+    not NULL; the number of rows added (a duplicate eid adds none: ON CONFLICT DO NOTHING).
 
     The driver adapts every None it binds through its adapter protocol (a tuple key, a dict
-    lookup, two failed attribute lookups), and most of a row's 31 columns are NULL: on the
-    events profile that was 40% of a row's cost. So each run of rows with the same columns set
-    is one executemany of a statement that names only those (its text cached; the columns
-    left out are NULL by default, and the ones with another default are never None).
+    lookup, two failed attribute lookups), and most of a row's columns are NULL: on the
+    events profile that was 43k of the driver's 105k instructions a row. So each run of
+    rows with the same columns set is one executemany of a statement that names only those
+    (its text cached; the columns left out are NULL by default, and the ones with another
+    default are never None).
     """
     added = 0
     for shape, run in groupby(rows, _shape):
@@ -198,7 +200,7 @@ class SQLiteStore:
                 return [True] * len(rows)
             conn.execute("ROLLBACK TO events")
             conn.execute("RELEASE events")
-            outcomes = [conn.execute(INSERT_SQL, row).rowcount == 1 for row in rows]
+            outcomes = [insert_rows(conn, (row,)) == 1 for row in rows]
             counts = duplicate_counts(hits, outcomes)
             if counts:
                 values = [(day, cid, n) for (day, cid), n in counts.items()]
@@ -288,7 +290,7 @@ class SQLiteStore:
         position: CopyPosition,
         previous: Awaitable[object] | None = None,
     ) -> Counter[str]:
-        records = [row[1:] for row in rows]  # (id, *COLUMNS) -> INSERT_SQL's COLUMNS
+        records = [row[1:] for row in rows]  # (id, *COLUMNS) -> COLUMNS
         kinds = Counter(row[ROW_KIND] for row in rows)
         if previous is not None:
             await previous  # one writer: nothing to overlap, and nothing written if it failed
