@@ -131,7 +131,14 @@ def named_id_options(fn: F) -> F:
 
 
 # where the CLI names each input a LinkError can be about
-PARAM_HINTS = {"url": "URL", "expires": "--expires", "field": "--field", "token": "the token"}
+PARAM_HINTS = {
+    "url": "URL",
+    "expires": "--expires",
+    "field": "--field",
+    "token": "the token",
+    "sent_at": "--sent-at",
+    "message_id": "--message-id",
+}
 
 
 def collect_spec(

@@ -14,7 +14,14 @@ from functools import lru_cache
 from starlette.types import Receive, Scope, Send
 
 from .hits import parse_query
-from .payload import InvalidToken, check_expiry, hit_fields, read_target, redirect_location
+from .payload import (
+    InvalidToken,
+    check_expiry,
+    hit_fields,
+    read_send,
+    read_target,
+    redirect_location,
+)
 from .responses import send_gif, send_page, send_redirect
 from .runtime import Runtime
 from .urls import TargetRejected, normalize_target
@@ -72,7 +79,7 @@ class SignedPixelEndpoint(_Endpoint):
         else:
             try:
                 params, flags = hit_fields(payload, self.rt.limits.max_value_chars)
-                await self.rt.record("open", scope, params, flags)
+                await self.rt.record("open", scope, params, flags, read_send(payload))
             except Exception:
                 log.exception("open not recorded")
                 self.rt.metrics.dropped.labels("open", "internal_error").inc()
@@ -110,7 +117,7 @@ class RedirectEndpoint(_Endpoint):
         location = redirect_location(payload, target)
         try:
             params, flags = hit_fields(payload, self.rt.limits.max_value_chars, location)
-            await self.rt.record("click", scope, params, flags)
+            await self.rt.record("click", scope, params, flags, read_send(payload))
         except Exception:  # the visitor still gets where they were going
             log.exception("click not recorded")
             metrics.dropped.labels("click", "internal_error").inc()

@@ -94,6 +94,9 @@ class Hit:
     traffic: str | None = None
     traffic_reasons: str | None = None
     traffic_rules: str | None = None
+    # a wrapped email's send (payload.py ``s``, ``m``): when it was sent (epoch ms) and its id
+    sent_ts: int | None = None
+    msg: str | None = None
 
     def row(self) -> tuple[Any, ...]:
         """The values in column order (``dataclasses.astuple`` deep-copies: 10x slower)."""
@@ -220,9 +223,17 @@ def build_hit(
     peer: str | None,
     client_ip: ClientIP,
     flags: set[str],
+    sent: int | None = None,
+    msg: str | None = None,
 ) -> Hit:
-    """Assemble a hit from already-parsed request parts; ``params`` may come from a token."""
+    """Assemble a hit from already-parsed request parts; ``params`` may come from a token, as
+    ``sent`` (epoch seconds) and ``msg``, the send of the email it was in."""
     hit = Hit(ts=now_ms, kind=kind, method=method)
+    since_send_s = None
+    if sent is not None:
+        hit.sent_ts, hit.msg = sent * 1000, msg
+        if hit.sent_ts <= now_ms:  # a send time ahead of the clock tells nothing
+            since_send_s = (now_ms - hit.sent_ts) / 1000
     extra: dict[str, str] = {}
     for key, value in params.items():
         if key in COLUMN_KEYS:
@@ -248,6 +259,7 @@ def build_hit(
             kind=kind,
             ip=address,  # the full address: classified here, never stored
             purpose=None if purpose is None else purpose.decode("latin-1"),
+            since_send_s=since_send_s,
         ),
     )
     hit.ip = None if address is None else anonymise(address, client_ip.mode)

@@ -9,6 +9,8 @@ The same rules whichever way a request comes in (``link``/``pixel``, a recipient
   its target there; both are payload.py's), nor a key given twice with two values
   (``--field cid=x --cid y``);
 * ``expires`` is a duration (``90s`` ... ``4w``) above zero and at most ten years;
+* ``sent_at`` (the send time) is ``now``, epoch seconds or an ISO 8601 time, and
+  ``message_id`` at most :data:`payload.MAX_MESSAGE_CHARS` characters;
 * the target is checked once per distinct URL and signed in the canonical form a browser will
   visit (:func:`urls.normalize_target`); :attr:`Minter.changed` keeps what differed as typed;
 * a token longer than ``PIXEL_MAX_TOKEN_BYTES`` is refused here, not by the server later.
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import payload
@@ -37,7 +39,9 @@ MAX_EXPIRES_S = MAX_EXPIRES_DAYS * 86_400
 # a server listening here has no address a recipient could reach it at
 WILDCARD_HOSTS = frozenset(("0.0.0.0", "::", "[::]"))  # noqa: S104 (compared, never bound)
 # keys of a POST /api/links item besides the named ids
-ITEM_KEYS = frozenset(("url", "fields", "expires", "append_utm", *NAMED_KEYS))
+ITEM_KEYS = frozenset(
+    ("url", "fields", "expires", "append_utm", "sent_at", "message_id", *NAMED_KEYS)
+)
 
 
 class LinkError(ValueError):
@@ -56,17 +60,26 @@ class LinkError(ValueError):
 @dataclass(frozen=True)
 class Spec:
     """What one token carries besides its target: the ids and extra fields, the expiry in
-    seconds from now, and (links) whether the redirect appends the UTM values."""
+    seconds from now, (links) whether the redirect appends the UTM values, and for an email
+    its send time (epoch seconds) and message id."""
 
     ids: dict[str, str] = field(default_factory=dict)
     expires_s: int | None = None
     append_utm: bool = False
+    sent: int | None = None
+    message: str | None = None
 
     def with_fields(self, pairs: Iterable[tuple[str, str]], *, link: bool) -> Spec:
         """This spec plus more fields (a recipient's row), under the same checks."""
         ids = dict(self.ids)
         add_fields(ids, pairs, link=link)
-        return Spec(ids, self.expires_s, self.append_utm)
+        return replace(self, ids=ids)
+
+    def sent_as(self, sent: int | None, message: str | None) -> Spec:
+        """This spec sent at ``sent`` as ``message`` (see :func:`parse_sent`)."""
+        if message is not None:
+            check_message(message)
+        return replace(self, sent=sent, message=message or None)
 
 
 def add_fields(ids: dict[str, str], pairs: Iterable[tuple[str, str]], *, link: bool) -> None:
@@ -105,6 +118,50 @@ def parse_expires(raw: str) -> int:
     if seconds > MAX_EXPIRES_S:
         raise LinkError("expires", f"{raw!r} is over the maximum of {MAX_EXPIRES_DAYS}d")
     return seconds
+
+
+def parse_sent(raw: str | int | float, now: float | None = None) -> int:
+    """Epoch seconds of a send time: ``now``, epoch seconds, or an ISO 8601 time (UTC
+    unless it names its offset); refused before 2000 or more than a year ahead."""
+    clock = time.time() if now is None else now
+    if isinstance(raw, bool):
+        raise LinkError("sent_at", "'sent_at' must be 'now', epoch seconds or an ISO time")
+    if isinstance(raw, (int, float)):
+        seconds = float(raw)
+    elif raw.strip().lower() == "now":
+        seconds = clock
+    else:
+        try:
+            seconds = float(raw)
+        except ValueError:
+            seconds = _iso_seconds(raw)
+    if not SENT_EARLIEST <= seconds <= clock + 366 * 86_400:
+        raise LinkError("sent_at", f"{str(raw)[:40]!r} is not a plausible send time")
+    return int(seconds)
+
+
+SENT_EARLIEST = 946_684_800  # 2000-01-01: a smaller number is a mistake (milliseconds?)
+
+
+def _iso_seconds(raw: str) -> float:
+    from datetime import UTC, datetime
+
+    try:
+        when = datetime.fromisoformat(raw.strip())
+    except ValueError:
+        message = f"{raw[:40]!r}: use 'now', epoch seconds or an ISO time (2026-03-01T09:00Z)"
+        raise LinkError("sent_at", message) from None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
+def check_message(message: str) -> None:
+    if len(message) > payload.MAX_MESSAGE_CHARS:
+        raise LinkError(
+            "message_id", f"the message id is over {payload.MAX_MESSAGE_CHARS} characters"
+        )
+    _check_text("message_id", message)
+    if not message.isprintable():
+        raise LinkError("message_id", "the message id has control characters")
 
 
 def spec_from_options(
@@ -163,7 +220,15 @@ def spec_of_item(item: dict[str, Any], *, link: bool) -> Spec:
     append_utm = item.get("append_utm", False)
     if not isinstance(append_utm, bool):
         raise LinkError("item", "'append_utm' must be true or false")
-    return Spec(ids, None if expires is None else parse_expires(expires), append_utm)
+    spec = Spec(ids, None if expires is None else parse_expires(expires), append_utm)
+    sent, message = item.get("sent_at"), item.get("message_id")
+    if message is not None and not isinstance(message, str):
+        raise LinkError("message_id", "'message_id' must be a string")
+    if sent is not None and not isinstance(sent, (str, int, float)):
+        raise LinkError("sent_at", "'sent_at' must be 'now', epoch seconds or an ISO time")
+    if sent is None and message is None:
+        return spec
+    return spec.sent_as(None if sent is None else parse_sent(sent), message)
 
 
 def public_base(settings: Settings) -> str:
@@ -249,6 +314,8 @@ class Minter:
                 target=None if url is None else self.target(url),
                 expires=None if spec.expires_s is None else self._now + spec.expires_s,
                 append_utm=spec.append_utm,
+                sent=spec.sent,
+                message=spec.message,
             )
         )
         if len(token) > self._max_token_bytes:

@@ -8,6 +8,11 @@ an email address.
   ``expired``;
 * ``a`` (:data:`APPEND_UTM`): when true, the redirect appends the token's UTM values that the
   target's query does not already set (links only);
+* ``s`` (:data:`SENT`): when the email carrying the token was sent, epoch seconds: every open
+  and click of a wrapped email knows its seconds since the send without a lookup (traffic.py
+  tells a fetch at delivery from a reader by it), stored in the hit's ``sent_ts``;
+* ``m`` (:data:`MESSAGE`): the id of the send (a mailing, or one email's Message-ID), stored
+  in the hit's ``msg``;
 * every other key is a hit field: a named id (``cid``, ``uid``, ``utm_source``, ...) or an
   extra field kept in the hit's ``params``.
 
@@ -15,8 +20,8 @@ A click records where it sent the visitor (the target, plus any appended UTM val
 hit's :data:`LOCATION_FIELD`, so a link carries no field of that name.
 
 The bytes on the wire are those of every release so far: :func:`build` keeps the key order
-(fields, then ``u``, ``x``, ``a``) and ``a`` is ``1``. tests/test_payload.py holds tokens
-minted by an earlier release that must keep verifying and decoding to the same hit.
+(fields, then ``u``, ``x``, ``a``, ``s``, ``m``) and ``a`` is ``1``. tests/test_payload.py
+holds tokens minted by an earlier release that must keep verifying and decoding to the same hit.
 
 Only the standard library (and cleaning.py): ``pixel-server link`` imports this module and has
 to start fast (docs/benchmarks.md).
@@ -36,7 +41,10 @@ from .fields import MAX_KEY_CHARS, UTM_KEYS
 TARGET = "u"
 EXPIRES = "x"
 APPEND_UTM = "a"
-CONTROL_KEYS = (TARGET, EXPIRES, APPEND_UTM)  # steer the token, never hit fields
+SENT = "s"
+MESSAGE = "m"
+CONTROL_KEYS = (TARGET, EXPIRES, APPEND_UTM, SENT, MESSAGE)  # never extra hit fields
+MAX_MESSAGE_CHARS = 200  # an RFC 5322 Message-ID is rarely over 100
 LOCATION_FIELD = "url"
 _NUMBER = (int, float)
 
@@ -60,10 +68,13 @@ def build(
     target: str | None = None,
     expires: int | None = None,
     append_utm: bool = False,
+    sent: int | None = None,
+    message: str | None = None,
 ) -> dict[str, Any]:
     """The payload of a token carrying ``fields``; ``target`` makes it a link.
 
-    ``expires`` is epoch seconds. The fields must already be checked (links.add_fields).
+    ``expires`` and ``sent`` are epoch seconds. The fields must already be checked
+    (links.add_fields).
     """
     payload: dict[str, Any] = dict(fields)
     if target is not None:
@@ -72,7 +83,23 @@ def build(
         payload[EXPIRES] = expires
     if append_utm:
         payload[APPEND_UTM] = 1
+    if sent is not None:
+        payload[SENT] = sent
+    if message is not None:
+        payload[MESSAGE] = message
     return payload
+
+
+def read_send(payload: Mapping[str, Any]) -> tuple[int | None, str | None]:
+    """The send time (epoch seconds) and message id a token carries, each None when absent or
+    not of its type (a signed payload is ours; an odd value is ignored, not trusted)."""
+    sent = payload.get(SENT)
+    message = payload.get(MESSAGE)
+    if not isinstance(sent, int) or isinstance(sent, bool) or sent < 0:
+        sent = None
+    if not isinstance(message, str) or not message:
+        message = None
+    return sent, message
 
 
 def check_expiry(payload: Mapping[str, Any], now: float | None = None) -> None:

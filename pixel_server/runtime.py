@@ -54,9 +54,16 @@ class Runtime:
         return await self.store.api_keys()
 
     async def record(
-        self, kind: str, scope: Scope, params: Mapping[str, str], flags: set[str]
+        self,
+        kind: str,
+        scope: Scope,
+        params: Mapping[str, str],
+        flags: set[str],
+        send: tuple[int | None, str | None] = (None, None),
     ) -> bool:
-        """Build the hit, queue it and wait for its commit. True once it is stored."""
+        """Build the hit, queue it and wait for its commit. True once it is stored.
+
+        ``send`` is the send time and message id of the email a token was in."""
         client = scope.get("client")
         hit = build_hit(
             kind=kind,
@@ -67,6 +74,8 @@ class Runtime:
             peer=client[0] if client else None,
             client_ip=self.client_ip,
             flags=flags,
+            sent=send[0],
+            msg=send[1],
         )
         assert self.writer is not None, "lifespan has not started"
         future = self.writer.submit(hit)

@@ -5,13 +5,17 @@ The body is a JSON object (at most :data:`MAX_BODY_BYTES` bytes)::
 
     {"html": "<html>...</html>", "cid": "spring", "uid": "r-1042",
      "utm_source": "newsletter", "fields": {"list": "vip"}, "expires": "90d",
-     "append_utm": false, "pixel": true}
+     "append_utm": false, "pixel": true, "sent_at": "2026-03-01T09:00Z",
+     "message_id": "spring-1"}
 
-Only ``html`` is required. The answer is ``200 {"html": "...", "links": <tracked links>,
-"targets": [<each distinct canonical target>]}``. Anything else answers in the API's error
-shape: 400 ``bad_json`` (not a JSON object, a key twice), ``bad_item``, ``bad_field``,
-``bad_expires``, ``bad_url`` (a target the redirect rules refuse: it is named), ``bad_token``;
-413 ``body_too_large``; 401/403 without a valid token or key; 409 ``no_public_url``.
+Only ``html`` is required; ``sent_at`` (default now: the send time the tokens carry) is
+``now``, epoch seconds or an ISO time, ``message_id`` the id of the send. The answer is
+``200 {"html": "...", "links": <tracked links>, "targets": [<each distinct canonical
+target>]}``. Anything else answers in the API's error shape: 400 ``bad_json`` (not a JSON
+object, a key twice), ``bad_item``, ``bad_field``, ``bad_expires``, ``bad_sent_at``,
+``bad_message_id``, ``bad_url`` (a target the redirect rules refuse: it is named),
+``bad_token``; 413 ``body_too_large``; 401/403 without a valid token or key; 409
+``no_public_url``.
 """
 
 from __future__ import annotations
@@ -32,7 +36,9 @@ from .runtime import Runtime
 from .wrap import Template
 
 MAX_BODY_BYTES = 4 << 20  # Gmail clips a message past 102 KB; 4 MiB is any email
-BODY_KEYS = frozenset(("html", "pixel", "fields", "expires", "append_utm", *NAMED_KEYS))
+BODY_KEYS = frozenset(
+    ("html", "pixel", "fields", "expires", "append_utm", "sent_at", "message_id", *NAMED_KEYS)
+)
 
 
 class WrapApi:
@@ -65,6 +71,7 @@ class WrapApi:
             raise LinkError("item", "'html' must be a string: the email")
         if not isinstance(pixel, bool):
             raise LinkError("item", "'pixel' must be true or false")
+        body = {"sent_at": "now", **body}  # a wrapped email is timed from its send
         link_spec = spec_of_item(body, link=True)
         pixel_spec = spec_of_item({**body, "append_utm": False}, link=False)
         links = Minter(rt.link_tokens, base, rt.target_policy, limit)

@@ -43,6 +43,14 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")  # a uid that is a f
 @click.option("--expires", help="Refuse clicks and opens after this long, e.g. 90d.")
 @click.option("--append-utm", is_flag=True, help="Add the UTM values to each target's query.")
 @click.option("--no-pixel", is_flag=True, help="Wrap the links only; insert no open pixel.")
+@click.option(
+    "--sent-at",
+    default="now",
+    show_default=True,
+    help="When the email goes out (epoch seconds or ISO time, e.g. 2026-03-01T09:00Z): opens"
+    " and clicks are timed from it. Give it when a send is scheduled.",
+)
+@click.option("--message-id", help="The id of this send (a mailing, or the email's Message-ID).")
 @click.option("-o", "--output", help="Write here (default stdout; only if every link signs).")
 @click.option(
     "--recipients",
@@ -58,6 +66,8 @@ def wrap(
     expires: str | None,
     append_utm: bool,
     no_pixel: bool,
+    sent_at: str,
+    message_id: str | None,
     output: str | None,
     recipients: str | None,
     out_dir: str | None,
@@ -74,12 +84,17 @@ def wrap(
       pixel-server wrap spring.html --cid spring --uid r-1042 --utm-source newsletter -o out.html
       pixel-server wrap spring.html --cid spring --recipients recipients.csv --out-dir out/
     """
-    from .links import LinkError, public_base
+    from .links import LinkError, parse_sent, public_base
     from .wrap import Template
 
     settings = load_settings(options)
     link_spec = collect_spec(dict(options), expires, append_utm, link=True)
     pixel_spec = collect_spec(options, expires, False, link=False)
+    try:
+        send = parse_sent(sent_at), message_id
+        link_spec, pixel_spec = link_spec.sent_as(*send), pixel_spec.sent_as(*send)
+    except LinkError as exc:
+        raise bad_link(exc) from None
     links, pixels = minter(settings, link=True), minter(settings, link=False)
     if email == "-" and recipients == "-":
         raise click.UsageError("the email and the recipients cannot both come from stdin")

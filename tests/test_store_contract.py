@@ -57,13 +57,14 @@ async def test_written_rows_come_back_with_every_column(store: Store) -> None:
         **{
             c: f"v-{c}"
             for c in COLUMNS
-            if c not in ("ts", "kind", "is_bot", "dnt", "gpc", "method", "seq")
+            if c not in ("ts", "kind", "is_bot", "dnt", "gpc", "method", "seq", "sent_ts")
         },
         is_bot=1,
         dnt=1,
         gpc=0,
         method="POST",
         seq=2**31 - 1,
+        sent_ts=1_790_000_000_000,
     )
     assert +await store.write([hit]) == {"event": 1}
     (row,) = await all_rows(store)
@@ -198,11 +199,16 @@ async def test_copied_rows_keep_every_column_and_their_position_commits_with_the
     hit = Hit(
         ts=1_790_000_000_123,
         kind="click",
-        **{c: f"v-{c}" for c in COLUMNS if c not in ("ts", "kind", "is_bot", "dnt", "gpc", "seq")},
+        **{
+            c: f"v-{c}"
+            for c in COLUMNS
+            if c not in ("ts", "kind", "is_bot", "dnt", "gpc", "seq", "sent_ts")
+        },
         is_bot=1,
         dnt=0,
         gpc=1,
         seq=7,
+        sent_ts=1_789_999_999_000,
     )
     source = "0123456789abcdef0123456789abcdef"
     assert await store.copy_position(source) is None

@@ -112,6 +112,11 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE hits ADD COLUMN traffic_reasons text;
     ALTER TABLE hits ADD COLUMN traffic_rules text;
     """,
+    # 7: a wrapped email's send: when it was sent (epoch ms) and its message id (payload.py)
+    """
+    ALTER TABLE hits ADD COLUMN sent_ts bigint;
+    ALTER TABLE hits ADD COLUMN msg text;
+    """,
 )
 
 CREATE_VERSION_TABLE = (

@@ -43,8 +43,8 @@ log = logging.getLogger("pixel_server")
 
 CLAIM_COLUMNS = ("kind", "eid", "ts")  # of hit_eids
 _KIND, _EID, _TS = (COLUMNS.index(c) for c in CLAIM_COLUMNS)
-INT_COLUMNS = frozenset(("ts", "is_bot", "dnt", "gpc", "seq"))
-SQL_TYPES = {"ts": "bigint", "seq": "integer"}  # of the INT_COLUMNS; the others are smallint
+INT_COLUMNS = frozenset(("ts", "is_bot", "dnt", "gpc", "seq", "sent_ts"))
+SQL_TYPES = {"ts": "bigint", "seq": "integer", "sent_ts": "bigint"}  # the others: smallint
 CONNECT_TIMEOUT = 5.0
 MAINTAIN_EVERY_S = 6 * 3600  # partitions ahead, old batch records: this often
 

@@ -107,6 +107,11 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE hits ADD COLUMN traffic_reasons TEXT;
     ALTER TABLE hits ADD COLUMN traffic_rules TEXT;
     """,
+    # 9: a wrapped email's send: when it was sent (epoch ms) and its message id (payload.py)
+    """
+    ALTER TABLE hits ADD COLUMN sent_ts INTEGER;
+    ALTER TABLE hits ADD COLUMN msg TEXT;
+    """,
 )
 
 
