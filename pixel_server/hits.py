@@ -34,7 +34,7 @@ from .fields import ID_KEYS as ID_KEYS
 from .fields import KINDS as KINDS
 from .fields import MAX_KEY_CHARS as MAX_KEY_CHARS
 from .fields import UTM_KEYS as UTM_KEYS
-from .traffic import Verdict, classify
+from .traffic import MACHINE, UNKNOWN_DEVICE, Verdict, classify
 from .useragent import parse_user_agent
 
 # every flag a hit can carry in its `flags` column (see the module docstring)
@@ -208,9 +208,16 @@ def set_user_agent(hit: Hit, ua: str) -> None:
 
 
 def set_traffic(hit: Hit, verdict: Verdict) -> None:
-    """Record ``verdict`` (traffic.py) in ``hit``."""
-    hit.traffic, hit.traffic_rules = verdict.cls, verdict.version
+    """Record ``verdict`` (traffic.py) in ``hit``: ``is_bot`` follows the class (the user-agent
+    parser calls Yahoo's image proxy a bot and curl a person), and a webmail proxy's open has
+    no device: its agent describes the proxy (Gmail's claims Windows XP), not the reader."""
+    cls = hit.traffic = verdict.cls
+    hit.traffic_rules = verdict.version
     hit.traffic_reasons = ",".join(verdict.reasons) if verdict.reasons else None
+    hit.is_bot = int(cls in MACHINE)
+    if cls == "mail_proxy":
+        hit.browser = hit.browser_version = hit.os = hit.os_version = None
+        hit.device = UNKNOWN_DEVICE
 
 
 def build_hit(

@@ -36,6 +36,7 @@ CLASSES = (
     "unknown",  # no user agent, or one no browser or client sends
 )
 MACHINE = frozenset(CLASSES) - {"human", "mail_proxy"}  # not counted as people
+UNKNOWN_DEVICE = "unknown"  # the device of a mail_proxy open: the proxy hides the reader's
 OPEN_KINDS = frozenset(("open", "view"))  # an image fetched (a click or an event otherwise)
 # a click this soon after its message was sent is a gateway's: a person cannot receive, open
 # and click in it (Mautic's BotRatioHelper uses the same 2 s, mautic#16263)

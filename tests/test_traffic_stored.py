@@ -76,3 +76,34 @@ async def test_events_browser_and_server_calls(make_settings: Callable[..., Sett
         ("untold", "human", "server_call"),
         ("scanner", "link_scanner", "ip:exchange_online_protection"),
     ]
+
+
+YAHOO_PROXY = "YahooMailProxy; https://help.yahoo.com/kb/yahoo-mail-proxy-SLN28749.html"
+DEVICE_SQL = "SELECT cid, traffic, is_bot, device, browser, os FROM hits ORDER BY id"
+
+
+async def test_is_bot_follows_the_class_and_a_proxy_open_has_no_device(
+    make_settings: Callable[..., Settings],
+) -> None:
+    # the user-agent parser alone calls Yahoo's proxy a bot, Gmail's a Windows XP desktop and
+    # curl or HeadlessChrome people: the traffic class decides is_bot, and a webmail proxy's
+    # open is a real open whose device is unknown (the agent describes the proxy)
+    settings = make_settings()
+    headless = CHROME.replace("Chrome/", "HeadlessChrome/")
+    async with running(settings) as h:
+        for cid, ua in [
+            ("person", CHROME),
+            ("gmail", GMAIL_PROXY),
+            ("yahoo", YAHOO_PROXY),
+            ("curl", "curl/8.5.0"),
+            ("headless", headless),
+        ]:
+            response = await h.client.get(f"/p.gif?cid={cid}", headers={"user-agent": ua})
+            assert response.status_code == 200
+    assert stored_rows(settings, DEVICE_SQL) == [
+        ("person", "human", 0, "desktop", "Chrome", "Windows"),
+        ("gmail", "mail_proxy", 0, "unknown", None, None),
+        ("yahoo", "mail_proxy", 0, "unknown", None, None),
+        ("curl", "probe", 1, "other", "curl", None),
+        ("headless", "crawler", 1, "desktop", "HeadlessChrome", "Windows"),
+    ]
