@@ -10,6 +10,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import openapi
 from .api import HitsApi, http_error
+from .campaigns_api import CampaignsApi
 from .config import Settings
 from .endpoints import PixelEndpoint, RedirectEndpoint, SignedPixelEndpoint
 from .ingest import EventsEndpoint
@@ -86,6 +87,7 @@ def create_app(settings: Settings, store: Store | None = None) -> PixelApp:
                     *LinksApi(rt).routes(),
                     *WrapApi(rt).routes(),
                     *LossApi(rt).routes(),
+                    *CampaignsApi(rt).routes(),
                     *openapi.routes(),
                 ],
             ),
