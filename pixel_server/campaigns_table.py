@@ -8,14 +8,14 @@ from .totals import CampaignTotals, Figures
 FIGURES = (
     ("", 10),
     ("opens", 7),
-    ("unique", 7),
+    ("openers", 7),  # unique opens
     ("inferred", 8),
     ("clicks", 7),
-    ("unique", 7),
+    ("clickers", 8),  # unique clicks
     ("CTOR", 6),
     ("views", 7),
 )
-LINKS = (("link", 48), ("clicks", 7), ("unique", 7), ("machine", 7))
+LINKS = (("link", 48), ("clicks", 7), ("clickers", 8), ("machine", 7))
 
 
 def _row(cells: list[str], widths: tuple[tuple[str, int], ...]) -> str:
@@ -48,7 +48,7 @@ def campaign_table(report: CampaignTotals) -> str:
     for name, entry in report.classes.items():
         reasons = ", ".join(f"{escape(r)} {n}" for r, n in entry.reasons.most_common(3))
         pairs = (("opens", entry.opens), ("clicks", entry.clicks), ("views", entry.views))
-        counts = ", ".join(f"{n} {noun}" for noun, n in pairs if n) or "HEAD only"
+        counts = ", ".join(f"{noun} {n}" for noun, n in pairs if n) or "HEAD only"
         lines.append(f"  {fit(name, 13)} {counts}" + (f" ({reasons})" if reasons else ""))
     people = report.people
     lines.append(
