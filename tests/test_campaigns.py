@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +19,9 @@ from pixel_server.cli import main
 from pixel_server.config import Settings
 from pixel_server.hits import Hit
 from pixel_server.links import Minter, Spec
+from pixel_server.store.memory import MemoryStore
+from pixel_server.store.schema import migrate
+from pixel_server.store.sql import campaign_groups, campaign_reasons
 from pixel_server.totals import PROXY_REPEAT_MS
 
 from conftest import SECRET, Harness, running, store_cli_env
@@ -249,3 +253,49 @@ def test_the_cli_refuses_bad_input_without_a_traceback(
     assert odd.exit_code == 0, odd.output
     assert "\x1b" not in odd.output
     assert "\\x1b[31mred" in odd.output
+
+
+async def test_every_store_groups_a_campaign_alike(make_settings: Callable[..., Settings]) -> None:
+    """The SQL store's groups and reason counts equal the memory store's (totals.py's own
+    grouping) on the same hits: one definition, whichever store answers."""
+    t = 1_790_000_000_000
+    hits = [
+        Hit(ts=t + i * 20_000, kind=kind, cid="c", uid=uid, url=url, traffic=traffic,
+            traffic_reasons=reasons, method=method)
+        for i, (kind, uid, url, traffic, reasons, method) in enumerate(
+            [
+                ("open", "1", None, "human", None, "GET"),
+                ("open", "2", None, "mail_proxy", "ua:gmail_image_proxy", "GET"),
+                ("open", "2", None, "mail_proxy", "ua:gmail_image_proxy", "GET"),
+                ("open", "2", None, "mail_proxy", "ua:gmail_image_proxy", "GET"),
+                ("open", "2", None, "mail_proxy", "ua:gmail_image_proxy", "GET"),
+                ("open", None, None, None, None, "GET"),
+                ("view", "3", "https://a.example/page", "human", None, "GET"),
+                ("click", "3", SALE, "link_scanner", "since_send:1s", "GET"),
+                ("click", "3", SALE, "probe", "method:HEAD", "HEAD"),
+                ("click", "4", ABOUT, "human", None, "GET"),
+                ("event", "4", None, "human", None, "GET"),  # not a campaign figure
+            ]
+        )
+    ]  # fmt: skip
+    memory = MemoryStore()
+    await memory.write(hits)
+    expected = await memory.campaign_groups("c", (0, t + 10**6))
+    async with running(make_settings()) as h:
+        assert h.rt.store is not None
+        await h.rt.store.write(hits)
+        got = await h.rt.store.campaign_groups("c", (0, t + 10**6))
+    assert sorted(got.groups, key=repr) == sorted(expected.groups, key=repr)
+    assert sorted(got.reasons, key=repr) == sorted(expected.reasons, key=repr)
+    assert sum(group.repeat for group in got.groups) == 1  # the 4th fetch is 60 s on
+
+
+@pytest.mark.sqlite_only("SQLite's query plan")
+def test_the_campaign_reads_walk_the_campaign_index() -> None:
+    """Both campaign statements search hits by the (cid, ts) index, never scan the table."""
+    conn = sqlite3.connect(":memory:")
+    migrate(conn)
+    for sql, args in (campaign_groups("c", (0, 10)), campaign_reasons("c", (0, 10))):
+        plan = " ".join(str(step[3]) for step in conn.execute(f"EXPLAIN QUERY PLAN {sql}", args))
+        assert "SEARCH hits USING INDEX hits_cid_ts" in plan
+        assert "SCAN hits" not in plan
