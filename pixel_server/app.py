@@ -80,6 +80,7 @@ def create_app(settings: Settings, store: Store | None = None) -> PixelApp:
             Route("/e", EventsEndpoint(rt)),
             *Ops(rt).routes(),
             *TrackerScript().routes(),
+            *CampaignsApi(rt).routes(),  # /api/campaigns/{cid}: outside the Mount (why: there)
             Mount(
                 "/api",
                 routes=[
@@ -87,7 +88,6 @@ def create_app(settings: Settings, store: Store | None = None) -> PixelApp:
                     *LinksApi(rt).routes(),
                     *WrapApi(rt).routes(),
                     *LossApi(rt).routes(),
-                    *CampaignsApi(rt).routes(),
                     *openapi.routes(),
                 ],
             ),

@@ -184,7 +184,7 @@ async def test_an_unknown_campaign_is_zeros_and_bad_input_is_400(
     """A campaign without hits answers 200 with zeros; an odd parameter 400 in the one error
     shape; a cid with a slash or a NUL is a campaign like any other."""
     async with running(make_settings()) as h:
-        for path in ("/api/campaigns/nobody", "/api/campaigns/a/b", "/api/campaigns/x%00y"):
+        for path in ("/api/campaigns/nobody", "/api/campaigns/a/b", "/api/campaigns/x%00y%0Az"):
             answer = await h.client.get(path, headers=h.auth)
             assert answer.status_code == 200, answer.text
             assert answer.json()["totals"]["opens"] == 0
@@ -194,6 +194,7 @@ async def test_an_unknown_campaign_is_zeros_and_bad_input_is_400(
             answer = await h.client.get("/api/campaigns/c", params=params, headers=h.auth)
             assert answer.status_code == 400
             assert answer.json()["error"]["code"] == "bad_filter"
+        assert (await h.client.get("/api/campaigns/", headers=h.auth)).status_code == 400
         long = "x" * (h.rt.limits.max_value_chars + 1)
         assert (await h.client.get(f"/api/campaigns/{long}", headers=h.auth)).status_code == 400
 
