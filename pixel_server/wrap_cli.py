@@ -26,7 +26,7 @@ from .cli import (
     settings_options,
 )
 from .command import OneLineError
-from .files import replaced_on_success
+from .files import replaced_on_success, write_batch
 from .ndjson import ndjson_line
 
 if TYPE_CHECKING:
@@ -172,9 +172,15 @@ def _wrap_recipients(
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OneLineError(f"cannot write {out_dir}: {exc.strerror or exc}") from None
-        for row, urls, pixel in signed:
-            _write(folder / f"{row.cells['uid']}.html", template.render(urls.__getitem__, pixel))
-        click.echo(f"wrote {len(signed)} emails to {out_dir}", err=True)
+        emails = (
+            (f"{row.cells['uid']}.html", template.render(urls.__getitem__, pixel))
+            for row, urls, pixel in signed
+        )
+        try:  # all written, then one flush for the batch (files.write_batch)
+            count = write_batch(folder, emails)
+        except OSError as exc:
+            raise OneLineError(f"cannot write {out_dir}: {exc.strerror or exc}") from None
+        click.echo(f"wrote {count} emails to {out_dir}", err=True)
         return
     lines = (
         ndjson_line(

@@ -9,6 +9,7 @@ The checks (tests/emailcheck.py) read the output beside the input without wrap.p
 from __future__ import annotations
 
 import html
+import json
 import os
 import subprocess
 import sys
@@ -152,3 +153,34 @@ def test_a_shift_jis_email_is_refused_in_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert b"not UTF-8" in done.stderr
     assert b"Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("mode", ["out-dir", "ndjson"])
+async def test_a_recipients_batch(mode: str, app: Harness, tmp_path: Path) -> None:
+    """`--recipients` (a real process): every recipient's email checked like one, with its
+    own tokens."""
+    path = FIXTURES[IDS.index("mjml")]
+    source = path.read_text(encoding="utf-8")
+    (tmp_path / "r.csv").write_text("uid,list\nr-1,vip\nr-2,\nr-3,trial\n", encoding="utf-8")
+    env = {**os.environ, "PIXEL_SECRET_KEY": SECRET, "PIXEL_PUBLIC_URL": BASE}
+    env["PIXEL_DB"] = str(tmp_path / "cli.db")
+    out = ["--out-dir", str(tmp_path / "out")] if mode == "out-dir" else []
+    wrap = [sys.executable, "-m", "pixel_server", "wrap", str(path), "--cid", "spring"]
+    done = subprocess.run(
+        [*wrap, "--recipients", str(tmp_path / "r.csv"), *out],
+        env=env,
+        capture_output=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    if mode == "out-dir":
+        emails = {p.stem: p.read_bytes().decode() for p in (tmp_path / "out").iterdir()}
+    else:
+        rows = [json.loads(line) for line in done.stdout.decode().splitlines()]
+        emails = {row["uid"]: row["html"] for row in rows}
+    assert sorted(emails) == ["r-1", "r-2", "r-3"]
+    tokens: set[str] = set()
+    for text in emails.values():
+        diff = await check(source, text, app, path.name)
+        tokens.update(signed for _, signed in diff.replaced)
+    assert len(tokens) == 3 * WRAPPED[path.name]  # each recipient's own
