@@ -172,8 +172,9 @@ def _wrap_recipients(
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OneLineError(f"cannot write {out_dir}: {exc.strerror or exc}") from None
+        plain = template.compiled()
         emails = (
-            (f"{row.cells['uid']}.html", template.render(urls.__getitem__, pixel))
+            (f"{row.cells['uid']}.html", plain.render(urls.__getitem__, pixel))
             for row, urls, pixel in signed
         )
         try:  # all written, then one flush for the batch (files.write_batch)
@@ -182,12 +183,11 @@ def _wrap_recipients(
             raise OneLineError(f"cannot write {out_dir}: {exc.strerror or exc}") from None
         click.echo(f"wrote {count} emails to {out_dir}", err=True)
         return
+    # the email's text is JSON-escaped once, not once per recipient: the escape is per
+    # character, so the pieces escaped apart join to the escaped email
+    escaped = template.compiled(_json_text)
     lines = (
-        ndjson_line(
-            json.dumps(
-                {**row.cells, "html": template.render(urls.__getitem__, pixel)}, ensure_ascii=False
-            )
-        )
+        _json_head(row.cells) + escaped.render(urls.__getitem__, pixel) + '"}\n'
         for row, urls, pixel in signed
     )
     if output is None or output == "-":
@@ -199,6 +199,18 @@ def _wrap_recipients(
     except OSError as exc:
         raise OneLineError(f"cannot write {output}: {exc.strerror or exc}") from None
     click.echo(f"wrote {len(signed)} emails to {output}", err=True)
+
+
+def _json_text(text: str) -> str:
+    """``text`` as the inside of a JSON string on an NDJSON line."""
+    return ndjson_line(json.dumps(text, ensure_ascii=False)[1:-1])[:-1]
+
+
+def _json_head(cells: dict[str, str]) -> str:
+    """A recipient's NDJSON line up to the opening quote of its "html" value (the last key:
+    a recipients file has no "html" column)."""
+    line = ndjson_line(json.dumps({**cells, "html": ""}, ensure_ascii=False))
+    return line.removesuffix('"}\n')
 
 
 def _write(path: Path, text: str) -> None:
