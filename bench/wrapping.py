@@ -10,8 +10,8 @@ median of ``--runs``:
 1. the CLI: ``pixel-server wrap email.html --recipients r.csv -o out.ndjson``, process start,
    CSV reading and writing included;
 2. the same with ``--out-dir out/``: a file each, all flushed once (files.write_batch);
-3. in process: one ``Template.parse`` (and ``compiled``), a ``render`` per recipient with real signers (the
-   CLI's work without the process and the files).
+3. in process: one ``Template.parse`` (and ``compiled``), a ``render`` per recipient with
+   real signers (the CLI's work without the process and the files).
 
 The CLI runs pinned to one core (``taskset -c 1`` where there is one) and is reported two
 ways: emails per second of wall time, and per second of the process's CPU time (user + sys),
