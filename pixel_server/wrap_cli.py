@@ -57,7 +57,11 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")  # a uid that is a f
     help="A CSV with a uid column (other columns: fields): one email per row, as NDJSON lines"
     ' (the columns and "html") or, with --out-dir, a UID.html file each.',
 )
-@click.option("--out-dir", help="With --recipients: write UID.html files into this folder.")
+@click.option(
+    "--out-dir",
+    help="With --recipients: write UID.html files into this folder, flushed to disk once"
+    " for the batch (docs/wrap.md).",
+)
 @settings_options(
     "db", "data_dir", "public_url", "secret_file", "key_id", "redirect_hosts", "redirect_allow_ip"
 )
