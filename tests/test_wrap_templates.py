@@ -25,7 +25,9 @@ from pixel_server.links import Minter, spec_from_options
 from pixel_server.signing import PIXEL_SALT, TokenSigner
 from pixel_server.wrap import Template
 
-from conftest import SECRET, Harness, running
+from conftest import SECRET, Harness, running, stored_rows
+
+pytestmark = pytest.mark.both_stores
 
 # links wrapped per fixture, counted by hand (README.md in the fixtures' folder lists them)
 WRAPPED = {
@@ -90,6 +92,8 @@ async def check(source: str, output: str, h: Harness, name: str) -> Diff:
     assert all(ours.startswith(f"{BASE}/r/") for ours in diff.unchanged_ours)
     pixel_rule(source, output, diff)
     assert diff.pixel_src is not None
+    settings = h.rt.settings
+    stored = len(stored_rows(settings, "SELECT kind FROM hits"))
     opened = await h.client.get(html.unescape(diff.pixel_src).removeprefix(BASE))
     assert opened.status_code == 200
     assert opened.headers["content-type"] == "image/gif"
@@ -97,6 +101,8 @@ async def check(source: str, output: str, h: Harness, name: str) -> Diff:
         clicked = await h.client.get(html.unescape(signed).removeprefix(BASE))
         assert clicked.status_code == 302, raw
         assert clicked.headers["location"] == expected_location(raw)
+    # the open and every click stored, on either store
+    assert len(stored_rows(settings, "SELECT kind FROM hits")) == stored + 1 + len(originals)
     return diff
 
 
