@@ -95,9 +95,10 @@ def run_cli(work: Path, count: int, ndjson: bool) -> tuple[float, float]:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if ndjson:
-        texts = [json.loads(line)["html"] for line in (work / "out.ndjson").open()]
+        lines = (work / "out.ndjson").read_text(encoding="utf-8").splitlines()
+        texts = [json.loads(line)["html"] for line in lines]
     else:
-        texts = [path.read_text() for path in out.iterdir()]
+        texts = [path.read_text(encoding="utf-8") for path in out.iterdir()]
     assert len(texts) == count, len(texts)
     tokens = re.findall(r"/[rp]/([^\"]+)", texts[0]) + re.findall(r"/[rp]/([^\"]+)", texts[-1])
     assert len(set(tokens)) == len(tokens), "tokens repeat between recipients"
