@@ -139,8 +139,9 @@ def write_batch(folder: Path, files: Iterable[tuple[str, str]]) -> int:
     the folder is fsynced, so the new names are on disk too.
     When this returns, every file is on disk under its name. A failure before the renames
     leaves every old file as it was and removes the temporary ones; a crash before the
-    renames leaves the old files and maybe ``.NAME.*.tmp`` ones to delete; a crash during the
-    renames leaves some files new and some old (each one whole). Returns how many.
+    renames leaves the old files and maybe ``.NAME.*.tmp`` ones to delete; a crash or an
+    error during the renames leaves some files new and some old (each one whole; an error
+    removes the temporary files not renamed). Returns how many.
     """
     pending: list[tuple[Path, Path]] = []
     count = 0
