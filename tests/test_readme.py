@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 import pytest
+
 from pixel_server.cli import main
 from pixel_server.signing import DEFLATED, PLAIN, read_unverified
 
