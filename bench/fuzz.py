@@ -17,8 +17,8 @@ Targets and properties:
   names 1-128 characters, values at most ``max_value_chars``; no C0/DEL/C1 character; every
   string encodes as UTF-8; only documented flags.
 * ``tokens``: ``TokenSigner.loads`` on random text and on real tokens with one character
-  substituted, inserted or deleted. Raises only ``InvalidToken``; a tampered token verifies
-  only if the change is to the signature's last character, and then to the original payload.
+  substituted, inserted or deleted. Raises only ``InvalidToken``; a tampered token never
+  verifies (a format-2 token has one spelling, docs/tokens.md).
 * ``normalize_target``: random and URL-shaped text. Raises only ``TargetRejected``; what it
   accepts is printable-ASCII http(s) that normalises to itself.
 * ``asgi``: the real app (SQLite store, lifespan, writer) called through ASGI with
@@ -344,9 +344,9 @@ def fuzz_tokens(rng: random.Random, report: Report, cases: int) -> None:
         except Exception as exc:
             report.fail("unexpected_exception", f"{forged!r}: {exc!r}")
             continue
+        # a format-2 token has one spelling (docs/tokens.md): no change at all may verify
         report.outcomes[f"{op} verified"] += 1
-        if payload is None or (op, at) != ("substitute", len(token) - 1) or loaded != payload:
-            report.fail("violation", f"{forged!r} ({op} at {at}) verified as {loaded!r}")
+        report.fail("violation", f"{forged!r} ({op} at {at}) verified as {loaded!r}")
 
 
 # --- (d) normalize_target -----------------------------------------------------------------------

@@ -40,7 +40,10 @@ COMPONENTS = [
     ("SQLite writer thread (executemany, COMMIT + fsync)", ("store/sqlite.py", "thread.py")),
     ("spill/writer task (batching, futures, metrics)", ("writer.py", "metrics.py", "prometheus")),
     ("hit building (query parse, headers, UA cache, IP)", ("hits.py", "clientip.py", "useragent")),
-    ("tokens and targets (HMAC, JSON, validation)", ("signing.py", "itsdangerous", "urls.py")),
+    (
+        "tokens and targets (HMAC, payload, validation)",
+        ("signing.py", "compact.py", "legacy_tokens.py", "itsdangerous", "urls.py"),
+    ),
     ("our endpoints and dispatch", ("endpoints.py", "app.py", "runtime.py", "responses.py")),
     ("uvicorn protocol (httptools callbacks, send, socket writes)", ("uvicorn/",)),
     ("granian glue", ("granian",)),

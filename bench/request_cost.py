@@ -6,7 +6,9 @@ on the raw ASGI app or on the whole pixel app (store and writer included).
 
 ``--request`` is the request of a scenario of bench/scenarios.py: ``pixel`` (the default), or
 an event scenario (``events-20``, ``events-beacon``): its POST /e, every eid new (the bodies
-are made before the clock starts), so the store never sees a duplicate.
+are made before the clock starts), so the store never sees a duplicate. ``redirect`` and
+``signed-pixel`` (``--app pixel``) load the typical wrapped email's link (302) and open pixel
+of bench/token_length.py, signed by the tree measured: what a token costs to verify.
 
 Each protocol class gets ``--connections`` (64) connections with fake transports on uvloop;
 a round feeds each the pixel request ``make bench`` sends (bench/scenarios.py: PIXEL_PATH and
@@ -40,6 +42,7 @@ from typing import Any
 
 import eventload
 import pg
+import token_length
 import uvloop
 from raw_app import app as raw_app
 from scenarios import BY_NAME, GIF, HEADERS, PIXEL_PATH, SECRET_KEY
@@ -59,6 +62,21 @@ REQUEST = (
 ).encode()
 _NUMBERS = itertools.count()
 EVENTS_END = b"}]}"  # the end of a POST /e answer: its last result, the list, the object
+REDIRECT_END = b"content-length: 0\r\n\r\n"  # the end of a 302's head (it has no body)
+SIGNED = ("redirect", "signed-pixel")
+
+
+def signed_request(request: str) -> bytes:
+    """The GET of the typical wrapped email's link or pixel, signed with the bench key."""
+    from pixel_server.keys import Keyring
+    from pixel_server.signing import PIXEL_SALT, REDIRECT_SALT, TokenSigner
+
+    keys = Keyring("k1", {"k1": SECRET_KEY})
+    if request == "redirect":
+        path = "/r/" + TokenSigner(keys, REDIRECT_SALT).dumps(token_length.LINK_PAYLOAD)
+    else:
+        path = "/p/" + TokenSigner(keys, PIXEL_SALT).dumps(token_length.PIXEL_PAYLOAD) + ".gif"
+    return REQUEST.replace(PIXEL_PATH.encode(), path.encode(), 1)
 
 
 def event_requests(name: str, count: int) -> list[bytes]:
@@ -131,7 +149,14 @@ async def per_request(
 ) -> tuple[float, float]:
     """Wall and CPU microseconds a request over ``rounds`` rounds on ``connections``."""
     loop, state = asyncio.get_running_loop(), ServerState()
-    answers = Answers(GIF if request == "pixel" else EVENTS_END)
+    answers = Answers(
+        REDIRECT_END
+        if request == "redirect"
+        else EVENTS_END
+        if request.startswith("events")
+        else GIF
+    )
+    fixed = signed_request(request) if request in SIGNED else REQUEST
     protocols: list[Any] = []
     for _ in range(connections):
         protocol: Any = cls(config, state, {}, loop)  # type: ignore[call-arg]
@@ -141,7 +166,9 @@ async def per_request(
     for _ in range(rounds):
         # event bodies are made before the round's clock starts (their eids must be new)
         data = (
-            [REQUEST] * connections if request == "pixel" else event_requests(request, connections)
+            event_requests(request, connections)
+            if request.startswith("events")
+            else [fixed] * connections
         )
         answers.expect(connections)
         started, cpu_started = time.perf_counter(), time.process_time()
@@ -198,13 +225,15 @@ def main() -> None:
     parser.add_argument("--app", choices=("raw", "pixel"), default="raw")
     parser.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument(
-        "--request", choices=("pixel", "events-20", "events-beacon"), default="pixel"
+        "--request", choices=("pixel", *SIGNED, "events-20", "events-beacon"), default="pixel"
     )
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("protocols", nargs="*", default=PROTOCOLS, help="module:Class ...")
     args = parser.parse_args()
+    if args.request in SIGNED and args.app != "pixel":
+        parser.error(f"--request {args.request} needs --app pixel (the raw app has no tokens)")
     database = pg.Database.create() if args.store == "postgresql" else None
     try:
         config = make_config(args.app, database)

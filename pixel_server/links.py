@@ -15,8 +15,8 @@ The same rules whichever way a request comes in (``link``/``pixel``, a recipient
   visit (:func:`urls.normalize_target`); :attr:`Minter.changed` keeps what differed as typed;
 * a token longer than ``PIXEL_MAX_TOKEN_BYTES`` is refused here, not by the server later.
 
-Only the standard library, itsdangerous and idna are imported: ``pixel-server link`` has to
-start fast (docs/benchmarks.md).
+Only the standard library and idna are imported (itsdangerous only to verify format-1 tokens,
+never to mint): ``pixel-server link`` has to start fast (docs/benchmarks.md).
 """
 
 from __future__ import annotations

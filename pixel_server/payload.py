@@ -1,7 +1,7 @@
 """The payload of a signed link or pixel token: what its keys mean, building one, reading one.
 
-A payload is a JSON object, signed but not encrypted (signing.py): put opaque ids in it, never
-an email address.
+A payload is a JSON object (any key, any JSON value), signed but not encrypted (signing.py):
+put opaque ids in it, never an email address.
 
 * ``u`` (:data:`TARGET`): the redirect target, in canonical form (links only);
 * ``x`` (:data:`EXPIRES`): the expiry, epoch seconds; past it the token is refused as
@@ -19,9 +19,10 @@ an email address.
 A click records where it sent the visitor (the target, plus any appended UTM values) in the
 hit's :data:`LOCATION_FIELD`, so a link carries no field of that name.
 
-The bytes on the wire are those of every release so far: :func:`build` keeps the key order
-(fields, then ``u``, ``x``, ``a``, ``s``, ``m``) and ``a`` is ``1``. tests/test_payload.py
-holds tokens minted by an earlier release that must keep verifying and decoding to the same hit.
+:func:`build` writes the payload every release so far signed: the key order (fields, then
+``u``, ``x``, ``a``, ``s``, ``m``) and ``a`` is ``1``; how it is written in a token is
+signing.py's (docs/tokens.md). tests/test_payload.py holds tokens minted by an earlier release
+that must keep verifying and decoding to the same hit.
 
 Only the standard library (and cleaning.py): ``pixel-server link`` imports this module and has
 to start fast (docs/benchmarks.md).

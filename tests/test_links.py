@@ -11,6 +11,7 @@ from itsdangerous import URLSafeSerializer
 from pixel_server import links
 from pixel_server.config import Settings
 from pixel_server.keys import Keyring
+from pixel_server.legacy_tokens import LegacyTokens
 from pixel_server.links import MAX_EXPIRES_S, LinkError, Minter, Spec, parse_expires
 from pixel_server.signing import REDIRECT_SALT, TokenSigner
 from pixel_server.urls import TargetPolicy, normalize_target
@@ -77,10 +78,11 @@ def test_expiry_out_of_bounds_is_refused(raw: str) -> None:
     "payload",
     [{}, {"uid": "r-1", "u": "https://a.example/", "x": 1_700_000_000, "a": 1}, {"n": "é" * 200}],
 )
-def test_tokens_are_the_bytes_itsdangerous_itself_signs(
+def test_tokens_itsdangerous_itself_signed_still_verify(
     make_settings: Callable[..., Settings], payload: dict[str, object]
 ) -> None:
-    """TokenSigner.dumps reuses one Signer but writes exactly what Serializer.dumps writes."""
+    """A format-1 token as every earlier release minted it (itsdangerous' Serializer.dumps,
+    prefixed with the key id) verifies; the kept legacy minting writes those same bytes."""
     keys = Keyring.from_settings(make_settings())
     signer = TokenSigner(keys, REDIRECT_SALT)
     reference = URLSafeSerializer(
@@ -88,5 +90,7 @@ def test_tokens_are_the_bytes_itsdangerous_itself_signs(
         salt=REDIRECT_SALT,
         signer_kwargs={"digest_method": hashlib.sha256},
     )
-    assert signer.dumps(payload) == f"{keys.signing_id}.{reference.dumps(payload)}"
+    old = f"{keys.signing_id}.{reference.dumps(payload)}"
+    assert signer.loads(old) == payload
+    assert LegacyTokens(keys.secrets, REDIRECT_SALT).dumps(keys.signing_id, payload) == old
     assert signer.loads(signer.dumps(payload)) == payload

@@ -1,5 +1,5 @@
-"""payload.py: what a token's keys mean; tokens minted by the previous release still verify and
-decode to the same hit, and today's minting writes the same bytes."""
+"""payload.py: what a token's keys mean; tokens minted by the previous release (format 1) still
+verify and decode to the same hit, and today's minting signs the same payload (format 2)."""
 
 from __future__ import annotations
 
@@ -173,8 +173,9 @@ def test_previous_release_tokens_decode_to_the_same_hit(keys: Keyring, minted: M
     [m for m in MINTED if m.spec is not None],
     ids=[i for i, m in zip(IDS, MINTED, strict=True) if m.spec is not None],
 )
-def test_minting_writes_the_previous_release_bytes(keys: Keyring, minted: Minted) -> None:
-    """Minting the same spec at the same clock gives the very token 76fb7af gave."""
+def test_minting_signs_the_previous_release_payload(keys: Keyring, minted: Minted) -> None:
+    """Minting the same spec at the same clock signs the very payload 76fb7af signed (keys
+    in the same order), now as a format-2 token (docs/tokens.md)."""
     assert minted.spec is not None
     if minted.link:
         signer, policy, prefix = TokenSigner(keys, REDIRECT_SALT), TargetPolicy(), "/r/"
@@ -182,7 +183,11 @@ def test_minting_writes_the_previous_release_bytes(keys: Keyring, minted: Minted
         signer, policy, prefix = TokenSigner(keys, PIXEL_SALT), None, "/p/"
     minter = Minter(signer, "https://px.example", policy, 2048, now=NOW)
     url = minter.mint(minted.spec, minted.url)
-    assert url == f"https://px.example{prefix}{minted.token}{'' if minted.link else '.gif'}"
+    token = url.removeprefix(f"https://px.example{prefix}").removesuffix(".gif")
+    assert token[:4] in ("k1.-", "k1._")
+    payload = signer.loads(token)
+    assert (payload, list(payload)) == (minted.payload, list(minted.payload))
+    assert len(token) < len(minted.token)
 
 
 async def test_previous_release_tokens_through_the_endpoints(
