@@ -223,7 +223,12 @@ READ_ERRORS = {
 
 
 def _filters() -> list[dict[str, Any]]:
-    described = {"kind": "view, open, click or event", "e": "event name", "cid": "campaign"}
+    described = {
+        "kind": "view, open, click or event",
+        "e": "event name",
+        "cid": "campaign",
+        "traffic": "traffic class (docs/traffic.md)",
+    }
     return [
         _query("since", "ISO 8601, YYYYMMDD, 13-digit epoch ms, or 15m / 2h / 7d ago"),
         _query("until", "as since"),

@@ -29,7 +29,7 @@ CURSOR_HELP = (
 )
 DEFAULT_LIMIT = 100
 # filters that compare a column for equality; the public name is the column name except `e`
-EQUALITY_FILTERS = ("kind", "e", "eid", "cid", "uid", "sid", *UTM_KEYS)
+EQUALITY_FILTERS = ("kind", "e", "eid", "cid", "uid", "sid", *UTM_KEYS, "traffic")
 FILTER_COLUMNS = {"e": "event"}  # a filter's stored column, where its name differs
 OPERATORS = (">=", "<", "=")
 # one filter: (stored column, one of OPERATORS, value)

@@ -21,8 +21,9 @@ TABLE = (
     ("browser", 14),
     ("os", 10),
     ("device", 7),
-    ("bot", 3),
     ("ip", 15),
+    ("class", 12),
+    ("reasons", 30),
 )
 EVENT = ("event", 18)  # the event name, shown after kind when a row has one
 
@@ -56,7 +57,8 @@ def hits_table(rows: list[dict[str, Any]]) -> str:
         shown = {
             **row,
             "time (UTC)": iso_time(row["ts"])[:19].replace("T", " "),
-            "bot": "yes" if row["is_bot"] else "",
+            "class": row.get("traffic"),
+            "reasons": row.get("traffic_reasons"),
             "browser": " ".join(filter(None, (row["browser"], row["browser_version"]))),
         }
         lines.append("  ".join(fit(escape(shown.get(name)), width) for name, width in table))
