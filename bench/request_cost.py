@@ -6,7 +6,9 @@ on the raw ASGI app or on the whole pixel app (store and writer included).
 
 ``--request`` is the request of a scenario of bench/scenarios.py: ``pixel`` (the default), or
 an event scenario (``events-20``, ``events-beacon``): its POST /e, every eid new (the bodies
-are made before the clock starts), so the store never sees a duplicate.
+are made before the clock starts), so the store never sees a duplicate; or ``redirect``: the
+redirect scenario's GET /r/<token> (a signed link to REDIRECT_TARGET, 302), which checks the
+revocations on the way.
 
 Each protocol class gets ``--connections`` (64) connections with fake transports on uvloop;
 a round feeds each the pixel request ``make bench`` sends (bench/scenarios.py: PIXEL_PATH and
@@ -42,7 +44,7 @@ import eventload
 import pg
 import uvloop
 from raw_app import app as raw_app
-from scenarios import BY_NAME, GIF, HEADERS, PIXEL_PATH, SECRET_KEY
+from scenarios import BY_NAME, GIF, HEADERS, PIXEL_PATH, REDIRECT_TARGET, SECRET_KEY
 from uvicorn.config import Config
 from uvicorn.lifespan.on import LifespanOn
 from uvicorn.server import ServerState
@@ -58,7 +60,21 @@ REQUEST = (
     + "\r\n"
 ).encode()
 _NUMBERS = itertools.count()
+REDIRECT_END = b"\r\n\r\n"  # a 302's head, its body empty
 EVENTS_END = b"}]}"  # the end of a POST /e answer: its last result, the list, the object
+
+
+def redirect_request() -> bytes:
+    """The redirect scenario's GET /r/<token>, signed with the benchmark key (make_config)."""
+    from pixel_server.config import Settings
+    from pixel_server.keys import Keyring
+    from pixel_server.payload import build
+    from pixel_server.signing import REDIRECT_SALT, TokenSigner
+
+    fields = {"cid": "spring-sale-2026", "uid": "8f14e45f", "utm_source": "newsletter"}
+    signer = TokenSigner(Keyring.from_settings(Settings.from_env()), REDIRECT_SALT)
+    token = signer.dumps(build(fields, target=REDIRECT_TARGET))
+    return REQUEST.replace(PIXEL_PATH.encode(), f"/r/{token}".encode(), 1)
 
 
 def event_requests(name: str, count: int) -> list[bytes]:
@@ -131,7 +147,11 @@ async def per_request(
 ) -> tuple[float, float]:
     """Wall and CPU microseconds a request over ``rounds`` rounds on ``connections``."""
     loop, state = asyncio.get_running_loop(), ServerState()
-    answers = Answers(GIF if request == "pixel" else EVENTS_END)
+    ends = {"pixel": GIF, "redirect": REDIRECT_END}
+    answers = Answers(ends.get(request, EVENTS_END))
+    fixed = {"pixel": REQUEST}
+    if request == "redirect":
+        fixed["redirect"] = redirect_request()
     protocols: list[Any] = []
     for _ in range(connections):
         protocol: Any = cls(config, state, {}, loop)  # type: ignore[call-arg]
@@ -141,7 +161,9 @@ async def per_request(
     for _ in range(rounds):
         # event bodies are made before the round's clock starts (their eids must be new)
         data = (
-            [REQUEST] * connections if request == "pixel" else event_requests(request, connections)
+            [fixed[request]] * connections
+            if request in fixed
+            else event_requests(request, connections)
         )
         answers.expect(connections)
         started, cpu_started = time.perf_counter(), time.process_time()
@@ -198,7 +220,7 @@ def main() -> None:
     parser.add_argument("--app", choices=("raw", "pixel"), default="raw")
     parser.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument(
-        "--request", choices=("pixel", "events-20", "events-beacon"), default="pixel"
+        "--request", choices=("pixel", "redirect", "events-20", "events-beacon"), default="pixel"
     )
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=300)

@@ -236,7 +236,7 @@ def from_request(
     if unknown:
         raise RevocationError("item", f"unknown key {str(unknown[0])[:40]!r}")
     for key in ("link", "cid", "target", "reason"):
-        if item.get(key) is not None and not isinstance(item[key], str):
+        if key in item and not isinstance(item[key], str):
             raise RevocationError(key, f"{key!r} must be a string")
     offer = item.get("offer_continue", False)
     if not isinstance(offer, bool):

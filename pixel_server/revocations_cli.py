@@ -86,9 +86,8 @@ def _rules(
     loads = _loads(settings) if links else _no_loads
     now_ms = time.time_ns() // 1_000_000
     common = {"reason": reason, "offer_continue": offer_continue}
-    items = [{"link": link, **common} for link in links] or [
-        {"cid": cid, "target": target, **common}
-    ]
+    named = {key: value for key, value in (("cid", cid), ("target", target)) if value is not None}
+    items = [{"link": link, **common} for link in links] or [{**named, **common}]
     rules = []
     for item in items:
         try:

@@ -335,3 +335,46 @@ async def test_a_store_outage_never_fails_a_click(make_settings: Callable[..., S
     async with running(make_settings(ack_timeout=0.05, busy_timeout=0.01), down) as h:
         assert h.rt.revoked.value == Revoked()
         assert (await h.client.get(link(h, cid="gone"))).status_code == 302
+
+
+async def test_link_notrack_on_the_cli_signs_n_and_its_click_is_not_stored(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`pixel-server link --notrack` signs n=1 (`--field n=1` is refused: n is the token's);
+    its click redirects and stores nothing; a wrapped email with "notrack" likewise."""
+    from click.testing import CliRunner
+
+    from pixel_server.cli import main
+
+    settings = make_settings()
+    monkeypatch.setenv("PIXEL_SECRET_KEY", SECRET)
+    monkeypatch.setenv("PIXEL_PUBLIC_URL", "https://t.example")
+    printed = CliRunner().invoke(main, ["link", SALE, "--cid", "c", "--notrack"])
+    assert printed.exit_code == 0, printed.output
+    refused = CliRunner().invoke(main, ["link", SALE, "--field", "n=1"])
+    assert refused.exit_code == 2
+    path = printed.output.strip().removeprefix("https://t.example")
+    async with running(settings) as h:
+        assert h.rt.link_tokens.loads(path.removeprefix("/r/"))["n"] == 1
+        assert (await h.client.get(path)).status_code == 302
+        wrapped = await h.client.post(
+            "/api/wrap",
+            json={"html": f'<a href="{SALE}">x</a>', "notrack": True, "pixel": False},
+            headers=h.auth,
+        )
+        assert wrapped.status_code == 200, wrapped.text
+        href = wrapped.json()["html"].split('href="', 1)[1].split('"', 1)[0]
+        assert (await h.client.get(href[href.index("/r/") :])).status_code == 302
+        assert await h.hits() == []
+
+
+def test_a_field_n_of_an_older_token_stays_a_hit_field() -> None:
+    """Only the number 1 is notrack: an `n` field of another value (tokens minted before n
+    was a control key) is still stored as a field."""
+    from pixel_server.payload import hit_fields, is_notrack
+
+    assert is_notrack(build({}, target=SALE, notrack=True))
+    for old in ({"n": 5}, {"n": "1"}, {"n": True}):
+        assert not is_notrack(old)
+        assert "n" in hit_fields(old, 100)[0]
+    assert "n" not in hit_fields(build({"cid": "c"}, target=SALE, notrack=True), 100)[0]
