@@ -18,6 +18,7 @@ from .keys import Keyring
 from .links_api import LinksApi
 from .loss_api import LossApi
 from .ops import Ops
+from .revocations_api import RevocationsApi
 from .runtime import Runtime, app_lifespan
 from .store.base import Store
 from .tracker import TrackerScript
@@ -88,6 +89,7 @@ def create_app(settings: Settings, store: Store | None = None) -> PixelApp:
                     *LinksApi(rt).routes(),
                     *WrapApi(rt).routes(),
                     *LossApi(rt).routes(),
+                    *RevocationsApi(rt).routes(),
                     *openapi.routes(),
                 ],
             ),

@@ -142,7 +142,12 @@ PARAM_HINTS = {
 
 
 def collect_spec(
-    options: dict[str, Any], expires: str | None, append_utm: bool, *, link: bool
+    options: dict[str, Any],
+    expires: str | None,
+    append_utm: bool,
+    *,
+    link: bool,
+    notrack: bool = False,
 ) -> Spec:
     """The ids, fields and expiry of the ``link``/``pixel`` options (removed from ``options``)."""
     from .fields import NAMED_KEYS
@@ -150,7 +155,8 @@ def collect_spec(
 
     named = {key: options.pop(key) for key in NAMED_KEYS}
     try:
-        return spec_from_options(named, options.pop("fields"), expires, append_utm, link=link)
+        fields = options.pop("fields")
+        return spec_from_options(named, fields, expires, append_utm, link=link, notrack=notrack)
     except LinkError as exc:
         raise bad_link(exc) from None
 
@@ -345,6 +351,7 @@ def serve(**options: Any) -> None:
 @id_options
 @click.option("--expires", help="Refuse clicks after this long, e.g. 30d or 12h (at most 3650d).")
 @click.option("--append-utm", is_flag=True, help="Add the UTM values to the target's query.")
+@click.option("--notrack", is_flag=True, help="The link redirects but its clicks are never stored.")
 @settings_options(
     "db",
     "data_dir",
@@ -358,6 +365,7 @@ def link(
     url: str,
     expires: str | None,
     append_utm: bool,
+    notrack: bool,
     recipients: str | None,
     fmt: str | None,
     output: str | None,
@@ -376,7 +384,7 @@ def link(
           --recipients recipients.csv --format csv -o links.csv
     """
     settings = load_settings(options)
-    spec = collect_spec(options, expires, append_utm, link=True)
+    spec = collect_spec(options, expires, append_utm, link=True, notrack=notrack)
     signer = minter(settings, link=True)
     if recipients is not None:
         mint_recipients(signer, spec, url, recipients, fmt, output)
@@ -759,4 +767,5 @@ class _Null:
 # `keys create|list|revoke` (API keys) live in their own module; importing it registers them
 from . import apikeys_cli as apikeys_cli  # noqa: E402
 from . import reports_cli as reports_cli  # noqa: E402  (`loss`, registered the same way)
+from . import revocations_cli as revocations_cli  # noqa: E402  (`revoke`)
 from . import wrap_cli as wrap_cli  # noqa: E402  (`wrap`)

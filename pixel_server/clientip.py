@@ -120,3 +120,20 @@ class ClientIP:
     def __call__(self, peer: str | None, forwarded_for: str | None) -> str | None:
         address = self.resolve(peer, forwarded_for)
         return None if address is None else anonymise(address, self.mode)
+
+
+class Networks:
+    """A set of networks (``PIXEL_EXCLUDE_NETWORKS``): ``address in networks`` for a full,
+    not yet anonymised, address; empty, it is false (``if networks:`` skips the check)."""
+
+    def __init__(self, text: str) -> None:
+        self._nets: tuple[IPNetwork, ...] = tuple(
+            ipaddress.ip_network(item, strict=False) for item in split_list(text)
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self._nets)
+
+    def __contains__(self, address: object) -> bool:
+        ip = parse_ip(address) if isinstance(address, str) else None
+        return ip is not None and any(ip in net for net in self._nets)

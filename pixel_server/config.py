@@ -181,6 +181,20 @@ class Settings:
     redirect_allow_ip: bool = _setting(
         "PIXEL_REDIRECT_ALLOW_IP", False, "Allow numeric-IP redirect targets."
     )
+    exclude_networks: str = _setting(
+        "PIXEL_EXCLUDE_NETWORKS",
+        "",
+        "Comma-separated IPs/CIDRs (your office) whose opens, clicks and events are not stored.",
+        check=v.networks,
+        accepts="comma-separated IP addresses or CIDR networks (203.0.113.0/24, 2001:db8::/32)",
+    )
+    revocations_ttl: float = _setting(
+        "PIXEL_REVOCATIONS_TTL",
+        5.0,
+        "Seconds a server keeps its copy of the revoked links before reading them again.",
+        min=0.05,
+        max=3600,
+    )
     queue_max: int = _setting(
         "PIXEL_QUEUE_MAX",
         50_000,

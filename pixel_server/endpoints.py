@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import logging
 from functools import lru_cache
+from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
 from .hits import parse_query
+from .interstitial import EXPIRED, REVOKED, send_interstitial
 from .payload import (
+    TARGET,
     InvalidToken,
     check_expiry,
     hit_fields,
+    is_notrack,
     read_send,
     read_target,
     redirect_location,
@@ -90,8 +94,10 @@ class RedirectEndpoint(_Endpoint):
     """``GET|HEAD /r/<token>``: a click, then 302 to the signed target.
 
     The query string of the request is ignored: it can neither change the target nor add
-    ids. A bad token answers 400 (410 once expired), a target that no longer passes
-    validation 403; none of these carries a Location header.
+    ids. A bad token answers 400, a target that no longer passes validation 403; an expired
+    or revoked link 410 with a page that may link on to the target (interstitial.py); none
+    of these carries a Location header. A link signed ``notrack`` redirects without storing
+    its click.
     """
 
     async def handle(self, scope: Scope, send: Send, head: bool) -> None:
@@ -102,23 +108,49 @@ class RedirectEndpoint(_Endpoint):
         except InvalidToken as exc:
             metrics.tokens_invalid.labels("link", exc.reason).inc()
             if exc.reason == "expired":
-                await send_page(send, 410, "This link has expired", head)
+                await self._expired(send, head, payload)
             else:
                 await send_page(send, 400, "This link is not valid", head)
             return
-        try:
-            # validated again at redirect time: the policy may have tightened since signing
-            if valid_target(target, self.rt.target_policy) != target:
-                raise TargetRejected("not_canonical", "target is not in canonical form")
-        except TargetRejected as exc:
-            metrics.redirects_refused.labels(exc.reason).inc()
+        if not self._allowed(target):
             await send_page(send, 403, "This link's destination is not allowed", head)
             return
         location = redirect_location(payload, target)
-        try:
-            params, flags = hit_fields(payload, self.rt.limits.max_value_chars, location)
-            await self.rt.record("click", scope, params, flags, read_send(payload))
-        except Exception:  # the visitor still gets where they were going
-            log.exception("click not recorded")
-            metrics.dropped.labels("click", "internal_error").inc()
+        revoked = self.rt.revoked.current()
+        if revoked.rules:
+            rule = revoked.match(payload, target)
+            if rule is not None:
+                metrics.redirects_revoked.inc()
+                onward = location if rule.offer_continue else None
+                await send_interstitial(send, head, REVOKED, target, onward, rule.reason)
+                return
+        if is_notrack(payload):
+            metrics.not_stored.labels("click", "notrack").inc()
+        else:
+            try:
+                params, flags = hit_fields(payload, self.rt.limits.max_value_chars, location)
+                await self.rt.record("click", scope, params, flags, read_send(payload))
+            except Exception:  # the visitor still gets where they were going
+                log.exception("click not recorded")
+                metrics.dropped.labels("click", "internal_error").inc()
         await send_redirect(send, location)
+
+    def _allowed(self, target: str) -> bool:
+        """Whether the URL policy allows ``target`` now (validated again at redirect time:
+        the policy may have tightened since signing); a refusal is counted."""
+        try:
+            if valid_target(target, self.rt.target_policy) != target:
+                raise TargetRejected("not_canonical", "target is not in canonical form")
+        except TargetRejected as exc:
+            self.rt.metrics.redirects_refused.labels(exc.reason).inc()
+            return False
+        return True
+
+    async def _expired(self, send: Send, head: bool, payload: dict[str, Any]) -> None:
+        """The expired page; it links on only to a signed target the policy allows."""
+        target = payload.get(TARGET)
+        if not isinstance(target, str):
+            await send_interstitial(send, head, EXPIRED, None, None)
+            return
+        onward = redirect_location(payload, target) if self._allowed(target) else None
+        await send_interstitial(send, head, EXPIRED, target, onward)

@@ -195,7 +195,10 @@ class EventsEndpoint:
         except BadBatch as exc:
             raise _Refused(exc.status, exc.code, str(exc)) from None
         checked = [check_event(item, self.rules, server, batch.plain) for item in batch.items]
-        events = [event for event in checked if isinstance(event, Event)]
+        excluded = self._excluded(scope, checked, server is not None)
+        events = [
+            event for event in checked if isinstance(event, Event) and id(event) not in excluded
+        ]
         hits = self._hits(scope, raw, events, server is not None) if events else []
         outcomes = await self._store(hits) if hits else []
         results: list[str] = []
@@ -211,6 +214,12 @@ class EventsEndpoint:
                 key = ("rejected", event.reason)
                 tally[key] = tally.get(key, 0) + 1
                 continue
+            if (
+                excluded and id(event) in excluded
+            ):  # from PIXEL_EXCLUDE_NETWORKS: answered, not kept
+                results.append(f'{{"index":{index},"status":"excluded"}}')
+                tally["excluded", ""] = tally.get(("excluded", ""), 0) + 1
+                continue
             status = "accepted" if next(stored) else "duplicate"
             key = (status, "")
             tally[key] = tally.get(key, 0) + 1
@@ -222,16 +231,39 @@ class EventsEndpoint:
                     flagged[flag] = flagged.get(flag, 0) + 1
             else:  # the common answer, written as _json writes it
                 results.append(f'{{"index":{index},"status":"{status}"}}')
-        counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
+        counts = {"accepted": 0, "duplicate": 0, "rejected": 0, "excluded": 0}
         for (status, reason), n in tally.items():
             self._outcomes(status, reason).inc(n)
             counts[status] += n
+        if counts["excluded"]:
+            self.rt.metrics.not_stored.labels("event", "excluded").inc(counts["excluded"])
         for flag, n in flagged.items():
             self._flagged(flag).inc(n)
         return (
             f'{{"accepted":{counts["accepted"]},"duplicates":{counts["duplicate"]},'
             f'"rejected":{counts["rejected"]},"results":[{",".join(results)}]}}'
         )
+
+    def _excluded(self, scope: Scope, checked: list[Event | Rejected], server: bool) -> set[int]:
+        """The ids (``id()``) of the events from PIXEL_EXCLUDE_NETWORKS: by the address a
+        server call gives for its client, else by the request's (full, not yet anonymised)."""
+        networks = self.rt.excluded
+        if not networks:
+            return set()
+        own: bool | None = None
+        found = set()
+        for event in checked:
+            if not isinstance(event, Event):
+                continue
+            if server and event.ip is not None:
+                if event.ip in networks:
+                    found.add(id(event))
+                continue
+            if own is None:
+                own = self.rt.is_excluded(scope)
+            if own:
+                found.add(id(event))
+        return found
 
     def _hits(
         self, scope: Scope, raw: list[tuple[bytes, bytes]], events: list[Event], server: bool

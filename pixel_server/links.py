@@ -8,6 +8,7 @@ The same rules whichever way a request comes in (``link``/``pixel``, a recipient
   A field may not be a token key (``u``, ``x``, ``a``), nor ``url`` on a link (a click records
   its target there; both are payload.py's), nor a key given twice with two values
   (``--field cid=x --cid y``);
+* ``notrack`` (links) signs ``n``: the redirect works, no click is stored;
 * ``expires`` is a duration (``90s`` ... ``4w``) above zero and at most ten years;
 * ``sent_at`` (the send time) is ``now``, epoch seconds or an ISO 8601 time, and
   ``message_id`` at most :data:`payload.MAX_MESSAGE_CHARS` characters;
@@ -40,7 +41,7 @@ MAX_EXPIRES_S = MAX_EXPIRES_DAYS * 86_400
 WILDCARD_HOSTS = frozenset(("0.0.0.0", "::", "[::]"))  # noqa: S104 (compared, never bound)
 # keys of a POST /api/links item besides the named ids
 ITEM_KEYS = frozenset(
-    ("url", "fields", "expires", "append_utm", "sent_at", "message_id", *NAMED_KEYS)
+    ("url", "fields", "expires", "append_utm", "notrack", "sent_at", "message_id", *NAMED_KEYS)
 )
 
 
@@ -68,6 +69,7 @@ class Spec:
     append_utm: bool = False
     sent: int | None = None
     message: str | None = None
+    notrack: bool = False  # links: the redirect stores no click (payload.NOTRACK)
 
     def with_fields(self, pairs: Iterable[tuple[str, str]], *, link: bool) -> Spec:
         """This spec plus more fields (a recipient's row), under the same checks."""
@@ -171,6 +173,7 @@ def spec_from_options(
     append_utm: bool,
     *,
     link: bool,
+    notrack: bool = False,
 ) -> Spec:
     """The spec of CLI options: named ids (empty ones skipped), ``KEY=VALUE`` fields."""
     ids = {key: value for key, value in named.items() if value}
@@ -181,7 +184,8 @@ def spec_from_options(
             raise LinkError("field", f"{item!r}: use KEY=VALUE")
         pairs.append((key, value))
     add_fields(ids, pairs, link=link)
-    return Spec(ids, None if expires is None else parse_expires(expires), append_utm)
+    expires_s = None if expires is None else parse_expires(expires)
+    return Spec(ids, expires_s, append_utm, notrack=notrack)
 
 
 def spec_from_json(item: Any) -> tuple[str, Spec]:
@@ -220,7 +224,11 @@ def spec_of_item(item: dict[str, Any], *, link: bool) -> Spec:
     append_utm = item.get("append_utm", False)
     if not isinstance(append_utm, bool):
         raise LinkError("item", "'append_utm' must be true or false")
-    spec = Spec(ids, None if expires is None else parse_expires(expires), append_utm)
+    notrack = item.get("notrack", False)
+    if not isinstance(notrack, bool):
+        raise LinkError("item", "'notrack' must be true or false")
+    expires_s = None if expires is None else parse_expires(expires)
+    spec = Spec(ids, expires_s, append_utm, notrack=notrack and link)
     sent, message = item.get("sent_at"), item.get("message_id")
     if message is not None and not isinstance(message, str):
         raise LinkError("message_id", "'message_id' must be a string")
@@ -316,6 +324,7 @@ class Minter:
                 append_utm=spec.append_utm,
                 sent=spec.sent,
                 message=spec.message,
+                notrack=spec.notrack and url is not None,
             )
         )
         if len(token) > self._max_token_bytes:

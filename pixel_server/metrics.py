@@ -88,6 +88,23 @@ class Metrics:
             ["reason"],
             registry=registry,
         )
+        self.not_stored = Counter(
+            "pixel_hits_not_stored",
+            "Hits answered but deliberately not stored, by kind and reason: notrack (a link"
+            " signed --notrack) or excluded (from PIXEL_EXCLUDE_NETWORKS).",
+            ["kind", "reason"],
+            registry=registry,
+        )
+        self.redirects_revoked = Counter(
+            "pixel_redirects_revoked",
+            "Clicks on revoked links, answered with the revoked page.",
+            registry=registry,
+        )
+        self.revocations_stale = Counter(
+            "pixel_revocations_refresh_failed",
+            "Failed reads of the revocations (the last copy read kept deciding).",
+            registry=registry,
+        )
         self.store_errors = Counter(
             "pixel_store_errors", "Failed write attempts (each is retried).", registry=registry
         )

@@ -1,4 +1,4 @@
-"""The OpenAPI 3.1 description of ``POST /e`` and the read API, served at
+"""The OpenAPI 3.1 description of ``POST /e``, the read API and ``/api/revocations``, served at
 ``/api/openapi.json``; tests/test_openapi.py runs schemathesis against a real server with it.
 
 Built from the same names the code uses (hit columns, filters, scopes, reasons), so that a
@@ -18,6 +18,8 @@ from .events import MAX_EID_CHARS, MAX_NAME_CHARS, MAX_SEQ, STRING_MEMBERS
 from .fields import KINDS
 from .hits import COLUMNS
 from .query import EQUALITY_FILTERS
+from .revocations import KINDS as REVOCATION_KINDS
+from .revocations import MAX_REASON_CHARS, MAX_VALUE_CHARS
 
 INTEGERS = frozenset(("id", "ts", "seq"))
 BOOLEANS = frozenset(("is_bot", "dnt", "gpc"))
@@ -181,6 +183,118 @@ def _campaign_schema() -> dict[str, Any]:
     return {"type": "object", "required": list(properties), "properties": properties}
 
 
+def _revocation_schemas() -> dict[str, dict[str, Any]]:
+    """A revocation (revocations.py) as listed, and the body that makes or names one."""
+    text = {"type": "string", "maxLength": MAX_REASON_CHARS}
+    nullable = {"type": ["string", "null"]}
+    revocation = {
+        "type": "object",
+        "required": [
+            "id",
+            "kind",
+            "link",
+            "cid",
+            "target",
+            "reason",
+            "offer_continue",
+            "created_ms",
+        ],
+        "properties": {
+            "id": {"type": "string"},
+            "kind": {"enum": list(REVOCATION_KINDS)},
+            "link": nullable,
+            "cid": nullable,
+            "target": nullable,
+            "reason": {"type": "string"},
+            "offer_continue": {"type": "boolean"},
+            "created_ms": {"type": "integer"},
+        },
+    }
+    extra = {"reason": text, "offer_continue": {"type": "boolean"}}
+    value = {"type": "string", "minLength": 1, "maxLength": MAX_VALUE_CHARS}
+
+    def shape(required: list[str], **properties: Any) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "required": required,
+            "additionalProperties": False,
+            "properties": {**properties, **extra},
+        }
+
+    request = {
+        "description": "a link (its URL or token, signed by this server), a campaign (cid,"
+        " maybe only its links to one target), or a target (a URL, or a host name)",
+        "oneOf": [
+            shape(["link"], link=value),
+            shape(["cid"], cid=value, target=value),
+            shape(["target"], target=value),
+        ],
+    }
+    undo = {
+        "description": "the revocation's id, or what it was made with",
+        "oneOf": [
+            {
+                "type": "object",
+                "required": ["id"],
+                "additionalProperties": False,
+                "properties": {"id": {"type": "string"}},
+            },
+            _ref("RevocationRequest"),
+        ],
+    }
+    return {"Revocation": revocation, "RevocationRequest": request, "RevocationUndo": undo}
+
+
+def _revocations_path() -> dict[str, Any]:
+    one = {
+        "type": "object",
+        "required": ["revocation"],
+        "properties": {"revocation": _ref("Revocation")},
+    }
+    listing = {
+        "type": "object",
+        "required": ["revocations"],
+        "properties": {"revocations": {"type": "array", "items": _ref("Revocation")}},
+    }
+
+    def body(name: str) -> dict[str, Any]:
+        return {"required": True, "content": {"application/json": {"schema": _ref(name)}}}
+
+    errors = {
+        "401": _error("No valid token or API key."),
+        "403": _error("The API is disabled, or the key lacks the admin scope."),
+        "503": _error("The store cannot be read or written now."),
+    }
+    bad = {
+        "400": _error("Not such an object, or a link not signed here, a control character."),
+        "413": _error("The body is too large."),
+    }
+    return {
+        "get": {
+            "summary": "Every revocation, oldest first",
+            "security": [{"bearer": []}],
+            "responses": {"200": _json(listing, "The revocations."), **errors},
+        },
+        "post": {
+            "summary": "Revoke a link, a campaign or a target",
+            "security": [{"bearer": []}],
+            "requestBody": body("RevocationRequest"),
+            "responses": {"201": _json(one, "Revoked."), **bad, **errors},
+        },
+        "delete": {
+            "summary": "Undo a revocation",
+            "security": [{"bearer": []}],
+            "requestBody": body("RevocationUndo"),
+            "responses": {
+                "200": _json(one, "Undone."),
+                "404": _error("There is no such revocation."),
+                **bad,
+                **errors,
+            },
+        },
+    }
+
+
 # what each parameter takes, as patterns a generator can honour (query.py parses them)
 TIME = {
     "type": "string",
@@ -303,6 +417,7 @@ def document() -> dict[str, Any]:
                 "Hit": _hit_schema(),
                 "Loss": _loss_schema(),
                 "Campaign": _campaign_schema(),
+                **_revocation_schemas(),
             },
         },
         "paths": {
@@ -384,6 +499,7 @@ def document() -> dict[str, Any]:
                     },
                 }
             },
+            "/api/revocations": _revocations_path(),
         },
     }
 

@@ -13,6 +13,9 @@ put opaque ids in it, never an email address.
   tells a fetch at delivery from a reader by it), stored in the hit's ``sent_ts``;
 * ``m`` (:data:`MESSAGE`): the id of the send (a mailing, or one email's Message-ID), stored
   in the hit's ``msg``;
+* ``n`` (:data:`NOTRACK`): when the number ``1``, the redirect still goes to the target but no
+  click is stored (``pixel-server link --notrack``). Tokens minted before it may carry an
+  ``n`` field of another value: that stays a hit field (:func:`is_notrack`);
 * every other key is a hit field: a named id (``cid``, ``uid``, ``utm_source``, ...) or an
   extra field kept in the hit's ``params``.
 
@@ -30,6 +33,7 @@ to start fast (docs/benchmarks.md).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Mapping
@@ -44,7 +48,8 @@ EXPIRES = "x"
 APPEND_UTM = "a"
 SENT = "s"
 MESSAGE = "m"
-CONTROL_KEYS = (TARGET, EXPIRES, APPEND_UTM, SENT, MESSAGE)  # never extra hit fields
+NOTRACK = "n"
+CONTROL_KEYS = (TARGET, EXPIRES, APPEND_UTM, SENT, MESSAGE, NOTRACK)  # never extra hit fields
 MAX_MESSAGE_CHARS = 200  # an RFC 5322 Message-ID is rarely over 100
 LOCATION_FIELD = "url"
 _NUMBER = (int, float)
@@ -71,6 +76,7 @@ def build(
     append_utm: bool = False,
     sent: int | None = None,
     message: str | None = None,
+    notrack: bool = False,
 ) -> dict[str, Any]:
     """The payload of a token carrying ``fields``; ``target`` makes it a link.
 
@@ -88,7 +94,15 @@ def build(
         payload[SENT] = sent
     if message is not None:
         payload[MESSAGE] = message
+    if notrack:
+        payload[NOTRACK] = 1
     return payload
+
+
+def is_notrack(payload: Mapping[str, Any]) -> bool:
+    """Whether a link is signed notrack (``n`` is the integer 1, as :func:`build` writes)."""
+    value = payload.get(NOTRACK)
+    return type(value) is int and value == 1
 
 
 def read_send(payload: Mapping[str, Any]) -> tuple[int | None, str | None]:
@@ -101,6 +115,13 @@ def read_send(payload: Mapping[str, Any]) -> tuple[int | None, str | None]:
     if not isinstance(message, str) or not message:
         message = None
     return sent, message
+
+
+def link_id(payload: Mapping[str, Any]) -> str:
+    """A link's stable id: a hash of its signed payload (the same link under any key or
+    token encoding), what ``pixel-server revoke`` names it by."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:24]
 
 
 def check_expiry(payload: Mapping[str, Any], now: float | None = None) -> None:
@@ -139,7 +160,7 @@ def hit_fields(
     flags: set[str] = set()
     params: dict[str, str] = {}
     for key, value in payload.items():
-        if key in CONTROL_KEYS:
+        if key in CONTROL_KEYS and (key != NOTRACK or is_notrack(payload)):
             continue
         text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
         params[clean_text(key, MAX_KEY_CHARS, flags)] = clean_text(text, max_chars, flags)

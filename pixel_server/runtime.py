@@ -15,13 +15,15 @@ from starlette.applications import Starlette
 from starlette.types import Scope
 
 from .apikeys import ApiKey, KeyCache
-from .clientip import ClientIP
+from .clientip import ClientIP, Networks
 from .config import Settings
 from .eventsink import EventSink
 from .hits import Limits, build_hit, request_headers
 from .keys import Keyring
 from .metrics import Metrics
+from .revocations import NOTHING_REVOKED, Revoked
 from .signing import PIXEL_SALT, REDIRECT_SALT, TokenSigner
+from .snapshot import Snapshot
 from .spill import Spill
 from .store import Store, open_store
 from .urls import TargetPolicy
@@ -48,6 +50,26 @@ class Runtime:
         self.link_tokens = TokenSigner(self.keyring, REDIRECT_SALT, s.max_token_bytes)
         self.target_policy = TargetPolicy.from_settings(s)
         self.api_keys = KeyCache(self._load_keys)
+        self.excluded = Networks(s.exclude_networks)
+        self.revoked = Snapshot(self._load_revoked, NOTHING_REVOKED, s.revocations_ttl)
+
+    async def _load_revoked(self) -> Revoked:
+        assert self.store is not None, "lifespan has not started"
+        try:
+            return Revoked.of(await self.store.revocations())
+        except Exception:
+            self.metrics.revocations_stale.inc()
+            raise
+
+    def is_excluded(self, scope: Scope) -> bool:
+        """Whether the request comes from PIXEL_EXCLUDE_NETWORKS (by its full address)."""
+        client = scope.get("client")
+        forwarded = request_headers(scope["headers"]).get(b"x-forwarded-for")
+        address = self.client_ip.resolve(
+            client[0] if client else None,
+            None if forwarded is None else forwarded.decode("latin-1"),
+        )
+        return address in self.excluded
 
     async def _load_keys(self) -> list[ApiKey]:
         assert self.store is not None, "lifespan has not started"
@@ -63,7 +85,11 @@ class Runtime:
     ) -> bool:
         """Build the hit, queue it and wait for its commit. True once it is stored.
 
-        ``send`` is the send time and message id of the email a token was in."""
+        ``send`` is the send time and message id of the email a token was in. A request from
+        PIXEL_EXCLUDE_NETWORKS is counted, not stored (False)."""
+        if self.excluded and self.is_excluded(scope):
+            self.metrics.not_stored.labels(kind, "excluded").inc()
+            return False
         client = scope.get("client")
         hit = build_hit(
             kind=kind,
@@ -115,6 +141,7 @@ async def lifespan(rt: Runtime) -> AsyncIterator[None]:
     spill = None if s.spill_path is None else Spill(s.spill_path, s.spill_max_bytes)
     try:
         rt.store = store
+        await rt.revoked.refresh()  # the store just opened: a failure keeps none revoked
         warm_up()
         settle_gc()
         async with (

@@ -37,7 +37,17 @@ from .wrap import Template
 
 MAX_BODY_BYTES = 4 << 20  # Gmail clips a message past 102 KB; 4 MiB is any email
 BODY_KEYS = frozenset(
-    ("html", "pixel", "fields", "expires", "append_utm", "sent_at", "message_id", *NAMED_KEYS)
+    (
+        "html",
+        "pixel",
+        "fields",
+        "expires",
+        "append_utm",
+        "notrack",
+        "sent_at",
+        "message_id",
+        *NAMED_KEYS,
+    )
 )
 
 
@@ -73,7 +83,7 @@ class WrapApi:
             raise LinkError("item", "'pixel' must be true or false")
         body = {"sent_at": "now", **body}  # a wrapped email is timed from its send
         link_spec = spec_of_item(body, link=True)
-        pixel_spec = spec_of_item({**body, "append_utm": False}, link=False)
+        pixel_spec = spec_of_item({**body, "append_utm": False, "notrack": False}, link=False)
         links = Minter(rt.link_tokens, base, rt.target_policy, limit)
         pixels = Minter(rt.pixel_tokens, base, None, limit)
         template = Template.parse(source, wrapped_prefix=f"{base}/r/")

@@ -23,6 +23,7 @@ from ..loss import LossRow
 from ..outage import StoreError as StoreError
 from ..outage import StoreUnavailable as StoreUnavailable
 from ..query import HitQuery
+from ..revocations import Revocation
 from ..totals import Campaign
 
 # The order of the values in a row of Store.query_rows(): the row id, then the hit's columns.
@@ -137,6 +138,16 @@ class Store(Protocol):
     async def revoke_api_key(self, key_id: str, now_ms: int) -> ApiKey | None:
         """Revoke the key ``key_id`` as of ``now_ms`` (a key revoked before keeps its time);
         the key as it now stands, None if there is no such key."""
+
+    async def add_revocation(self, rule: Revocation) -> None:
+        """Store a revocation; one with the same id (the same link, campaign or target) is
+        replaced: its reason, offer and time are the new ones."""
+
+    async def revocations(self) -> list[Revocation]:
+        """Every revocation, oldest first."""
+
+    async def remove_revocation(self, rule_id: str) -> Revocation | None:
+        """Undo the revocation ``rule_id``; the one removed, None if there was none."""
 
     async def schema_version(self) -> int:
         """The version of the store's schema (its migrations applied)."""

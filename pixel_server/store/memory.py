@@ -15,6 +15,7 @@ from ..apikeys import ApiKey
 from ..hits import COLUMNS, Hit
 from ..loss import DAY_MS, LossRow, duplicate_counts, merge
 from ..query import HitQuery
+from ..revocations import Revocation
 from ..totals import KINDS, Campaign, group_rows
 from .base import ROW_KEYS, CopyPosition, PositionMoved, Row, StoreUnavailable
 
@@ -43,6 +44,7 @@ class MemoryStore:
         self.gate: asyncio.Event | None = None  # when set, each write waits for it
         self.keys: dict[str, ApiKey] = {}
         self.duplicates: Counter[tuple[int, str]] = Counter()
+        self.revoked: dict[str, Revocation] = {}
 
     async def open(self) -> None:
         return None
@@ -143,6 +145,23 @@ class MemoryStore:
         if key is not None and key.revoked_ms is None:
             key = self.keys[key_id] = replace(key, revoked_ms=now_ms)
         return key
+
+    async def add_revocation(self, rule: Revocation) -> None:
+        self._check_up()
+        self.revoked.pop(rule.id, None)
+        self.revoked[rule.id] = rule
+
+    async def revocations(self) -> list[Revocation]:
+        self._check_up()
+        return sorted(self.revoked.values(), key=lambda rule: (rule.created_ms, rule.id))
+
+    async def remove_revocation(self, rule_id: str) -> Revocation | None:
+        self._check_up()
+        return self.revoked.pop(rule_id, None)
+
+    def _check_up(self) -> None:
+        if self.down:
+            raise StoreUnavailable("memory store is down")
 
     async def prepare_span(self, first_ms: int, last_ms: int) -> None:
         return None  # one table holds any time

@@ -117,6 +117,17 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE hits ADD COLUMN sent_ts bigint;
     ALTER TABLE hits ADD COLUMN msg text;
     """,
+    # 9: revoked links, campaigns and targets (revocations.py), checked at each click
+    """
+    CREATE TABLE revocations (
+        id text PRIMARY KEY,
+        kind text NOT NULL,
+        link text, cid text, target text,
+        reason text NOT NULL,
+        offer_continue boolean NOT NULL,
+        created_ms bigint NOT NULL
+    );
+    """,
 )
 
 CREATE_VERSION_TABLE = (

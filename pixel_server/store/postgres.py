@@ -34,11 +34,12 @@ from ..apikeys import ApiKey
 from ..hits import COLUMNS, Hit
 from ..loss import LossRow, duplicate_counts, merge
 from ..query import HitQuery
+from ..revocations import Revocation
 from ..totals import Campaign, from_rows
 from . import sql as sql_text
 from .base import ROW_KEYS, ROW_KIND, CopyPosition, PositionMoved, Row, StoreUnavailable
 from .pgschema import ensure_partitions, migrate, months_spanned
-from .sql import KEY_COLUMNS, api_key
+from .sql import KEY_COLUMNS, api_key, revocation, revocation_sql, revocation_values
 
 log = logging.getLogger("pixel_server")
 
@@ -123,6 +124,7 @@ DUPLICATES_SQL = (
 )
 KEY_REVOKE_SQL = "UPDATE api_keys SET revoked_ms = $1 WHERE id = $2 AND revoked_ms IS NULL"
 KEY_SQL = f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1"  # noqa: S608
+REVOCATION_UPSERT_SQL, REVOCATIONS_SQL, REVOCATION_DELETE_SQL = revocation_sql(sql_text.numbered)
 OUTCOME_SQL = "SELECT added FROM write_batches WHERE id = $1"
 BACKEND_GONE_SQL = "SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $1"
 TERMINATE_SQL = (
@@ -312,6 +314,18 @@ class PostgresStore:
 
         row = await self._admin(revoke)
         return None if row is None else api_key(row)
+
+    async def add_revocation(self, rule: Revocation) -> None:
+        values = revocation_values(rule)
+        await self._admin(lambda conn: conn.execute(REVOCATION_UPSERT_SQL, *values))
+
+    async def revocations(self) -> list[Revocation]:
+        rows = await self._admin(lambda conn: conn.fetch(REVOCATIONS_SQL))
+        return [revocation(row) for row in rows]
+
+    async def remove_revocation(self, rule_id: str) -> Revocation | None:
+        row = await self._admin(lambda conn: conn.fetchrow(REVOCATION_DELETE_SQL, rule_id))
+        return None if row is None else revocation(row)
 
     async def _admin(self, statement: Callable[[Any], Awaitable[Any]]) -> Any:
         """One small statement on a read connection; an outage is StoreUnavailable."""

@@ -112,6 +112,17 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE hits ADD COLUMN sent_ts INTEGER;
     ALTER TABLE hits ADD COLUMN msg TEXT;
     """,
+    # 11: revoked links, campaigns and targets (revocations.py), checked at each click
+    """
+    CREATE TABLE revocations (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        link TEXT, cid TEXT, target TEXT,
+        reason TEXT NOT NULL,
+        offer_continue INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL
+    );
+    """,
 )
 
 

@@ -14,6 +14,7 @@ from ..apikeys import ApiKey
 from ..hits import COLUMNS
 from ..loss import DAY_MS
 from ..query import OPERATORS, HitQuery
+from ..revocations import Revocation
 from ..totals import KINDS as CAMPAIGN_KINDS
 from ..totals import PROXY, PROXY_REPEAT_MS
 
@@ -188,3 +189,44 @@ def campaign_reasons(
         f" WHERE {clause} AND traffic_reasons IS NOT NULL GROUP BY traffic, traffic_reasons"
     )
     return sql, args
+
+
+# of revocations, as Revocation's fields (its id first)
+REVOCATION_COLUMNS = "id, kind, link, cid, target, reason, offer_continue, created_ms"
+
+
+def revocation(row: Any) -> Revocation:
+    """A ``revocations`` row (REVOCATION_COLUMNS) as a Revocation."""
+    _id, kind, link, cid, target, reason, offer_continue, created = row
+    return Revocation(kind, link, cid, target, reason, bool(offer_continue), int(created))
+
+
+def revocation_values(rule: Revocation) -> tuple[Any, ...]:
+    """The REVOCATION_COLUMNS values of ``rule``."""
+    return (
+        rule.id,
+        rule.kind,
+        rule.link,
+        rule.cid,
+        rule.target,
+        rule.reason,
+        rule.offer_continue,
+        rule.created_ms,
+    )
+
+
+def revocation_sql(placeholder: Placeholder = qmark) -> tuple[str, str, str]:
+    """The statements that add (or replace) a revocation, list them oldest first, and delete
+    one by id returning it."""
+    values = ", ".join(placeholder(n) for n in range(1, 9))
+    upsert = (
+        f"INSERT INTO revocations ({REVOCATION_COLUMNS}) VALUES ({values})"  # noqa: S608
+        " ON CONFLICT (id) DO UPDATE SET reason = excluded.reason,"
+        " offer_continue = excluded.offer_continue, created_ms = excluded.created_ms"
+    )
+    listing = f"SELECT {REVOCATION_COLUMNS} FROM revocations ORDER BY created_ms, id"  # noqa: S608
+    delete = (
+        f"DELETE FROM revocations WHERE id = {placeholder(1)}"  # noqa: S608
+        f" RETURNING {REVOCATION_COLUMNS}"
+    )
+    return upsert, listing, delete

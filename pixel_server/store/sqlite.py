@@ -27,11 +27,12 @@ from ..files import ensure_private_file
 from ..hits import COLUMNS, Hit
 from ..loss import LossRow, duplicate_counts, merge
 from ..query import HitQuery
+from ..revocations import Revocation
 from ..totals import Campaign, from_rows
 from . import sql as sql_text
 from .base import ROW_KEYS, ROW_KIND, CopyPosition, PositionMoved, Row, StoreUnavailable
 from .schema import begin_immediate, migrate, schema_version
-from .sql import KEY_COLUMNS, api_key
+from .sql import KEY_COLUMNS, api_key, revocation, revocation_sql, revocation_values
 
 BUSY_TIMEOUT_MS = 10_000
 # S608: these statements are built from our own column names and placeholders, never from input
@@ -61,6 +62,7 @@ DUPLICATES_SQL = (
     " ON CONFLICT (day, cid) DO UPDATE SET n = n + excluded.n"
 )
 _NONES = (None,) * len(COLUMNS)
+REVOCATION_UPSERT_SQL, REVOCATIONS_SQL, REVOCATION_DELETE_SQL = revocation_sql()
 
 
 def insert_rows(conn: sqlite3.Connection, rows: Iterable[tuple[Any, ...]]) -> int:
@@ -226,6 +228,26 @@ class SQLiteStore:
             return None if row is None else api_key(row)
 
         result: ApiKey | None = await self._run(self._transaction, work)
+        return result
+
+    async def add_revocation(self, rule: Revocation) -> None:
+        values = revocation_values(rule)
+        await self._run(self._transaction, lambda conn: conn.execute(REVOCATION_UPSERT_SQL, values))
+
+    async def revocations(self) -> list[Revocation]:
+        assert self._reader is not None, "store is not open"
+        try:
+            rows = await self._reader.execute_fetchall(REVOCATIONS_SQL)
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"SQLite: {exc}") from exc
+        return [revocation(row) for row in rows]
+
+    async def remove_revocation(self, rule_id: str) -> Revocation | None:
+        def work(conn: sqlite3.Connection) -> Revocation | None:
+            row = conn.execute(REVOCATION_DELETE_SQL, (rule_id,)).fetchone()
+            return None if row is None else revocation(row)
+
+        result: Revocation | None = await self._run(self._transaction, work)
         return result
 
     async def loss_report(self, span: tuple[int, int], cid: str | None = None) -> list[LossRow]:
