@@ -53,7 +53,8 @@ def test_a_list_has_its_header_comments_and_networks_of_both_families() -> None:
     single = int(ipaddress.ip_address("198.51.100.7"))
     assert item.ranges[4] == [(first, last), (single, single)]
     assert len(item.ranges[6]) == 1
-    assert item.applies("click") and not item.applies("open")
+    assert item.applies("click")
+    assert not item.applies("open")
     assert one(HEAD + "192.0.2.0/24\n").kinds is None  # no kinds: every kind
 
 
@@ -105,7 +106,8 @@ def test_the_shipped_lists_load_and_say_their_source() -> None:
     }
     for item in names.values():
         text = Path(item.path).read_text()
-        assert "Source" in text and "Snapshot: " in text, item.name
+        assert "Source" in text, item.name
+        assert "Snapshot: " in text, item.name
     assert names["google-crawlers.txt"].kinds == {"click"}
     assert names["microsoft-eop.txt"].ranges[6], "Microsoft's IPv6 EOP ranges"
 
@@ -159,9 +161,11 @@ def test_an_operator_directory_replaces_and_adds(tmp_path: Path) -> None:
     )
     assert nets.lookup("40.94.29.84", "click") is None  # replaced by an empty list
     found = nets.lookup("198.51.100.9", "open")
-    assert found is not None and found.reason == "office_gateway"
+    assert found is not None
+    assert found.reason == "office_gateway"
     eop = nets.lookup("40.107.218.12", "click")
-    assert eop is not None and eop.reason == "exchange_online_protection"
+    assert eop is not None
+    assert eop.reason == "exchange_online_protection"
     # one file names one list, over the shipped ones
     single = load(str(tmp_path / "office.txt"))
     assert len(single.lists) == 4
