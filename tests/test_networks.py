@@ -108,7 +108,7 @@ def test_the_shipped_lists_load_and_say_their_source() -> None:
         text = Path(item.path).read_text()
         assert "Source" in text, item.name
         assert "Snapshot: " in text, item.name
-    assert names["google-crawlers.txt"].kinds == {"click"}
+    assert names["google-crawlers.txt"].kinds == frozenset({"click"})
     assert names["microsoft-eop.txt"].ranges[6], "Microsoft's IPv6 EOP ranges"
 
 
