@@ -46,7 +46,7 @@ def test_a_list_has_its_header_comments_and_networks_of_both_families() -> None:
     assert (item.cls, item.reason, item.kinds) == (
         "preview_bot",
         "chat_unfurler",
-        {"click", "event"},
+        frozenset({"click", "event"}),
     )
     assert item.label == "ip:chat_unfurler"
     first, last = int(ipaddress.ip_address("192.0.2.0")), int(ipaddress.ip_address("192.0.2.255"))
