@@ -139,12 +139,20 @@ UA_RULES: list[tuple[str, list[tuple[str, re.Pattern[str]]]]] = [
                 r"|WinHttp|Microsoft-CryptoAPI|lua-resty-http|hackney|Mint/|Req/|Typhoeus"
                 r"|libcurl|Wget/|fasthttp|colly|Mechanize|aria2)",
             ),
+            # link checkers (a site's own broken-link tools) on Perl's library and W3C's
+            ("link_checker", r"LinkCh(ec)?ke?r|W3C-checklink|libwww-perl/"),
         ),
     ),
     ("crawler", _rules(("headless_browser", r"HeadlessChrome|PhantomJS|Puppeteer|Playwright"))),
     (
         "human",  # mail clients crawlerdetect would call crawlers
-        _rules(("mail_client", r"Microsoft Outlook|ms-office|MSOffice|Thunderbird/")),
+        _rules(
+            (
+                "mail_client",
+                r"Microsoft (Office )?Outlook|ms-office|MSOffice|Thunderbird/|^Airmail "
+                r"|eM Client|Mailbird|Foxmail|Postbox/",
+            )
+        ),
     ),
 ]
 # after the crawler list: "Mozilla/5.0 (compatible; bingbot/2.0; ...)" is a crawler, not these
