@@ -114,7 +114,7 @@ def _network(text: str, where: str) -> tuple[int, int, int]:
     hundreds of thousands); anything else, and every error, goes through ``ipaddress``."""
     address, _, length = text.partition("/")
     family, bits = (socket.AF_INET6, 128) if ":" in address else (socket.AF_INET, 32)
-    if length.isdigit() and length.isascii() and int(length) <= bits or not length:
+    if (length.isdigit() and length.isascii() and int(length) <= bits) or not length:
         try:
             value = int.from_bytes(socket.inet_pton(family, address), "big")
         except OSError:
