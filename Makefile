@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench classify-report clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ lint: $(STAMP)
 ## bench: pixel_server vs nginx, a naive app and raw ASGI anchors, same run, loopback (BENCH_ARGS="--only pixel --duration 5")
 bench: $(STAMP)
 	$(BIN)/python bench/bench.py $(BENCH_ARGS)
+
+## classify-report: precision and recall of the traffic classes on tests/data/traffic_corpus.json
+classify-report: $(STAMP)
+	$(BIN)/python bench/classify_report.py
 
 format: $(STAMP)
 	$(BIN)/ruff format .

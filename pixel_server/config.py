@@ -315,6 +315,15 @@ class Settings:
         check=v.event_schemas,
         accepts="empty, or the path of a readable registry file as docs/events.md shows",
     )
+    networks: str = _setting(
+        "PIXEL_NETWORKS",
+        "",
+        "Known-network lists (a file, or a directory of *.txt) over the shipped ones: a file"
+        " named like a shipped one replaces it, others are added (docs/traffic.md).",
+        check=v.networks_lists,
+        accepts="empty (the shipped lists), or the path of a list file or a directory of *.txt"
+        " lists in the format docs/traffic.md shows",
+    )
     cors_origins: str = _setting(
         "PIXEL_CORS_ORIGINS",
         "*",

@@ -34,6 +34,7 @@ from .fields import ID_KEYS as ID_KEYS
 from .fields import KINDS as KINDS
 from .fields import MAX_KEY_CHARS as MAX_KEY_CHARS
 from .fields import UTM_KEYS as UTM_KEYS
+from .networks import Networks
 from .traffic import MACHINE, UNKNOWN_DEVICE, Verdict, classify
 from .useragent import parse_user_agent
 
@@ -232,9 +233,11 @@ def build_hit(
     flags: set[str],
     sent: int | None = None,
     msg: str | None = None,
+    networks: Networks | None = None,
 ) -> Hit:
     """Assemble a hit from already-parsed request parts; ``params`` may come from a token, as
-    ``sent`` (epoch seconds) and ``msg``, the send of the email it was in."""
+    ``sent`` (epoch seconds) and ``msg``, the send of the email it was in; ``networks`` the
+    known networks (PIXEL_NETWORKS; None: the shipped lists)."""
     hit = Hit(ts=now_ms, kind=kind, method=method)
     since_send_s = None
     if sent is not None:
@@ -267,6 +270,7 @@ def build_hit(
             ip=address,  # the full address: classified here, never stored
             purpose=None if purpose is None else purpose.decode("latin-1"),
             since_send_s=since_send_s,
+            networks=networks,
         ),
     )
     hit.ip = None if address is None else anonymise(address, client_ip.mode)

@@ -280,6 +280,7 @@ class EventsEndpoint:
             peer=client[0] if client else None,
             client_ip=self.rt.client_ip,
             flags=set(),
+            networks=self.rt.networks,
         )
         request_flags = frozenset(base.flags.split(",")) if base.flags else frozenset()
         template = base.row()
@@ -305,8 +306,9 @@ class EventsEndpoint:
                     method="POST",
                     ua=hit.ua if event.ua else None,
                     kind="event",
-                    ip=event.ip,
+                    ip=None if event.ip is None else event.ip.strip(" \t"),
                     vouched=True,
+                    networks=self.rt.networks,
                 )
                 set_traffic(hit, told)
             hits.append(hit)

@@ -21,6 +21,7 @@ from .eventsink import EventSink
 from .hits import Limits, build_hit, request_headers
 from .keys import Keyring
 from .metrics import Metrics
+from .networks import load as load_networks
 from .revocations import NOTHING_REVOKED, Revoked
 from .signing import PIXEL_SALT, REDIRECT_SALT, TokenSigner
 from .snapshot import Snapshot
@@ -46,6 +47,7 @@ class Runtime:
         s = self.settings
         self.limits = Limits(s.max_query_bytes, s.max_params, s.max_value_chars)
         self.client_ip = ClientIP(s.ip_mode, s.trusted_proxies)
+        self.networks = load_networks(s.networks)  # known networks, for traffic classes
         self.pixel_tokens = TokenSigner(self.keyring, PIXEL_SALT, s.max_token_bytes)
         self.link_tokens = TokenSigner(self.keyring, REDIRECT_SALT, s.max_token_bytes)
         self.target_policy = TargetPolicy.from_settings(s)
@@ -100,6 +102,7 @@ class Runtime:
             peer=client[0] if client else None,
             client_ip=self.client_ip,
             flags=flags,
+            networks=self.networks,
             sent=send[0],
             msg=send[1],
         )

@@ -16,14 +16,15 @@ Gmail's and Yahoo's image proxies, Outlook and HTTP libraries crawlers, and they
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass
 from functools import lru_cache
 
 from crawlerdetect import CrawlerDetect
 
-RULES_VERSION = "1"
+from .networks import Networks, shipped
+
+RULES_VERSION = "2"
 CLASSES = (
     "human",
     "apple_mpp",  # Apple Mail Privacy Protection: every delivered message, read or not
@@ -45,15 +46,14 @@ SCANNER_SECONDS = 2.0
 # this soon after the send is taken for MPP's download at delivery (warmbly#569 saw a person's
 # Outlook open 24 minutes after the send)
 MPP_SECONDS = 120.0
-# Exchange Online Protection, where Safe Links and Defender fetch from: the ranges Microsoft
-# publishes for EOP as of this writing (40.92.0.0/15, 40.107.0.0/16, 52.100.0.0/14,
-# 104.47.0.0/17) and 40.94.0.0/15, where the scanner addresses of gophish#2646,
-# opencollective#3656 and mautic#9400 were (40.107.218.12 of gophish#973 is in the first
-# set). Link scanning for clicks and opens alike (warmbly#412)
-EOP_NETWORKS = tuple(
-    ipaddress.ip_network(net)
-    for net in ("40.92.0.0/15", "40.94.0.0/15", "40.107.0.0/16", "52.100.0.0/14", "104.47.0.0/17")
-)
+# a click this soon after the send from a crawler, headless browser or HTTP library is a mail
+# gateway's scan, not a person's script: Safe Links with a headless Chrome 22 s after the send
+# (emdash#3298), "Python Requests" clicking every link (craft-campaign#546), scanners 60 s to
+# 5 min after the send (django-anymail#200)
+SCRIPTED_SCAN_SECONDS = 300.0
+SCRIPTED = frozenset(("crawler", "probe"))  # the classes a scripted_scan click comes from
+# known networks (Exchange Online Protection, Googlebot, ...) are lists of data files:
+# networks.py, docs/traffic.md "Known networks"
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,13 +100,24 @@ UA_RULES: list[tuple[str, list[tuple[str, re.Pattern[str]]]]] = [
         _rules(
             ("slack", r"Slackbot|Slack-ImgProxy"),
             ("discord", r"Discordbot"),
+            # Discord's image proxy: an old Firefox no one runs, on purpose (discord-api-docs#1600)
+            (
+                "discord_image_proxy",
+                r"^Mozilla/5\.0 \(Macintosh; Intel Mac OS X 10\.10; rv:38\.0\)"
+                r" Gecko/20100101 Firefox/38\.0$",
+            ),
             ("imessage_or_facebook", r"facebookexternalhit|Facebot|meta-externalagent"),
             ("twitter", r"Twitterbot"),
             ("whatsapp", r"WhatsApp/"),
             ("telegram", r"TelegramBot"),
             ("linkedin", r"LinkedInBot"),
             ("teams_skype", r"SkypeUriPreview|MicrosoftPreview"),
-            ("unfurler", r"Iframely|Embedly|redditbot|Pinterestbot|Mastodon/|vkShare"),
+            ("signal", r"^Signal/|Signal-Android/"),
+            (
+                "unfurler",
+                r"Iframely|Embedly|redditbot|Pinterest(bot)?/|Mastodon/|vkShare|Snap URL Preview"
+                r"|Viber/|Line/|KakaoTalk-?Scrap|Zoom Preview|Google-PageRenderer",
+            ),
         ),
     ),
     (
@@ -119,16 +130,29 @@ UA_RULES: list[tuple[str, list[tuple[str, re.Pattern[str]]]]] = [
             ),
             (
                 "http_library",
-                r"^(curl|Wget|python-requests|Python-urllib|python-httpx|aiohttp"
-                r"|Go-http-client|okhttp|Java/|Apache-HttpClient|axios|node-fetch|undici"
-                r"|GuzzleHttp|Ruby|HTTPie|libwww-perl|PostmanRuntime|insomnia|Deno/|Bun/)",
+                r"^(curl|Wget|python-requests|Python-urllib|python-httpx|aiohttp|Python/"
+                r"|urllib3|httplib2|Scrapy|Go-http-client|Go |okhttp|Java/|Java-http-client"
+                r"|Apache-HttpClient|Apache-HttpAsyncClient|Jakarta Commons-HttpClient|axios"
+                r"|node-fetch|node/|undici|got |superagent|GuzzleHttp|Symfony HttpClient|PHP/"
+                r"|WordPress/|Ruby|Faraday|rest-client|http\.rb|HTTPie|libwww-perl|LWP::"
+                r"|PostmanRuntime|insomnia|Deno/|Bun/|reqwest|hyper/|Dart/|RestSharp"
+                r"|WinHttp|Microsoft-CryptoAPI|lua-resty-http|hackney|Mint/|Req/|Typhoeus"
+                r"|libcurl|Wget/|fasthttp|colly|Mechanize|aria2)",
             ),
+            # link checkers (a site's own broken-link tools) on Perl's library and W3C's
+            ("link_checker", r"LinkCh(ec)?ke?r|W3C-checklink|libwww-perl/"),
         ),
     ),
     ("crawler", _rules(("headless_browser", r"HeadlessChrome|PhantomJS|Puppeteer|Playwright"))),
     (
         "human",  # mail clients crawlerdetect would call crawlers
-        _rules(("mail_client", r"Microsoft Outlook|ms-office|MSOffice|Thunderbird/")),
+        _rules(
+            (
+                "mail_client",
+                r"Microsoft (Office )?Outlook|ms-office|MSOffice|Thunderbird/|^Airmail "
+                r"|eM Client|Mailbird|Foxmail|Postbox/",
+            )
+        ),
     ),
 ]
 # after the crawler list: "Mozilla/5.0 (compatible; bingbot/2.0; ...)" is a crawler, not these
@@ -138,9 +162,11 @@ UNKNOWN_RULES = _rules(
     ("truncated_browser", r"^Mozilla/5\.0 \([^)]*\)$"),
 )
 BARE_MOZILLA = "Mozilla/5.0"  # what MPP sends (uap-core#509)
-# Apple Mail's own fetch, and MPP's and Outlook's: AppleWebKit without Version/ or Safari/
+# Apple Mail's own fetch, and MPP's and Outlook's, on a Mac: AppleWebKit without Version/ or
+# Safari/ (uap-core#528); iOS Mail's the same with "Mobile/<build>" (its WKWebView's agent)
 STRIPPED_WEBKIT = re.compile(
-    r"^Mozilla/5\.0 \(Macintosh;[^)]*\) AppleWebKit/[\d.]+ \(KHTML, like Gecko\)$"
+    r"^Mozilla/5\.0 \((Macintosh|iPhone|iPad)[^)]*\) AppleWebKit/[\d.]+ \(KHTML, like Gecko\)"
+    r"( Mobile/\w+)?$"
 )
 _CRAWLERS = CrawlerDetect()
 
@@ -170,20 +196,23 @@ def classify(
     purpose: str | None = None,
     since_send_s: float | None = None,
     vouched: bool = False,
+    networks: Networks | None = None,
 ) -> Verdict:
     """The class of one request: ``kind`` is the hit's (open, view, click, event); ``ip`` the
     client's full address (never stored); ``purpose`` the Purpose or Sec-Purpose header;
     ``since_send_s`` the seconds since a wrapped email was sent (None: not known);
     ``vouched``: a server call (an ingest key), whose missing user agent is no evidence (its
-    own agent is the back end's, and is not looked at)."""
+    own agent is the back end's, and is not looked at); ``networks`` the known networks
+    (PIXEL_NETWORKS over the shipped lists; None: the shipped lists)."""
     image = kind in OPEN_KINDS
     if method == "HEAD":
         return Verdict("probe", ("method:HEAD",))
     if purpose is not None and re.search(r"prefetch|preview", purpose, re.IGNORECASE):
         return Verdict("prefetch" if image else "link_scanner", ("header:purpose",))
-    network = _network(ip)
-    if network is not None:
-        return Verdict("link_scanner", (network,))
+    if ip is not None:
+        known = (shipped() if networks is None else networks).lookup(ip, kind)
+        if known is not None:
+            return Verdict(known.cls, (known.label,))
     if not ua:
         return SERVER_CALL if vouched else Verdict("unknown", ("ua:missing",))
     timing = () if since_send_s is None else (f"since_send:{since_send_s:.0f}s",)
@@ -197,6 +226,13 @@ def classify(
         cls, reason = marked
         if cls == "prefetch" and not image:
             cls = "link_scanner"  # Gmail following a link, not fetching an image
+        elif (
+            cls in SCRIPTED
+            and kind == "click"
+            and since_send_s is not None
+            and since_send_s < SCRIPTED_SCAN_SECONDS
+        ):
+            return Verdict("link_scanner", ("scripted_scan", reason, *timing))
         return Verdict(cls, (reason,))
     if not image and since_send_s is not None and since_send_s < SCANNER_SECONDS:
         return Verdict("link_scanner", timing)
@@ -205,18 +241,3 @@ def classify(
 
 HUMAN = Verdict("human", ())  # the common answer, made once
 SERVER_CALL = Verdict("human", ("server_call",))  # a back end's event without a client agent
-# every EOP_NETWORKS address starts so: an address that does not is not parsed (the pixel's
-# hot path); IPv6 EOP ranges are not in the list yet
-_EOP_PREFIXES = ("40.92.", "40.93.", "40.94.", "40.95.", "40.107.", "52.10", "104.47.")
-
-
-def _network(ip: str | None) -> str | None:
-    if ip is None or not ip.startswith(_EOP_PREFIXES):
-        return None
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return None
-    if any(address in net for net in EOP_NETWORKS):
-        return "ip:exchange_online_protection"
-    return None

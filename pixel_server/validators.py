@@ -159,6 +159,13 @@ def event_schemas(value: str) -> None:
     load(value)
 
 
+def networks_lists(value: str) -> None:
+    """PIXEL_NETWORKS: list files that load (networks.py says which file and line not)."""
+    from .networks import load
+
+    load(value)
+
+
 def key_id(value: str) -> None:
     """PIXEL_KEY_ID: the id written in front of every token."""
     from .keys import KEY_ID

@@ -92,6 +92,7 @@ BAD: dict[str, tuple[str, ...]] = {
     "events_max_batch": ("0", "100001", "many"),
     "events_max_age": ("-1", str(30 * 86_400 + 1), "72h"),
     "event_schemas": ("{dir}", "{file}", "/nonexistent/schemas.json"),
+    "networks": ("{file}", "/nonexistent/networks"),
     "cors_origins": (
         "https://shop.example/",
         "shop.example",

@@ -148,9 +148,11 @@ def test_no_user_agent_is_unknown() -> None:
 def test_exchange_online_protection_addresses_are_scanners() -> None:
     """Addresses of Safe Links scans from gophish#973, opencollective#3656, gophish#2646 and
     mautic#9400; a browser's agent does not change it, another address does."""
-    for ip in ("40.107.218.12", "40.94.16.7", "40.94.89.21", "40.94.29.84"):
+    published = Verdict("link_scanner", ("ip:exchange_online_protection",))
+    assert classify(method="GET", ua=CHROME, kind="click", ip="40.107.218.12") == published
+    for ip in ("40.94.16.7", "40.94.89.21", "40.94.29.84"):
         verdict = classify(method="GET", ua=CHROME, kind="click", ip=ip)
-        assert verdict == Verdict("link_scanner", ("ip:exchange_online_protection",)), ip
+        assert verdict == Verdict("link_scanner", ("ip:microsoft_safe_links",)), ip
     assert classify(method="GET", ua=CHROME, kind="click", ip="203.0.113.9").cls == "human"
     assert classify(method="GET", ua=CHROME, kind="click", ip="not an address").cls == "human"
 
