@@ -8,7 +8,9 @@ NET = "203.0.113.0"
 T0 = 1_800_000_000_000
 
 
-def click(i: int, ts: int, url: str | None, *, ip: str = NET, cls: str = "human", **kw: object) -> Seen:
+def click(
+    i: int, ts: int, url: str | None, *, ip: str = NET, cls: str = "human", **kw: object
+) -> Seen:
     fields = {"cid": "c1", "uid": "u1", "msg": None, "traffic_reasons": None, "sent_ts": None}
     fields.update(kw)
     return Seen(id=i, ts=ts, url=url, ip=ip, traffic=cls, **fields)  # type: ignore[arg-type]
