@@ -232,9 +232,11 @@ def build_hit(
     flags: set[str],
     sent: int | None = None,
     msg: str | None = None,
+    verdict: Verdict | None = None,
 ) -> Hit:
     """Assemble a hit from already-parsed request parts; ``params`` may come from a token, as
-    ``sent`` (epoch seconds) and ``msg``, the send of the email it was in."""
+    ``sent`` (epoch seconds) and ``msg``, the send of the email it was in. ``verdict``: the
+    class the token decides (a trap link's), instead of the request's."""
     hit = Hit(ts=now_ms, kind=kind, method=method)
     since_send_s = None
     if sent is not None:
@@ -260,7 +262,8 @@ def build_hit(
     purpose = headers.get(b"sec-purpose") or headers.get(b"purpose")
     set_traffic(
         hit,
-        classify(
+        verdict
+        or classify(
             method=method,
             ua=ua,
             kind=kind,

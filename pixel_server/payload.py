@@ -13,6 +13,8 @@ an email address.
   tells a fetch at delivery from a reader by it), stored in the hit's ``sent_ts``;
 * ``m`` (:data:`MESSAGE`): the id of the send (a mailing, or one email's Message-ID), stored
   in the hit's ``msg``;
+* ``t`` (:data:`TRAP`): ``1`` on the hidden trap link of a wrapped email (``wrap --trap``):
+  only a machine follows it, and its click answers a blank page, never a redirect (bursts.py);
 * every other key is a hit field: a named id (``cid``, ``uid``, ``utm_source``, ...) or an
   extra field kept in the hit's ``params``.
 
@@ -43,7 +45,8 @@ EXPIRES = "x"
 APPEND_UTM = "a"
 SENT = "s"
 MESSAGE = "m"
-CONTROL_KEYS = (TARGET, EXPIRES, APPEND_UTM, SENT, MESSAGE)  # never extra hit fields
+TRAP = "t"
+CONTROL_KEYS = (TARGET, EXPIRES, APPEND_UTM, SENT, MESSAGE, TRAP)  # never extra hit fields
 MAX_MESSAGE_CHARS = 200  # an RFC 5322 Message-ID is rarely over 100
 LOCATION_FIELD = "url"
 _NUMBER = (int, float)
@@ -70,6 +73,7 @@ def build(
     append_utm: bool = False,
     sent: int | None = None,
     message: str | None = None,
+    trap: bool = False,
 ) -> dict[str, Any]:
     """The payload of a token carrying ``fields``; ``target`` makes it a link.
 
@@ -87,7 +91,14 @@ def build(
         payload[SENT] = sent
     if message is not None:
         payload[MESSAGE] = message
+    if trap:
+        payload[TRAP] = 1
     return payload
+
+
+def is_trap(payload: Mapping[str, Any]) -> bool:
+    """Whether a verified link payload is a trap link's."""
+    return payload.get(TRAP) == 1
 
 
 def read_send(payload: Mapping[str, Any]) -> tuple[int | None, str | None]:

@@ -44,6 +44,12 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")  # a uid that is a f
 @click.option("--append-utm", is_flag=True, help="Add the UTM values to each target's query.")
 @click.option("--no-pixel", is_flag=True, help="Wrap the links only; insert no open pixel.")
 @click.option(
+    "--trap",
+    is_flag=True,
+    help="Also insert a hidden link no person sees: whoever follows it, and the other clicks of"
+    " the message with it, are a link scanner's (docs/traffic.md).",
+)
+@click.option(
     "--sent-at",
     default="now",
     show_default=True,
@@ -66,6 +72,7 @@ def wrap(
     expires: str | None,
     append_utm: bool,
     no_pixel: bool,
+    trap: bool,
     sent_at: str,
     message_id: str | None,
     output: str | None,
@@ -106,6 +113,7 @@ def wrap(
             (link_spec, pixel_spec),
             (links, pixels),
             no_pixel,
+            trap,
             recipients,
             out_dir,
             output,
@@ -116,15 +124,17 @@ def wrap(
     try:
         signed = links.mint_each(link_spec, template.targets())
         pixel = None if no_pixel else pixels.mint(pixel_spec)
+        trap_url = links.mint_trap(link_spec) if trap else None
     except LinkError as exc:
         raise bad_link(exc) from None
     note_changed(links)
-    text = template.render(signed.__getitem__, pixel)
+    text = template.render(signed.__getitem__, pixel, trap_url)
     if output is None or output == "-":
         sys.stdout.write(text)
         return
     _write(Path(output), text)
     shown = f"{len(signed)} links" + ("" if no_pixel else " and the pixel")
+    shown += " and the trap link" if trap else ""
     click.echo(f"wrote {output}: {shown} signed", err=True)
 
 
@@ -133,6 +143,7 @@ def _wrap_recipients(
     specs: tuple[Spec, Spec],
     minters: tuple[Minter, Minter],
     no_pixel: bool,
+    trap: bool,
     path: str,
     out_dir: str | None,
     output: str | None,
@@ -147,7 +158,7 @@ def _wrap_recipients(
         raise click.UsageError("give --out-dir or --output, not both")
     name = "stdin" if path == "-" else path
     targets = template.targets()
-    signed: list[tuple[Recipient, dict[str, str], str | None]] = []
+    signed: list[tuple[Recipient, dict[str, str], str | None, str | None]] = []
     try:
         _, rows = read_recipients_for(path, link_spec, "html", link=True)
         for row in rows:
@@ -156,13 +167,14 @@ def _wrap_recipients(
                 urls = links.mint_each(row_links, targets)
                 row_pixel = pixel_spec.with_fields(row.fields, link=False)
                 pixel = None if no_pixel else pixels.mint(row_pixel)
+                trap_url = links.mint_trap(row_links) if trap else None
             except LinkError as exc:
                 raise RecipientsError(f"{name} line {row.line}: {exc}") from None
             if out_dir is not None and not SAFE_NAME.fullmatch(row.cells["uid"]):
                 uid = row.cells["uid"][:40]
                 message = f"uid {uid!r} cannot be a file name; write NDJSON instead of --out-dir"
                 raise RecipientsError(f"{name} line {row.line}: {message}")
-            signed.append((row, urls, pixel))
+            signed.append((row, urls, pixel, trap_url))
     except RecipientsError as exc:
         raise click.UsageError(str(exc)) from None
     note_changed(links)
@@ -172,17 +184,19 @@ def _wrap_recipients(
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OneLineError(f"cannot write {out_dir}: {exc.strerror or exc}") from None
-        for row, urls, pixel in signed:
-            _write(folder / f"{row.cells['uid']}.html", template.render(urls.__getitem__, pixel))
+        for row, urls, pixel, trap_url in signed:
+            text = template.render(urls.__getitem__, pixel, trap_url)
+            _write(folder / f"{row.cells['uid']}.html", text)
         click.echo(f"wrote {len(signed)} emails to {out_dir}", err=True)
         return
     lines = (
         ndjson_line(
             json.dumps(
-                {**row.cells, "html": template.render(urls.__getitem__, pixel)}, ensure_ascii=False
+                {**row.cells, "html": template.render(urls.__getitem__, pixel, trap_url)},
+                ensure_ascii=False,
             )
         )
-        for row, urls, pixel in signed
+        for row, urls, pixel, trap_url in signed
     )
     if output is None or output == "-":
         sys.stdout.writelines(lines)
