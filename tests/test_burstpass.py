@@ -33,7 +33,10 @@ BROWSER = {
     " Chrome/131.0.0.0 Safari/537.36"
 }
 T0 = 1_800_000_000_000
-SQL = "SELECT ts, url, traffic, traffic_reasons, is_bot FROM hits WHERE kind = 'click' ORDER BY ts, id"
+SQL = (
+    "SELECT ts, url, traffic, traffic_reasons, is_bot FROM hits WHERE kind = 'click'"
+    " ORDER BY ts, id"
+)
 
 
 def now_ms() -> int:
