@@ -60,8 +60,12 @@ def test_the_links_threshold() -> None:
 
 
 def test_already_labelled_clicks_are_left_out() -> None:
-    done = {"cls": "link_scanner", "traffic_reasons": "burst:2_links"}
-    assert relabels([click(1, T0, "a", **done), click(2, T0 + 1, "b", **done)]) == []
+    done = {"traffic_reasons": "burst:2_links"}
+    clicks = [
+        click(1, T0, "a", cls="link_scanner", **done),
+        click(2, T0 + 1, "b", cls="link_scanner", **done),
+    ]
+    assert relabels(clicks) == []
 
 
 def test_a_trap_click_marks_its_message() -> None:
