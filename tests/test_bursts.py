@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pixel_server.bursts import Seen, Thresholds, relabels
 
 NET = "203.0.113.0"
@@ -9,11 +11,11 @@ T0 = 1_800_000_000_000
 
 
 def click(
-    i: int, ts: int, url: str | None, *, ip: str = NET, cls: str = "human", **kw: object
+    i: int, ts: int, url: str | None, *, ip: str = NET, cls: str = "human", **kw: Any
 ) -> Seen:
-    fields = {"cid": "c1", "uid": "u1", "msg": None, "traffic_reasons": None, "sent_ts": None}
+    fields: dict[str, Any] = {"cid": "c1", "uid": "u1", "msg": None, "traffic_reasons": None}
     fields.update(kw)
-    return Seen(id=i, ts=ts, url=url, ip=ip, traffic=cls, **fields)  # type: ignore[arg-type]
+    return Seen(id=i, ts=ts, url=url, ip=ip, traffic=cls, **fields)
 
 
 def test_three_links_within_seconds_from_one_network_are_a_burst() -> None:
@@ -41,7 +43,7 @@ def test_other_networks_messages_and_slow_clicks_are_not_bursts() -> None:
 
 
 def test_within_the_delivery_window_of_the_send() -> None:
-    sent = {"sent_ts": T0 - 1_000, "msg": "m1"}
+    sent: dict[str, Any] = {"sent_ts": T0 - 1_000, "msg": "m1"}
     clicks = [click(1, T0, "a", **sent), click(2, T0 + 50_000, "b", **sent)]
     assert [r.reasons for r in relabels(clicks)] == ["burst:2_links"] * 2
     assert relabels(clicks, Thresholds(delivery_seconds=10.0)) == []
