@@ -126,6 +126,7 @@ COMMAND_ARGS: dict[str, tuple[str, ...]] = {
     "keys revoke": ("abcdefghijkl",),
     "loss": (),
     "wrap": ("spring.html",),
+    "reclassify": (),
 }
 SETTINGS_FREE: set[str] = set()
 
