@@ -8,16 +8,20 @@ import asyncio
 import re
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from pixel_server.burstpass import run_pass
+from pixel_server.bursts import Seen
 from pixel_server.config import Settings
 from pixel_server.hits import Hit
+from pixel_server.store.base import StoreUnavailable
+from pixel_server.store.memory import MemoryStore
 
-from conftest import Harness, running, stored_rows
+from conftest import SECRET, Harness, running, stored_rows
 
 pytestmark = pytest.mark.both_stores
 
@@ -148,3 +152,25 @@ async def test_the_trap_flag_is_checked(make_settings: Callable[..., Settings]) 
         )
         assert response.status_code == 400
         assert response.json()["error"]["code"] == "bad_item"
+
+
+class BrokenClicks(MemoryStore):
+    async def clicks_since(self, since_ms: int, limit: int) -> list[Seen]:
+        raise StoreUnavailable("the store is down")
+
+
+async def test_a_failed_pass_is_counted_and_the_server_goes_on(tmp_path: Path) -> None:
+    settings = Settings(secret_key=SECRET, db=str(tmp_path / "x.db"), burst_every=0.01)
+    async with running(settings, store=BrokenClicks()) as h:
+        deadline = time.monotonic() + 30
+        while h.metric("pixel_burst_passes_total", outcome="failed") < 2:
+            assert time.monotonic() < deadline, "no pass ran"
+            await asyncio.sleep(0.01)
+        assert (await h.client.get("/p.gif?cid=x")).status_code == 200
+
+
+async def test_no_pass_when_turned_off(tmp_path: Path) -> None:
+    settings = Settings(secret_key=SECRET, db=str(tmp_path / "x.db"), burst_every=0)
+    async with running(settings, store=BrokenClicks()) as h:
+        assert (await h.client.get("/p.gif?cid=x")).status_code == 200
+        assert h.metric("pixel_burst_passes_total", outcome="failed") == 0
