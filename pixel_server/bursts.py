@@ -28,6 +28,7 @@ from typing import NamedTuple
 LINK_SCANNER = "link_scanner"
 TRAP = "trap"
 TRAP_MESSAGE = "trap_message"
+BURST = "burst:"
 PEOPLE = frozenset(("human", "mail_proxy"))  # traffic.MACHINE's complement
 # the columns the rules read, in the order a store's clicks_since() answers them
 SEEN_COLUMNS = (
@@ -92,7 +93,7 @@ def is_trap(click: Seen) -> bool:
 
 def relabels(clicks: Iterable[Seen], t: Thresholds = Thresholds()) -> list[Relabel]:
     """The clicks of ``clicks`` whose class the burst and trap rules change (a click already
-    so labelled is left out)."""
+    ``link_scanner``, for whatever reason, is left as it is)."""
     by_message: dict[tuple[str, ...], list[Seen]] = defaultdict(list)
     for click in clicks:
         key = message_of(click)
@@ -104,10 +105,15 @@ def relabels(clicks: Iterable[Seen], t: Thresholds = Thresholds()) -> list[Relab
         for click, reason in _verdicts(group, t):
             if click.id in out or is_trap(click):
                 continue
-            if click.traffic == LINK_SCANNER and click.traffic_reasons == reason:
-                continue
+            if click.traffic == LINK_SCANNER and not _grown(click.traffic_reasons, reason):
+                continue  # a scanner's already: its own reason (ua:gateway, ...) says more
             out[click.id] = Relabel(click.id, click.ts, click.traffic, LINK_SCANNER, reason)
     return sorted(out.values(), key=lambda r: (r.ts, r.id))
+
+
+def _grown(stored: str | None, reason: str) -> bool:
+    """Whether a burst stored with fewer links has grown since (the pass saw its start)."""
+    return stored is not None and stored.startswith(BURST) and stored != reason
 
 
 def _verdicts(group: Sequence[Seen], t: Thresholds) -> Iterator[tuple[Seen, str]]:
@@ -125,7 +131,7 @@ def _verdicts(group: Sequence[Seen], t: Thresholds) -> Iterator[tuple[Seen, str]
         for burst in _bursts(clicks, gap_ms, delivery_ms):
             links = len({c.url for c in burst})
             if links >= t.links and not _person_first(group, burst):
-                reason = f"burst:{links}_links"
+                reason = f"{BURST}{links}_links"
                 for click in burst:
                     yield click, reason
 

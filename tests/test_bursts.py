@@ -77,3 +77,9 @@ def test_a_trap_click_marks_its_message() -> None:
     far = click(4, T0 + 600_000, "c", ip="192.0.2.0")
     out = relabels([near, trap, same_net_later, far])
     assert [(r.id, r.reasons) for r in out] == [(1, "trap_message"), (3, "trap_message")]
+
+
+def test_a_scanner_keeps_its_own_reason() -> None:
+    gateway = click(1, T0, "a", cls="link_scanner", traffic_reasons="ua:gateway")
+    out = relabels([gateway, click(2, T0 + 100, "b")])
+    assert [(r.id, r.reasons) for r in out] == [(2, "burst:2_links")]
