@@ -12,8 +12,8 @@ for a run of every scenario; a partial run writes ``bench/results/latest.svg``).
 
 Method and scenarios: docs/benchmarks.md. Adding a scenario is one entry in ``SCENARIOS``
 (bench/scenarios.py). The modules next to this file: scenarios, eventload (the bodies of the
-event scenarios), servers, loadgen, measure, probe, runner, summary, targets, report, chart,
-machine.
+event scenarios), wrapping (the wrap step), servers, loadgen, measure, probe, runner, summary,
+targets, report, chart, machine.
 """
 
 from __future__ import annotations
@@ -32,9 +32,11 @@ import signal
 import tempfile
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import bigdb
 import pg
+import wrapping
 from chart import render_svg
 from eventload import body_template
 from machine import ensure_tools, machine_info
@@ -69,7 +71,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--only",
         default="",
         help=f"comma-separated scenarios (default all): {', '.join(BY_NAME)}, {bigdb.NAME}"
-        f" (reads on a {bigdb.TOTAL_HITS:,}-hit database, no wrk)",
+        f" (reads on a {bigdb.TOTAL_HITS:,}-hit database, no wrk), {wrapping.NAME} (wrapped"
+        " emails per second, bench/wrapping.py, no wrk)",
     )
     p.add_argument(
         "--export-hits",
@@ -93,15 +96,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.duration < 1 or args.warmup < 1 or args.repeat < 1:
         p.error("--duration, --warmup and --repeat must be at least 1")
     names = [n.strip() for n in args.only.split(",") if n.strip()]
-    unknown = [n for n in names if n not in BY_NAME and n != bigdb.NAME]
+    unknown = [n for n in names if n not in BY_NAME and n not in (bigdb.NAME, wrapping.NAME)]
     if unknown:
         p.error(
             f"unknown scenario(s) {', '.join(unknown)};"
-            f" choose from {', '.join(BY_NAME)}, {bigdb.NAME}"
+            f" choose from {', '.join(BY_NAME)}, {bigdb.NAME}, {wrapping.NAME}"
         )
     args.scenarios = [sc for sc in SCENARIOS if not names or sc.name in names]
     args.named = set(names)
     args.reads = not names or bigdb.NAME in names
+    args.wrap = not names or wrapping.NAME in names
     if args.reads and args.export_hits < bigdb.minimum_hits():
         p.error(f"--export-hits must be at least {bigdb.minimum_hits():,}")
     return args
@@ -181,23 +185,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         quiet_wait=args.quiet_wait,
     )
     t0 = time.monotonic()
-    reads: dict[str, object] | None = None
+    reads: dict[str, Any] | None = None
+    wrapped: dict[str, Any] | None = None
     try:
         results = run_all(Bench(opts), args.scenarios, args.repeat, lambda s: print(s, flush=True))
         if args.reads:
             reads = bigdb.run(work, args.export_hits, lambda s: print(s, flush=True))
+        if args.wrap:
+            wrapped = wrapping.run(work, lambda s: print(s, flush=True))
     finally:
         if args.keep:
             print(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
     meta["elapsed_s"] = round(time.monotonic() - t0, 1)
-    if not args.scenarios:  # only the reads scenario: no wrk table, no chart
-        assert reads is not None
-        print(f"\n{header_text(meta)}\n\n{bigdb.report(reads)}")
-        out = RESULTS_DIR / f"{bigdb.NAME}.json"
-        write_json(out, {"meta": meta, bigdb.NAME: reads})
-        print(f"\nwrote {out.relative_to(ROOT)} in {meta['elapsed_s']:.0f} s")
+    if not args.scenarios:  # only steps without wrk (reads, wrap): no wrk table, no chart
+        print(f"\n{header_text(meta)}")
+        for name, step, shown in (
+            (bigdb.NAME, reads, bigdb.report),
+            (wrapping.NAME, wrapped, wrapping.report),
+        ):
+            if step is not None:
+                print(f"\n{shown(step)}")
+                out = RESULTS_DIR / f"{name}.json"
+                write_json(out, {"meta": meta, name: step})
+                print(f"wrote {out.relative_to(ROOT)}")
+        print(f"\ndone in {meta['elapsed_s']:.0f} s")
         return 0
 
     summary = {sc.name: summarize(sc, results[sc.name]) for sc in args.scenarios}
@@ -211,6 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(text)
     if reads is not None:
         print(f"\n{bigdb.report(reads)}")
+    if wrapped is not None:
+        print(f"\n{wrapping.report(wrapped)}")
 
     full = [sc.name for sc in args.scenarios] == [sc.name for sc in SCENARIOS]
     chart = args.chart or (DOCS_CHART if full else RESULTS_DIR / "latest.svg")
@@ -225,6 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "runs": {name: [r.to_json() for r in runs] for name, runs in results.items()},
         "table": text,
         bigdb.NAME: reads,
+        wrapping.NAME: wrapped,
     }
     write_json(out, payload)
     print(f"\nwrote {out.relative_to(ROOT)} and {display(chart)} in {meta['elapsed_s']:.0f} s")

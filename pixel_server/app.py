@@ -10,6 +10,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import openapi
 from .api import HitsApi, http_error
+from .campaigns_api import CampaignsApi
 from .config import Settings
 from .endpoints import PixelEndpoint, RedirectEndpoint, SignedPixelEndpoint
 from .ingest import EventsEndpoint
@@ -79,6 +80,7 @@ def create_app(settings: Settings, store: Store | None = None) -> PixelApp:
             Route("/e", EventsEndpoint(rt)),
             *Ops(rt).routes(),
             *TrackerScript().routes(),
+            *CampaignsApi(rt).routes(),  # /api/campaigns/{cid}: outside the Mount (why: there)
             Mount(
                 "/api",
                 routes=[

@@ -13,10 +13,12 @@ makes those private too.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import secrets
 import stat
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TextIO
@@ -109,3 +111,70 @@ def replaced_on_success(path: Path) -> Iterator[TextIO]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _syncfs(fd: int) -> bool:
+    """Flush the whole file system holding ``fd`` in one call (Linux ``syncfs``); False
+    where it is not available (then the caller fsyncs each file)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        syncfs = libc.syncfs
+    except (OSError, AttributeError):
+        return False
+    if syncfs(fd) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return True
+
+
+def write_batch(folder: Path, files: Iterable[tuple[str, str]]) -> int:
+    """Write each ``(name, text)`` into ``folder`` durably, with one flush for the batch.
+
+    Every file is written to a private temporary name beside its target, without a flush;
+    then the data of all of them is flushed at once (``syncfs`` on Linux: one call for the
+    file system, instead of one ``fsync`` a file; elsewhere an ``fsync`` each), then each is
+    renamed over its target (the new file keeps the mode of the one it replaces, else 0600) and
+    the folder is fsynced, so the new names are on disk too.
+    When this returns, every file is on disk under its name. A failure before the renames
+    leaves every old file as it was and removes the temporary ones; a crash before the
+    renames leaves the old files and maybe ``.NAME.*.tmp`` ones to delete; a crash or an
+    error during the renames leaves some files new and some old (each one whole; an error
+    removes the temporary files not renamed). Returns how many.
+    """
+    pending: list[tuple[Path, Path]] = []
+    count = 0
+    tag = f"{os.getpid()}.{secrets.token_hex(4)}"
+    try:
+        for name, text in files:
+            target = folder / name
+            tmp = folder / f".{name}.{tag}.tmp"
+            pending.append((tmp, target))
+            with os.fdopen(create_private(tmp), "w", encoding="utf-8", newline="") as fh:
+                with suppress(FileNotFoundError):
+                    st = target.stat()
+                    if stat.S_ISREG(st.st_mode):  # a file replaced keeps its mode
+                        os.fchmod(fh.fileno(), stat.S_IMODE(st.st_mode))
+                fh.write(text)
+        dir_fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            if pending and not _syncfs(dir_fd):
+                for tmp, _ in pending:
+                    fd = os.open(tmp, os.O_RDONLY)
+                    try:
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+            while pending:
+                tmp, target = pending[-1]
+                os.replace(tmp, target)
+                pending.pop()
+                count += 1
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    finally:
+        for tmp, _ in pending:  # not renamed: a failure
+            tmp.unlink(missing_ok=True)
+    return count

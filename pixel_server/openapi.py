@@ -130,6 +130,57 @@ def _loss_schema() -> dict[str, Any]:
     }
 
 
+def _campaign_schema() -> dict[str, Any]:
+    count = {"type": "integer", "minimum": 0}
+    names = (
+        "opens", "unique_opens", "inferred_opens", "clicks", "unique_clicks", "views",
+        "unique_views", "anonymous_opens", "anonymous_clicks",
+    )  # fmt: skip
+    figure_properties: dict[str, Any] = {
+        **dict.fromkeys(names, count),
+        "ctor": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+    }
+    figures = {"type": "object", "required": [*names, "ctor"], "properties": figure_properties}
+    machine_class = {
+        "type": "object",
+        "required": ["opens", "clicks", "views", "head", "reasons"],
+        "properties": {
+            **dict.fromkeys(("opens", "clicks", "views", "head"), count),
+            "reasons": {"type": "object", "additionalProperties": count},
+        },
+    }
+    machines = {
+        **figures,
+        "required": [*names, "ctor", "classes"],
+        "properties": {
+            **figure_properties,
+            "classes": {"type": "object", "additionalProperties": machine_class},
+        },
+    }
+    link_counts = ("clicks", "unique_clicks", "machine_clicks")
+    link = {
+        "type": "object",
+        "required": ["url", *link_counts],
+        "properties": {"url": {"type": "string"}, **dict.fromkeys(link_counts, count)},
+    }
+    moment = {"type": "string", "format": "date-time"}
+    properties = {
+        "cid": {"type": "string"},
+        "since": {"oneOf": [moment, {"type": "null"}]},
+        "until": moment,
+        "definitions": {"type": "integer", "minimum": 1},
+        "machines_included": {"type": "boolean"},
+        "totals": figures,
+        "people": figures,
+        "machines": machines,
+        "proxy_repeats": count,
+        "head_requests": count,
+        "links": {"type": "array", "items": link, "maxItems": 200},
+        "links_total": count,
+    }
+    return {"type": "object", "required": list(properties), "properties": properties}
+
+
 # what each parameter takes, as patterns a generator can honour (query.py parses them)
 TIME = {
     "type": "string",
@@ -149,6 +200,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "limit": {"type": "string", "pattern": "^([1-9][0-9]{0,2}|1000)?$"},
     "cursor": {"type": "string", "pattern": "^([0-9]{1,15}_[1-9][0-9]{0,15})?$"},
     "kind": {"enum": ["", *KINDS]},
+    "machines": {"enum": ["", "0", "1"]},
 }
 
 
@@ -245,6 +297,7 @@ def document() -> dict[str, Any]:
                 "Answer": _answer_schema(),
                 "Hit": _hit_schema(),
                 "Loss": _loss_schema(),
+                "Campaign": _campaign_schema(),
             },
         },
         "paths": {
@@ -299,6 +352,31 @@ def document() -> dict[str, Any]:
                         _query("cid", "one campaign"),
                     ],
                     "responses": {"200": _json(_ref("Loss"), "The report."), **READ_ERRORS},
+                }
+            },
+            "/api/campaigns/{cid}": {
+                "get": {
+                    "summary": "A campaign's opens, clicks, CTOR and links, people vs machines",
+                    "description": "Definitions in docs/campaigns.md; a campaign without hits"
+                    " answers zeros.",
+                    "security": [{"bearer": []}],
+                    "parameters": [
+                        {
+                            "name": "cid",
+                            "in": "path",
+                            "required": True,
+                            # the default PIXEL_MAX_VALUE_CHARS: no stored cid is longer
+                            "schema": {"type": "string", "minLength": 1, "maxLength": 2048},
+                            "description": "the campaign",
+                        },
+                        _query("since", "default: the beginning"),
+                        _query("until", "default now"),
+                        _query("machines", "1: count machine classes in the totals too"),
+                    ],
+                    "responses": {
+                        "200": _json(_ref("Campaign"), "The totals."),
+                        **READ_ERRORS,
+                    },
                 }
             },
         },

@@ -90,3 +90,56 @@ def loss(since: str, until: str | None, cid: str | None, as_json: bool, **option
         f"total: {whole.sent} sent, {whole.lost} lost ({whole.loss_rate:.2%}),"
         f" {whole.repeated} repeated, {whole.duplicates} duplicates suppressed"
     )
+
+
+@main.command()
+@click.argument("cid")
+@click.option("--since", default=None, help="Hits since (ISO, epoch ms, 7d; default: all).")
+@click.option("--until", default=None, help="Hits before (default now).")
+@click.option("--machines", is_flag=True, help="Count machine classes in the totals too.")
+@click.option("--json", "as_json", is_flag=True, help="The JSON of GET /api/campaigns/CID.")
+@settings_options("db")
+def campaign(
+    cid: str,
+    since: str | None,
+    until: str | None,
+    machines: bool,
+    as_json: bool,
+    **options: Any,
+) -> None:
+    """A campaign's opens, clicks, unique ones, CTOR and links: people, then machines.
+
+    People are human and mail-proxy hits; machine classes (Apple MPP, scanners, bots) are
+    shown apart with their reasons. docs/campaigns.md defines every figure.
+
+    \b
+    Example:
+      pixel-server campaign spring
+      pixel-server campaign spring --since 2026-11-01 --machines --json
+    """
+    import asyncio
+
+    from .query import QueryError
+    from .totals import Campaign, campaign_totals, parse_request
+
+    settings = load_settings(options)
+    pairs = [(k, v) for k, v in (("since", since), ("until", until)) if v is not None]
+    pairs.append(("machines", "1" if machines else "0"))
+    try:
+        span, include = parse_request(
+            cid, pairs, time.time_ns() // 1_000_000, settings.max_value_chars
+        )
+    except QueryError as exc:
+        raise click.UsageError(str(exc)) from None
+
+    async def fetch() -> Campaign:
+        async with open_existing(settings) as store:
+            return await store.campaign_groups(cid, span)
+
+    report = campaign_totals(cid, span, asyncio.run(fetch()), include)
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), ensure_ascii=False))
+        return
+    from .campaigns_table import campaign_table
+
+    click.echo(campaign_table(report))

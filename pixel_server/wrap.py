@@ -92,27 +92,52 @@ class Template:
     ) -> str:
         """The email with each link's value replaced by ``link_url(target)`` and, unless
         ``pixel_url`` is None, the pixel inserted (after the trap link, if ``trap_url``)."""
-        at_top = "" if trap_url is None else TRAP_TAG.format(src=html.escape(trap_url))
-        if pixel_url is not None:
-            at_top += PIXEL_TAG.format(src=html.escape(pixel_url))
-        pieces: list[str] = []
-        at = 0
-        inserts = [
-            (link.start, link.end, _value(link_url(link.target), link.quoted))
-            for link in self.links
+        return self.compiled().render(link_url, pixel_url, trap_url)
+
+    def compiled(self, escape: Callable[[str], str] | None = None) -> Compiled:
+        """The source cut once at the links and the pixel, for rendering many recipients;
+        with ``escape`` (a per-character transform, e.g. JSON string escaping), the text
+        between them is escaped once here and only the new values at each render."""
+        cuts: list[tuple[int, int, Link | None]] = [
+            (link.start, link.end, link) for link in self.links
         ]
-        if at_top:
-            inserts.append((self.pixel_at, self.pixel_at, at_top))
-            inserts.sort(key=lambda item: (item[0], item[1]))
-        for start, end, text in inserts:
-            pieces += (self.source[at:start], text)
+        cuts.append((self.pixel_at, self.pixel_at, None))
+        cuts.sort(key=lambda cut: (cut[0], cut[1]))
+        pieces, at = [], 0
+        for start, end, _ in cuts:
+            pieces.append(self.source[at:start])
             at = end
         pieces.append(self.source[at:])
-        return "".join(pieces)
+        if escape is not None:
+            pieces = [escape(piece) for piece in pieces]
+        return Compiled(tuple(pieces), tuple(link for _, _, link in cuts), escape)
 
     def targets(self) -> list[str]:
         """The distinct targets, in the order they first appear."""
         return list(dict.fromkeys(link.target for link in self.links))
+
+
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    """A template's text between its slots (:meth:`Template.compiled`): ``pieces`` has one
+    more item than ``slots``; a slot is a link, or None for the pixel."""
+
+    pieces: tuple[str, ...]
+    slots: tuple[Link | None, ...]
+    escape: Callable[[str], str] | None
+
+    def render(
+        self, link_url: Callable[[str], str], pixel_url: str | None, trap_url: str | None = None
+    ) -> str:
+        """As :meth:`Template.render`, escaped as the template was compiled."""
+        at_top = "" if trap_url is None else TRAP_TAG.format(src=html.escape(trap_url))
+        if pixel_url is not None:
+            at_top += PIXEL_TAG.format(src=html.escape(pixel_url))
+        out = [self.pieces[0]]
+        for slot, piece in zip(self.slots, self.pieces[1:], strict=True):
+            value = at_top if slot is None else _value(link_url(slot.target), slot.quoted)
+            out += (value if self.escape is None else self.escape(value), piece)
+        return "".join(out)
 
 
 def _value(url: str, quoted: bool) -> str:

@@ -26,7 +26,7 @@ from .cli import (
     settings_options,
 )
 from .command import OneLineError
-from .files import replaced_on_success
+from .files import replaced_on_success, write_batch
 from .ndjson import ndjson_line
 
 if TYPE_CHECKING:
@@ -63,7 +63,11 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")  # a uid that is a f
     help="A CSV with a uid column (other columns: fields): one email per row, as NDJSON lines"
     ' (the columns and "html") or, with --out-dir, a UID.html file each.',
 )
-@click.option("--out-dir", help="With --recipients: write UID.html files into this folder.")
+@click.option(
+    "--out-dir",
+    help="With --recipients: write UID.html files into this folder, flushed to disk once"
+    " for the batch (docs/wrap.md).",
+)
 @settings_options(
     "db", "data_dir", "public_url", "secret_file", "key_id", "redirect_hosts", "redirect_allow_ip"
 )
@@ -184,18 +188,22 @@ def _wrap_recipients(
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OneLineError(f"cannot write {out_dir}: {exc.strerror or exc}") from None
-        for row, urls, pixel, trap_url in signed:
-            text = template.render(urls.__getitem__, pixel, trap_url)
-            _write(folder / f"{row.cells['uid']}.html", text)
-        click.echo(f"wrote {len(signed)} emails to {out_dir}", err=True)
-        return
-    lines = (
-        ndjson_line(
-            json.dumps(
-                {**row.cells, "html": template.render(urls.__getitem__, pixel, trap_url)},
-                ensure_ascii=False,
-            )
+        plain = template.compiled()
+        emails = (
+            (f"{row.cells['uid']}.html", plain.render(urls.__getitem__, pixel, trap_url))
+            for row, urls, pixel, trap_url in signed
         )
+        try:  # all written, then one flush for the batch (files.write_batch)
+            count = write_batch(folder, emails)
+        except OSError as exc:
+            raise OneLineError(f"cannot write {out_dir}: {exc.strerror or exc}") from None
+        click.echo(f"wrote {count} emails to {out_dir}", err=True)
+        return
+    # the email's text is JSON-escaped once, not once per recipient: the escape is per
+    # character, so the pieces escaped apart join to the escaped email
+    escaped = template.compiled(_json_text)
+    lines = (
+        _json_head(row.cells) + escaped.render(urls.__getitem__, pixel, trap_url) + '"}\n'
         for row, urls, pixel, trap_url in signed
     )
     if output is None or output == "-":
@@ -207,6 +215,18 @@ def _wrap_recipients(
     except OSError as exc:
         raise OneLineError(f"cannot write {output}: {exc.strerror or exc}") from None
     click.echo(f"wrote {len(signed)} emails to {output}", err=True)
+
+
+def _json_text(text: str) -> str:
+    """``text`` as the inside of a JSON string on an NDJSON line."""
+    return ndjson_line(json.dumps(text, ensure_ascii=False)[1:-1])[:-1]
+
+
+def _json_head(cells: dict[str, str]) -> str:
+    """A recipient's NDJSON line up to the opening quote of its "html" value (the last key:
+    a recipients file has no "html" column)."""
+    line = ndjson_line(json.dumps({**cells, "html": ""}, ensure_ascii=False))
+    return line.removesuffix('"}\n')
 
 
 def _write(path: Path, text: str) -> None:

@@ -174,3 +174,31 @@ def test_only_the_first_href_counts() -> None:
     assert Template.parse(source).links == ()
     two = '<a href="https://x.example/" href="https://y.example/">m</a>'
     assert [link.target for link in Template.parse(two).links] == ["https://x.example/"]
+
+
+ODD = st.text(st.characters(codec="utf-8", exclude_characters="<>"), max_size=6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(ODD, URL), max_size=5), ODD, st.booleans())
+def test_compiled_with_an_escape_is_the_escaped_render(
+    parts: list[tuple[str, str]], tail: str, pixel: bool
+) -> None:
+    """What --recipients NDJSON relies on: the text between the slots escaped once (JSON,
+    with the NDJSON line-end escapes) joins to the escape of the whole email, and the line
+    reads back as the email."""
+    import json
+
+    from pixel_server.wrap_cli import _json_head, _json_text
+
+    source = "<body>" + "".join(f'{text}<a href="{html.escape(url)}">x</a>' for text, url in parts)
+    source += tail
+    template = Template.parse(source)
+    pixel_url = PIXEL if pixel else None
+    whole = template.render(signed, pixel_url)
+    assert template.compiled().render(signed, pixel_url) == whole
+    escaped = template.compiled(_json_text).render(signed, pixel_url)
+    assert escaped == _json_text(whole)
+    line = _json_head({"uid": 'u\u2028"1'}) + escaped + '"}\n'
+    assert line.count("\n") == 1
+    assert json.loads(line) == {"uid": 'u\u2028"1', "html": whole}

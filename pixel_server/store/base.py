@@ -24,6 +24,7 @@ from ..loss import LossRow
 from ..outage import StoreError as StoreError
 from ..outage import StoreUnavailable as StoreUnavailable
 from ..query import HitQuery
+from ..totals import Campaign
 
 # The order of the values in a row of Store.query_rows(): the row id, then the hit's columns.
 ROW_KEYS: tuple[str, ...] = ("id", *COLUMNS)
@@ -76,6 +77,10 @@ class Store(Protocol):
         """The loss report (loss.py) of the sessions that began in ``span`` (ms, whole UTC
         days), per day and campaign, oldest first; only campaign ``cid`` ("" for none) if
         given."""
+
+    async def campaign_groups(self, cid: str, span: tuple[int, int]) -> Campaign:
+        """The hits of campaign ``cid`` in ``span`` (ms, since inclusive, until exclusive)
+        grouped for totals.py: its groups, and its ``(traffic, traffic_reasons, n)``."""
 
     async def spill_offset(self, journal: str) -> int:
         """How far ``journal`` has been replayed (0 if never)."""

@@ -16,6 +16,7 @@ from ..bursts import SEEN_COLUMNS, Relabel, Seen
 from ..hits import COLUMNS, Hit
 from ..loss import DAY_MS, LossRow, duplicate_counts, merge
 from ..query import HitQuery
+from ..totals import KINDS, Campaign, group_rows
 from .base import ROW_KEYS, CopyPosition, PositionMoved, Row, StoreUnavailable
 from .sql import relabel_args
 
@@ -115,6 +116,17 @@ class MemoryStore:
             if since // DAY_MS <= day < until // DAY_MS and cid in (None, campaign)
         ]
         return merge([(*key, *totals) for key, totals in sorted(per_day.items())], duplicates)
+
+    async def campaign_groups(self, cid: str, span: tuple[int, int]) -> Campaign:
+        rows = [
+            row
+            for row in self.rows
+            if row["cid"] == cid and span[0] <= row["ts"] < span[1] and row["kind"] in KINDS
+        ]
+        reasons: Counter[tuple[str | None, str]] = Counter(
+            (row["traffic"], row["traffic_reasons"]) for row in rows if row["traffic_reasons"]
+        )
+        return Campaign(group_rows(rows), [(t, text, n) for (t, text), n in reasons.items()])
 
     async def add_api_key(self, key: ApiKey) -> None:
         if self.down:

@@ -35,6 +35,7 @@ from ..bursts import Relabel, Seen
 from ..hits import COLUMNS, Hit
 from ..loss import LossRow, duplicate_counts, merge
 from ..query import HitQuery
+from ..totals import Campaign, from_rows
 from . import sql as sql_text
 from .base import ROW_KEYS, ROW_KIND, CopyPosition, PositionMoved, Row, StoreUnavailable
 from .pgschema import ensure_partitions, migrate, months_spanned
@@ -293,6 +294,18 @@ class PostgresStore:
             return merge(sessions, await conn.fetch(sql, *args))
 
         result: list[LossRow] = await self._admin(read)
+        return result
+
+    async def campaign_groups(self, cid: str, span: tuple[int, int]) -> Campaign:
+        async def read(conn: Any) -> Campaign:
+            if not sql_text.storable(cid):  # PostgreSQL refuses NUL in a parameter
+                return Campaign([], [])
+            sql, args = sql_text.campaign_groups(cid, span, sql_text.numbered)
+            groups = await conn.fetch(sql, *args)
+            sql, args = sql_text.campaign_reasons(cid, span, sql_text.numbered)
+            return from_rows(groups, await conn.fetch(sql, *args))
+
+        result: Campaign = await self._admin(read)
         return result
 
     async def add_api_key(self, key: ApiKey) -> None:

@@ -15,6 +15,8 @@ from ..bursts import SEEN_COLUMNS, Relabel
 from ..hits import COLUMNS
 from ..loss import DAY_MS
 from ..query import OPERATORS, HitQuery
+from ..totals import KINDS as CAMPAIGN_KINDS
+from ..totals import PROXY, PROXY_REPEAT_MS
 from ..traffic import MACHINE, RULES_VERSION
 
 # a parameter's text from its 1-based position
@@ -169,3 +171,49 @@ def relabel_args(changes: Iterable[Relabel]) -> list[tuple[Any, ...]]:
         (c.cls, c.reasons or None, RULES_VERSION, int(c.cls in MACHINE), c.id, c.ts, c.expected)
         for c in changes
     ]
+
+
+def _campaign_where(
+    cid: str, span: tuple[int, int], placeholder: Placeholder
+) -> tuple[str, list[Any]]:
+    kinds = ", ".join(f"'{kind}'" for kind in CAMPAIGN_KINDS)
+    clause = (
+        f"cid = {placeholder(1)} AND ts >= {placeholder(2)} AND ts < {placeholder(3)}"
+        f" AND kind IN ({kinds})"
+    )
+    return clause, [cid, *span]
+
+
+def campaign_groups(
+    cid: str, span: tuple[int, int], placeholder: Placeholder = qmark
+) -> tuple[str, list[Any]]:
+    """Rows of ``(kind, traffic, uid, link, head, repeat, n)``: the hits of campaign ``cid``
+    in ``span`` (ms) grouped as totals.py's Group. A repeat is a mail_proxy GET of the same
+    kind and uid less than PROXY_REPEAT_MS after the one before (lag over its partition)."""
+    clause, args = _campaign_where(cid, span, placeholder)
+    sql = f"""
+SELECT kind, traffic, uid, link, head, CASE WHEN gap < {PROXY_REPEAT_MS} THEN 1 ELSE 0 END
+       AS is_repeat, count(*)
+FROM (
+    SELECT kind, traffic, uid, CASE WHEN kind = 'click' THEN url END AS link,
+           CASE WHEN method = 'HEAD' THEN 1 ELSE 0 END AS head,
+           CASE WHEN traffic = '{PROXY}' AND uid IS NOT NULL AND method <> 'HEAD'
+                THEN ts - lag(ts) OVER (
+                    PARTITION BY kind, traffic, uid, method = 'HEAD' ORDER BY ts, id)
+           END AS gap
+    FROM hits WHERE {clause}
+) AS campaign
+GROUP BY kind, traffic, uid, link, head, is_repeat"""  # noqa: S608 - see the module docstring
+    return sql, args
+
+
+def campaign_reasons(
+    cid: str, span: tuple[int, int], placeholder: Placeholder = qmark
+) -> tuple[str, list[Any]]:
+    """Rows of ``(traffic, traffic_reasons, n)`` of the same hits as campaign_groups."""
+    clause, args = _campaign_where(cid, span, placeholder)
+    sql = (
+        "SELECT traffic, traffic_reasons, count(*) FROM hits"  # noqa: S608 - as above
+        f" WHERE {clause} AND traffic_reasons IS NOT NULL GROUP BY traffic, traffic_reasons"
+    )
+    return sql, args

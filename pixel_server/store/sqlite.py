@@ -28,6 +28,7 @@ from ..files import ensure_private_file
 from ..hits import COLUMNS, Hit
 from ..loss import LossRow, duplicate_counts, merge
 from ..query import HitQuery
+from ..totals import Campaign, from_rows
 from . import sql as sql_text
 from .base import ROW_KEYS, ROW_KIND, CopyPosition, PositionMoved, Row, StoreUnavailable
 from .schema import begin_immediate, migrate, schema_version
@@ -238,6 +239,14 @@ class SQLiteStore:
         sessions = await self._reader.execute_fetchall(*sql_text.loss_sessions(span, cid))
         duplicates = await self._reader.execute_fetchall(*sql_text.loss_duplicates(span, cid))
         return merge(sessions, duplicates)
+
+    async def campaign_groups(self, cid: str, span: tuple[int, int]) -> Campaign:
+        assert self._reader is not None, "store is not open"
+        if not sql_text.storable(cid):  # no stored cid holds it (and sqlite3 cannot send it)
+            return Campaign([], [])
+        groups = await self._reader.execute_fetchall(*sql_text.campaign_groups(cid, span))
+        reasons = await self._reader.execute_fetchall(*sql_text.campaign_reasons(cid, span))
+        return from_rows(groups, reasons)
 
     async def spill_offset(self, journal: str) -> int:
         sql = "SELECT offset FROM spill_replay WHERE journal = ?"
