@@ -374,6 +374,34 @@ class Settings:
         check=v.metrics_token,
         accepts=f"empty, or one token of at least {MIN_API_TOKEN_CHARS} visible ASCII characters",
     )
+    burst_links: int = _setting(
+        "PIXEL_BURST_LINKS",
+        2,
+        "Distinct links of one message clicked together from one network that make a burst.",
+        min=2,
+        max=1000,
+    )
+    burst_seconds: float = _setting(
+        "PIXEL_BURST_SECONDS",
+        5.0,
+        "Seconds between a burst's clicks at most.",
+        min=0.001,
+        max=3600,
+    )
+    burst_delivery_seconds: float = _setting(
+        "PIXEL_BURST_DELIVERY_SECONDS",
+        60.0,
+        "Seconds after the send within which a message's clicks from one network are a burst.",
+        min=0,
+        max=86_400,
+    )
+    burst_every: float = _setting(
+        "PIXEL_BURST_EVERY",
+        2.0,
+        "Seconds between the burst pass's looks at recent clicks (0 = no pass).",
+        min=0,
+        max=3600,
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

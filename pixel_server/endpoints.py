@@ -22,12 +22,14 @@ from .payload import (
     check_expiry,
     hit_fields,
     is_notrack,
+    is_trap,
     read_send,
     read_target,
     redirect_location,
 )
-from .responses import send_gif, send_page, send_redirect
+from .responses import send_blank, send_gif, send_page, send_redirect
 from .runtime import Runtime
+from .traffic import Verdict
 from .urls import TargetRejected, normalize_target
 
 log = logging.getLogger("pixel_server.endpoints")
@@ -37,6 +39,7 @@ log = logging.getLogger("pixel_server.endpoints")
 valid_target = lru_cache(maxsize=4096)(normalize_target)
 
 ALLOW = [(b"allow", b"GET, HEAD")]
+TRAP_VERDICT = Verdict("link_scanner", ("trap",))  # bursts.py marks its message's other clicks
 
 
 class _Endpoint:
@@ -104,6 +107,9 @@ class RedirectEndpoint(_Endpoint):
         metrics = self.rt.metrics
         try:
             payload = self.rt.link_tokens.loads(scope["path_params"]["token"])
+            if is_trap(payload):
+                await self._trap(scope, send, head, payload)
+                return
             target = read_target(payload)
         except InvalidToken as exc:
             metrics.tokens_invalid.labels("link", exc.reason).inc()
@@ -154,3 +160,14 @@ class RedirectEndpoint(_Endpoint):
             return
         onward = redirect_location(payload, target) if self._allowed(target) else None
         await send_interstitial(send, head, EXPIRED, target, onward)
+
+    async def _trap(self, scope: Scope, send: Send, head: bool, payload: dict[str, Any]) -> None:
+        """A click on a wrapped email's hidden link: stored as a scanner's, answered with a
+        blank page (there is nowhere to go)."""
+        try:
+            params, flags = hit_fields(payload, self.rt.limits.max_value_chars)
+            await self.rt.record("click", scope, params, flags, read_send(payload), TRAP_VERDICT)
+        except Exception:
+            log.exception("trap click not recorded")
+            self.rt.metrics.dropped.labels("click", "internal_error").inc()
+        await send_blank(send, head)

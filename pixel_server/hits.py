@@ -234,10 +234,12 @@ def build_hit(
     sent: int | None = None,
     msg: str | None = None,
     networks: Networks | None = None,
+    verdict: Verdict | None = None,
 ) -> Hit:
     """Assemble a hit from already-parsed request parts; ``params`` may come from a token, as
     ``sent`` (epoch seconds) and ``msg``, the send of the email it was in; ``networks`` the
-    known networks (PIXEL_NETWORKS; None: the shipped lists)."""
+    known networks (PIXEL_NETWORKS; None: the shipped lists). ``verdict``: the class the token
+    decides (a trap link's), instead of the request's."""
     hit = Hit(ts=now_ms, kind=kind, method=method)
     since_send_s = None
     if sent is not None:
@@ -263,7 +265,8 @@ def build_hit(
     purpose = headers.get(b"sec-purpose") or headers.get(b"purpose")
     set_traffic(
         hit,
-        classify(
+        verdict
+        or classify(
             method=method,
             ua=ua,
             kind=kind,

@@ -336,6 +336,23 @@ class Minter:
             )
         return f"{self._prefix}{token}{self._suffix}"
 
+    def mint_trap(self, spec: Spec) -> str:
+        """The signed URL of ``spec``'s trap link: a link without a target (``t``, payload.py),
+        hidden in the email; a click on it answers a blank page."""
+        assert self._policy is not None, "a trap is a link"
+        token = self._signer.dumps(
+            payload.build(
+                spec.ids,
+                expires=None if spec.expires_s is None else self._now + spec.expires_s,
+                sent=spec.sent,
+                message=spec.message,
+                trap=True,
+            )
+        )
+        if len(token) > self._max_token_bytes:
+            raise LinkError("token", "the trap link's token is over PIXEL_MAX_TOKEN_BYTES")
+        return f"{self._prefix}{token}"
+
     def mint_each(self, spec: Spec, urls: Iterable[str]) -> dict[str, str]:
         """A signed link to each of ``urls`` (an email's targets), by URL; a LinkError names
         the URL it is about."""

@@ -150,6 +150,19 @@ class Metrics:
             ["reason"],
             registry=registry,
         )
+        self.relabeled = Counter(
+            "pixel_traffic_relabeled",
+            "Stored hits given another class by the burst pass, by class and reason (burst,"
+            " trap_message).",
+            ["traffic", "reason"],
+            registry=registry,
+        )
+        self.burst_passes = Counter(
+            "pixel_burst_passes",
+            "Burst passes over recent clicks, by outcome (ok, failed).",
+            ["outcome"],
+            registry=registry,
+        )
         self.loss = Gauge(
             "pixel_loss_report_events",
             "The loss report of the sessions begun since yesterday 00:00 UTC (all campaigns,"

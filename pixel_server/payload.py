@@ -16,6 +16,8 @@ put opaque ids in it, never an email address.
 * ``n`` (:data:`NOTRACK`): when the number ``1``, the redirect still goes to the target but no
   click is stored (``pixel-server link --notrack``). Tokens minted before it may carry an
   ``n`` field of another value: that stays a hit field (:func:`is_notrack`);
+* ``t`` (:data:`TRAP`): ``1`` on the hidden trap link of a wrapped email (``wrap --trap``):
+  only a machine follows it, and its click answers a blank page, never a redirect (bursts.py);
 * every other key is a hit field: a named id (``cid``, ``uid``, ``utm_source``, ...) or an
   extra field kept in the hit's ``params``.
 
@@ -49,7 +51,8 @@ APPEND_UTM = "a"
 SENT = "s"
 MESSAGE = "m"
 NOTRACK = "n"
-CONTROL_KEYS = (TARGET, EXPIRES, APPEND_UTM, SENT, MESSAGE, NOTRACK)  # never extra hit fields
+TRAP = "t"
+CONTROL_KEYS = (TARGET, EXPIRES, APPEND_UTM, SENT, MESSAGE, NOTRACK, TRAP)  # never hit fields
 MAX_MESSAGE_CHARS = 200  # an RFC 5322 Message-ID is rarely over 100
 LOCATION_FIELD = "url"
 _NUMBER = (int, float)
@@ -77,6 +80,7 @@ def build(
     sent: int | None = None,
     message: str | None = None,
     notrack: bool = False,
+    trap: bool = False,
 ) -> dict[str, Any]:
     """The payload of a token carrying ``fields``; ``target`` makes it a link.
 
@@ -96,12 +100,20 @@ def build(
         payload[MESSAGE] = message
     if notrack:
         payload[NOTRACK] = 1
+    if trap:
+        payload[TRAP] = 1
     return payload
 
 
 def is_notrack(payload: Mapping[str, Any]) -> bool:
     """Whether a link is signed notrack (``n`` is the integer 1, as :func:`build` writes)."""
     value = payload.get(NOTRACK)
+    return type(value) is int and value == 1
+
+
+def is_trap(payload: Mapping[str, Any]) -> bool:
+    """Whether a verified link payload is a trap link's (``t`` is the integer 1)."""
+    value = payload.get(TRAP)
     return type(value) is int and value == 1
 
 

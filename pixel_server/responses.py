@@ -50,6 +50,23 @@ async def send_redirect(send: Send, location: str) -> None:
     await send(_EMPTY_BODY)
 
 
+BLANK = b"<!doctype html><meta charset=utf-8><meta name=robots content=noindex><title></title>"
+BLANK_HEADERS: list[tuple[bytes, bytes]] = [
+    (b"content-type", b"text/html; charset=utf-8"),
+    (b"content-length", b"%d" % len(BLANK)),
+    (b"cache-control", b"no-store"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-robots-tag", b"noindex"),
+]
+
+
+async def send_blank(send: Send, head: bool) -> None:
+    """200 and an empty page nobody should index: the trap link's answer."""
+    await send({"type": "http.response.start", "status": 200, "headers": BLANK_HEADERS})
+    await send(_EMPTY_BODY if head else {"type": "http.response.body", "body": BLANK})
+
+
 async def send_page(
     send: Send, status: int, title: str, head: bool, extra: Sequence[tuple[bytes, bytes]] = ()
 ) -> None:

@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 from starlette.types import Scope
 
 from .apikeys import ApiKey, KeyCache
+from .burstpass import burst_pass
 from .clientip import ClientIP, Networks
 from .config import Settings
 from .eventsink import EventSink
@@ -27,6 +28,7 @@ from .signing import PIXEL_SALT, REDIRECT_SALT, TokenSigner
 from .snapshot import Snapshot
 from .spill import Spill
 from .store import Store, open_store
+from .traffic import Verdict
 from .urls import TargetPolicy
 from .useragent import warm_up
 from .writer import Writer
@@ -84,6 +86,7 @@ class Runtime:
         params: Mapping[str, str],
         flags: set[str],
         send: tuple[int | None, str | None] = (None, None),
+        verdict: Verdict | None = None,
     ) -> bool:
         """Build the hit, queue it and wait for its commit. True once it is stored.
 
@@ -105,6 +108,7 @@ class Runtime:
             networks=self.networks,
             sent=send[0],
             msg=send[1],
+            verdict=verdict,
         )
         assert self.writer is not None, "lifespan has not started"
         future = self.writer.submit(hit)
@@ -158,6 +162,7 @@ async def lifespan(rt: Runtime) -> AsyncIterator[None]:
                 spill=spill,
             ) as writer,
             EventSink(store, s.batch_max) as events,
+            burst_pass(store, s, rt.metrics),
         ):
             rt.writer, rt.events = writer, events
             log.info("serving; store=%s", shown)

@@ -6,7 +6,7 @@ was fetched (an open, a view, a click, an event) and, for a wrapped email, the s
 it was sent — and answers a :class:`Verdict`: one of :data:`CLASSES`, the reasons that decided
 it, and :data:`RULES_VERSION`, so that a stored class can be told from one a later rule set
 would give. What needs history (a burst of clicks on one message, a trap link's click marking
-the others) is decided where the hits of a message are seen together, not here.
+the others) is decided where the hits of a message are seen together: bursts.py.
 
 The rules and what each is based on are in docs/traffic.md; its sources are the issue threads
 and parser fixtures collected in the project's research notes. Generic crawlers come from

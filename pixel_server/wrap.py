@@ -13,8 +13,8 @@ beside them.
 A :class:`Template` is tokenized once; :meth:`Template.render` signs per recipient, so a
 batch costs one tokenization and then string joins. This module only finds and replaces; the
 URLs come from the caller (a function from each link's target to its signed URL, and the
-pixel's URL). Not wired to a command yet: ``pixel-server wrap``, ``POST /api/wrap``, the
-recipients batch, send time and message id in the tokens and the trap link come next.
+pixel's URL); ``pixel-server wrap`` (wrap_cli.py) and ``POST /api/wrap`` (wrap_api.py) call
+it. The trap link (``--trap``) is :data:`TRAP_TAG`, put before the pixel.
 """
 
 from __future__ import annotations
@@ -35,6 +35,16 @@ TEMPLATE_PATTERNS = (
 )
 LINK_TAGS = frozenset(("a", "area"))  # and every VML tag (v:...) with an href
 MSO_COMMENT = re.compile(r"\[if [^\]]*mso[^\]]*\]>", re.IGNORECASE)
+# the trap link (bursts.py): what a gateway following every href finds and a person never
+# sees. Hidden every way a mail client honours one: display:none (Gmail, Apple Mail),
+# mso-hide:all (Outlook's Word engine), nothing to click (a zero-width space at font-size 0),
+# aria-hidden and tabindex -1 so no screen reader or keyboard lands on it; rel=nofollow for
+# the crawlers that respect it (mautic#9798's honeypot)
+TRAP_TAG = (
+    '<a href="{src}" rel="nofollow" aria-hidden="true" tabindex="-1"'
+    ' style="display:none;mso-hide:all;font-size:0;line-height:0;max-height:0;'
+    'overflow:hidden;color:transparent;text-decoration:none">&#8203;</a>'
+)
 PIXEL_TAG = (
     '<img src="{src}" width="1" height="1" alt="" border="0"'
     ' style="display:block;width:1px;height:1px;border:0;margin:0;padding:0">'
@@ -77,10 +87,12 @@ class Template:
         links = tuple(sorted(scanner.links, key=lambda link: link.start))
         return cls(source, links, scanner.pixel_at)
 
-    def render(self, link_url: Callable[[str], str], pixel_url: str | None) -> str:
+    def render(
+        self, link_url: Callable[[str], str], pixel_url: str | None, trap_url: str | None = None
+    ) -> str:
         """The email with each link's value replaced by ``link_url(target)`` and, unless
-        ``pixel_url`` is None, the pixel inserted."""
-        return self.compiled().render(link_url, pixel_url)
+        ``pixel_url`` is None, the pixel inserted (after the trap link, if ``trap_url``)."""
+        return self.compiled().render(link_url, pixel_url, trap_url)
 
     def compiled(self, escape: Callable[[str], str] | None = None) -> Compiled:
         """The source cut once at the links and the pixel, for rendering many recipients;
@@ -114,16 +126,16 @@ class Compiled:
     slots: tuple[Link | None, ...]
     escape: Callable[[str], str] | None
 
-    def render(self, link_url: Callable[[str], str], pixel_url: str | None) -> str:
+    def render(
+        self, link_url: Callable[[str], str], pixel_url: str | None, trap_url: str | None = None
+    ) -> str:
         """As :meth:`Template.render`, escaped as the template was compiled."""
+        at_top = "" if trap_url is None else TRAP_TAG.format(src=html.escape(trap_url))
+        if pixel_url is not None:
+            at_top += PIXEL_TAG.format(src=html.escape(pixel_url))
         out = [self.pieces[0]]
         for slot, piece in zip(self.slots, self.pieces[1:], strict=True):
-            if slot is not None:
-                value = _value(link_url(slot.target), slot.quoted)
-            elif pixel_url is not None:
-                value = PIXEL_TAG.format(src=html.escape(pixel_url))
-            else:
-                value = ""
+            value = at_top if slot is None else _value(link_url(slot.target), slot.quoted)
             out += (value if self.escape is None else self.escape(value), piece)
         return "".join(out)
 

@@ -6,10 +6,11 @@ The body is a JSON object (at most :data:`MAX_BODY_BYTES` bytes)::
     {"html": "<html>...</html>", "cid": "spring", "uid": "r-1042",
      "utm_source": "newsletter", "fields": {"list": "vip"}, "expires": "90d",
      "append_utm": false, "pixel": true, "sent_at": "2026-03-01T09:00Z",
-     "message_id": "spring-1"}
+     "message_id": "spring-1", "trap": false}
 
 Only ``html`` is required; ``sent_at`` (default now: the send time the tokens carry) is
-``now``, epoch seconds or an ISO time, ``message_id`` the id of the send. The answer is
+``now``, epoch seconds or an ISO time, ``message_id`` the id of the send; ``trap``: true
+inserts the hidden trap link (docs/traffic.md). The answer is
 ``200 {"html": "...", "links": <tracked links>, "targets": [<each distinct canonical
 target>]}``. Anything else answers in the API's error shape: 400 ``bad_json`` (not a JSON
 object, a key twice), ``bad_item``, ``bad_field``, ``bad_expires``, ``bad_sent_at``,
@@ -44,6 +45,10 @@ BODY_KEYS = frozenset(
         "expires",
         "append_utm",
         "notrack",
+        "trap",
+        "fields",
+        "expires",
+        "append_utm",
         "sent_at",
         "message_id",
         *NAMED_KEYS,
@@ -79,8 +84,9 @@ class WrapApi:
         source, pixel = body.get("html"), body.get("pixel", True)
         if not isinstance(source, str):
             raise LinkError("item", "'html' must be a string: the email")
-        if not isinstance(pixel, bool):
-            raise LinkError("item", "'pixel' must be true or false")
+        trap = body.get("trap", False)
+        if not isinstance(pixel, bool) or not isinstance(trap, bool):
+            raise LinkError("item", "'pixel' and 'trap' must be true or false")
         body = {"sent_at": "now", **body}  # a wrapped email is timed from its send
         link_spec = spec_of_item(body, link=True)
         pixel_spec = spec_of_item({**body, "append_utm": False, "notrack": False}, link=False)
@@ -88,7 +94,9 @@ class WrapApi:
         pixels = Minter(rt.pixel_tokens, base, None, limit)
         template = Template.parse(source, wrapped_prefix=f"{base}/r/")
         signed = links.mint_each(link_spec, template.targets())
-        text = template.render(signed.__getitem__, pixels.mint(pixel_spec) if pixel else None)
+        pixel_url = pixels.mint(pixel_spec) if pixel else None
+        trap_url = links.mint_trap(link_spec) if trap else None
+        text = template.render(signed.__getitem__, pixel_url, trap_url)
         targets = list(dict.fromkeys(links.target(target) for target in signed))
         return {"html": text, "links": len(template.links), "targets": targets}
 

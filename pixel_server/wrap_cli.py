@@ -44,6 +44,12 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")  # a uid that is a f
 @click.option("--append-utm", is_flag=True, help="Add the UTM values to each target's query.")
 @click.option("--no-pixel", is_flag=True, help="Wrap the links only; insert no open pixel.")
 @click.option(
+    "--trap",
+    is_flag=True,
+    help="Also insert a hidden link no person sees: whoever follows it, and the other clicks of"
+    " the message with it, are a link scanner's (docs/traffic.md).",
+)
+@click.option(
     "--sent-at",
     default="now",
     show_default=True,
@@ -70,6 +76,7 @@ def wrap(
     expires: str | None,
     append_utm: bool,
     no_pixel: bool,
+    trap: bool,
     sent_at: str,
     message_id: str | None,
     output: str | None,
@@ -110,6 +117,7 @@ def wrap(
             (link_spec, pixel_spec),
             (links, pixels),
             no_pixel,
+            trap,
             recipients,
             out_dir,
             output,
@@ -120,15 +128,17 @@ def wrap(
     try:
         signed = links.mint_each(link_spec, template.targets())
         pixel = None if no_pixel else pixels.mint(pixel_spec)
+        trap_url = links.mint_trap(link_spec) if trap else None
     except LinkError as exc:
         raise bad_link(exc) from None
     note_changed(links)
-    text = template.render(signed.__getitem__, pixel)
+    text = template.render(signed.__getitem__, pixel, trap_url)
     if output is None or output == "-":
         sys.stdout.write(text)
         return
     _write(Path(output), text)
     shown = f"{len(signed)} links" + ("" if no_pixel else " and the pixel")
+    shown += " and the trap link" if trap else ""
     click.echo(f"wrote {output}: {shown} signed", err=True)
 
 
@@ -137,6 +147,7 @@ def _wrap_recipients(
     specs: tuple[Spec, Spec],
     minters: tuple[Minter, Minter],
     no_pixel: bool,
+    trap: bool,
     path: str,
     out_dir: str | None,
     output: str | None,
@@ -151,7 +162,7 @@ def _wrap_recipients(
         raise click.UsageError("give --out-dir or --output, not both")
     name = "stdin" if path == "-" else path
     targets = template.targets()
-    signed: list[tuple[Recipient, dict[str, str], str | None]] = []
+    signed: list[tuple[Recipient, dict[str, str], str | None, str | None]] = []
     try:
         _, rows = read_recipients_for(path, link_spec, "html", link=True)
         for row in rows:
@@ -160,13 +171,14 @@ def _wrap_recipients(
                 urls = links.mint_each(row_links, targets)
                 row_pixel = pixel_spec.with_fields(row.fields, link=False)
                 pixel = None if no_pixel else pixels.mint(row_pixel)
+                trap_url = links.mint_trap(row_links) if trap else None
             except LinkError as exc:
                 raise RecipientsError(f"{name} line {row.line}: {exc}") from None
             if out_dir is not None and not SAFE_NAME.fullmatch(row.cells["uid"]):
                 uid = row.cells["uid"][:40]
                 message = f"uid {uid!r} cannot be a file name; write NDJSON instead of --out-dir"
                 raise RecipientsError(f"{name} line {row.line}: {message}")
-            signed.append((row, urls, pixel))
+            signed.append((row, urls, pixel, trap_url))
     except RecipientsError as exc:
         raise click.UsageError(str(exc)) from None
     note_changed(links)
@@ -178,8 +190,8 @@ def _wrap_recipients(
             raise OneLineError(f"cannot write {out_dir}: {exc.strerror or exc}") from None
         plain = template.compiled()
         emails = (
-            (f"{row.cells['uid']}.html", plain.render(urls.__getitem__, pixel))
-            for row, urls, pixel in signed
+            (f"{row.cells['uid']}.html", plain.render(urls.__getitem__, pixel, trap_url))
+            for row, urls, pixel, trap_url in signed
         )
         try:  # all written, then one flush for the batch (files.write_batch)
             count = write_batch(folder, emails)
@@ -191,8 +203,8 @@ def _wrap_recipients(
     # character, so the pieces escaped apart join to the escaped email
     escaped = template.compiled(_json_text)
     lines = (
-        _json_head(row.cells) + escaped.render(urls.__getitem__, pixel) + '"}\n'
-        for row, urls, pixel in signed
+        _json_head(row.cells) + escaped.render(urls.__getitem__, pixel, trap_url) + '"}\n'
+        for row, urls, pixel, trap_url in signed
     )
     if output is None or output == "-":
         sys.stdout.writelines(lines)

@@ -147,3 +147,10 @@ async def test_forged_cursor_answers_400_in_the_error_shape(harness: Harness) ->
         error = response.json()["error"]
         assert error["status"] == 400
         assert "cursor" in error["message"]
+
+
+def test_the_burst_pass_reads_the_clicks_index(conn: sqlite3.Connection) -> None:
+    text, args = sql.clicks_since(1_000, 100)
+    steps = " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {text}", args))
+    assert "hits_click_ts" in steps, steps
+    assert "TEMP B-TREE" not in steps, steps

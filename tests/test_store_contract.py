@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from pixel_server.apikeys import new_key
+from pixel_server.bursts import Relabel
 from pixel_server.hits import COLUMNS, Hit
 from pixel_server.loss import DAY_MS
 from pixel_server.query import EQUALITY_FILTERS, FILTER_COLUMNS, HitQuery
@@ -23,6 +24,7 @@ from pixel_server.store.base import CopyPosition, PositionMoved
 from pixel_server.store.memory import MemoryStore
 from pixel_server.store.postgres import PostgresStore
 from pixel_server.store.sqlite import SQLiteStore
+from pixel_server.traffic import RULES_VERSION
 
 STORES = ("memory", "sqlite", "postgresql")
 
@@ -404,3 +406,53 @@ async def test_the_loss_report_counts_gaps_repeats_and_duplicates(store: Store) 
     assert spring.sent == 14
     assert [r.cid for r in await store.loss_report((day, day + DAY_MS), "spring")] == ["spring"]
     assert await store.loss_report((day + DAY_MS, day + 2 * DAY_MS)) == []
+
+
+async def test_clicks_since_reads_the_clicks_oldest_first(store: Store) -> None:
+    hits = [
+        Hit(ts=5000, kind="click", cid="c", uid="u", url="https://a.example/", ip="192.0.2.0"),
+        Hit(ts=4000, kind="click", msg="m1", sent_ts=3000, traffic="human"),
+        Hit(ts=4500, kind="open", cid="c", uid="u"),
+        Hit(ts=1000, kind="click", cid="c", uid="u"),
+    ]
+    await store.write(hits)
+    seen = await store.clicks_since(2000, 10)
+    assert [(s.ts, s.msg, s.sent_ts, s.traffic) for s in seen] == [
+        (4000, "m1", 3000, "human"),
+        (5000, None, None, None),
+    ]
+    assert (seen[1].cid, seen[1].uid, seen[1].url, seen[1].ip) == (
+        "c",
+        "u",
+        "https://a.example/",
+        "192.0.2.0",
+    )
+    assert len(await store.clicks_since(0, 1)) == 1
+
+
+async def test_relabel_compares_and_sets(store: Store) -> None:
+    await store.write(
+        [Hit(ts=1000 + i, kind="click", traffic="human", traffic_rules="0") for i in range(3)]
+    )
+    a, b, c = await store.clicks_since(0, 10)
+    changes = [
+        Relabel(a.id, a.ts, "human", "link_scanner", "burst:3_links"),
+        Relabel(b.id, b.ts, "probe", "link_scanner", "burst:3_links"),  # changed meanwhile
+        Relabel(c.id, c.ts, "human", "human", ""),
+    ]
+    assert await store.relabel(changes) == 2
+    rows = {r["id"]: r for r in await all_rows(store)}
+    assert (rows[a.id]["traffic"], rows[a.id]["traffic_reasons"], rows[a.id]["is_bot"]) == (
+        "link_scanner",
+        "burst:3_links",
+        1,
+    )
+    assert rows[a.id]["traffic_rules"] == RULES_VERSION
+    assert (rows[b.id]["traffic"], rows[b.id]["is_bot"], rows[b.id]["traffic_rules"]) == (
+        "human",
+        0,
+        "0",
+    )
+    assert (rows[c.id]["traffic"], rows[c.id]["traffic_reasons"]) == ("human", None)
+    assert await store.relabel(changes[:1]) == 0  # no longer human: nothing to do
+    assert await store.relabel([]) == 0

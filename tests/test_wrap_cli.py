@@ -162,3 +162,27 @@ def test_a_bad_row_writes_nothing(cli_env: Path, tmp_path: Path) -> None:
     clash = run("wrap", str(cli_env), "--uid", "x", "--recipients", str(recipients))
     assert clash.exit_code == 2
     assert "uid" in clash.output
+
+
+async def test_the_trap_link_is_hidden_first_and_answers_blank(cli_env: Path) -> None:
+    result = run("wrap", str(cli_env), "--cid", "spring", "--uid", "r-7", "--trap")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    links = re.findall(r'href="(https://t\.example\.com/r/[^"]+)"', out)
+    assert len(links) == 3
+    body = out.index('<body style="margin:0">') + len('<body style="margin:0">')
+    assert out[body:].startswith('<a href="' + links[0] + '" rel="nofollow" aria-hidden="true"')
+    assert "display:none;mso-hide:all" in out
+    assert out.index(links[0]) < out.index('src="https://t.example.com/p/')
+    async with running(Settings.from_env()) as h:
+        answer = await h.client.get(links[0].removeprefix(BASE))
+        assert (answer.status_code, answer.headers.get("location")) == (200, None)
+    rows = stored_rows(Settings.from_env(), "SELECT kind, uid, traffic, traffic_reasons FROM hits")
+    assert rows == [("click", "r-7", "link_scanner", "trap")]
+    recipients = cli_env.parent / "r.csv"
+    recipients.write_text("uid\nr-1\nr-2\n", encoding="utf-8")
+    result = run("wrap", str(cli_env), "--cid", "c", "--recipients", str(recipients), "--trap")
+    assert result.exit_code == 0, result.output
+    assert [
+        json.loads(line)["html"].count('aria-hidden="true"') for line in result.stdout.splitlines()
+    ] == [1, 1]

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..apikeys import ApiKey
+from ..bursts import Relabel, Seen
 from ..hits import COLUMNS, Hit
 from ..loss import LossRow
 from ..outage import StoreError as StoreError
@@ -148,6 +149,14 @@ class Store(Protocol):
 
     async def remove_revocation(self, rule_id: str) -> Revocation | None:
         """Undo the revocation ``rule_id``; the one removed, None if there was none."""
+
+    async def clicks_since(self, since_ms: int, limit: int) -> list[Seen]:
+        """Up to ``limit`` clicks at or after ``since_ms``, oldest first (the burst pass)."""
+
+    async def relabel(self, changes: Sequence[Relabel]) -> int:
+        """Set each change's hit (by id and ts) to its class and reasons, the current rules'
+        version and ``is_bot`` to match, only where the hit's class is still the change's
+        ``expected`` (compare and set: a row changed meanwhile is left); the rows changed."""
 
     async def schema_version(self) -> int:
         """The version of the store's schema (its migrations applied)."""

@@ -12,12 +12,14 @@ from operator import itemgetter
 from typing import Any
 
 from ..apikeys import ApiKey
+from ..bursts import SEEN_COLUMNS, Relabel, Seen
 from ..hits import COLUMNS, Hit
 from ..loss import DAY_MS, LossRow, duplicate_counts, merge
 from ..query import HitQuery
 from ..revocations import Revocation
 from ..totals import KINDS, Campaign, group_rows
 from .base import ROW_KEYS, CopyPosition, PositionMoved, Row, StoreUnavailable
+from .sql import relabel_args
 
 _values = itemgetter(*ROW_KEYS)
 
@@ -213,6 +215,21 @@ class MemoryStore:
         return Counter(
             row["kind"] for row in await self.query(replace(query, limit=len(self.rows) or 1))
         )
+
+    async def clicks_since(self, since_ms: int, limit: int) -> list[Seen]:
+        clicks = [r for r in self.rows if r["kind"] == "click" and r["ts"] >= since_ms]
+        clicks.sort(key=itemgetter("ts", "id"))
+        return [Seen._make(r[c] for c in SEEN_COLUMNS) for r in clicks[:limit]]
+
+    async def relabel(self, changes: Sequence[Relabel]) -> int:
+        by_id = {r["id"]: r for r in self.rows}
+        changed = 0
+        for cls, reasons, rules, bot, row_id, ts, expected in relabel_args(changes):
+            row = by_id.get(row_id)
+            if row is not None and row["ts"] == ts and row["traffic"] == expected:
+                row.update(traffic=cls, traffic_reasons=reasons, traffic_rules=rules, is_bot=bot)
+                changed += 1
+        return changed
 
     async def schema_version(self) -> int:
         return 0  # nothing to migrate

@@ -31,6 +31,7 @@ from typing import Any
 import asyncpg
 
 from ..apikeys import ApiKey
+from ..bursts import Relabel, Seen
 from ..hits import COLUMNS, Hit
 from ..loss import LossRow, duplicate_counts, merge
 from ..query import HitQuery
@@ -39,7 +40,14 @@ from ..totals import Campaign, from_rows
 from . import sql as sql_text
 from .base import ROW_KEYS, ROW_KIND, CopyPosition, PositionMoved, Row, StoreUnavailable
 from .pgschema import ensure_partitions, migrate, months_spanned
-from .sql import KEY_COLUMNS, api_key, revocation, revocation_sql, revocation_values
+from .sql import (
+    KEY_COLUMNS,
+    api_key,
+    relabel_args,
+    revocation,
+    revocation_sql,
+    revocation_values,
+)
 
 log = logging.getLogger("pixel_server")
 
@@ -159,6 +167,17 @@ NO_ANSWER: tuple[type[BaseException], ...] = (
 UNAVAILABLE: tuple[type[BaseException], ...] = (*UNAVAILABLE_ERRORS, *NO_ANSWER)
 READ_TIMEOUT = 60.0  # seconds a read statement may take (a count over millions of rows)
 BACKSTOP = 2.0  # client-side seconds beyond the server's own statement_timeout
+
+
+# compare and set, one statement for every change: each (id, ts) finds its row through the
+# partitions' (ts, id) index; IS NOT DISTINCT FROM matches a NULL class too
+RELABEL_SQL = """
+UPDATE hits AS h SET traffic = c.cls, traffic_reasons = c.reasons, traffic_rules = c.rules,
+    is_bot = c.bot
+FROM unnest($1::text[], $2::text[], $3::text[], $4::smallint[], $5::bigint[], $6::bigint[],
+            $7::text[]) AS c(cls, reasons, rules, bot, id, ts, expected)
+WHERE h.id = c.id AND h.ts = c.ts AND h.traffic IS NOT DISTINCT FROM c.expected
+"""
 
 
 class PostgresStore:
@@ -496,6 +515,19 @@ class PostgresStore:
         sql, args = sql_text.count_by_kind(query, sql_text.numbered)
         rows = await self._read(lambda conn: conn.fetch(sql, *args))
         return Counter({str(kind): int(n) for kind, n in rows})
+
+    async def clicks_since(self, since_ms: int, limit: int) -> list[Seen]:
+        sql, args = sql_text.clicks_since(since_ms, limit, sql_text.numbered)
+        rows = await self._read(lambda conn: conn.fetch(sql, *args))
+        return [Seen._make(row) for row in rows]
+
+    async def relabel(self, changes: Sequence[Relabel]) -> int:
+        args = relabel_args(changes)
+        if not args:
+            return 0
+        columns = [list(column) for column in zip(*args, strict=True)]
+        status = await self._admin(lambda conn: conn.execute(RELABEL_SQL, *columns))
+        return int(status.split()[-1])
 
     async def schema_version(self) -> int:
         sql = "SELECT coalesce(max(version), 0) FROM pixel_schema"

@@ -112,6 +112,11 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE hits ADD COLUMN sent_ts INTEGER;
     ALTER TABLE hits ADD COLUMN msg TEXT;
     """,
+    # 10: the clicks by time, for the burst pass (burstpass.py reads the last minute's clicks
+    # every few seconds); partial, so no other hit pays for it
+    """
+    CREATE INDEX hits_click_ts ON hits (ts) WHERE kind = 'click';
+    """,
     # 11: revoked links, campaigns and targets (revocations.py), checked at each click
     """
     CREATE TABLE revocations (

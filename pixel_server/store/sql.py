@@ -7,16 +7,18 @@ as a parameter.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..apikeys import ApiKey
+from ..bursts import SEEN_COLUMNS, Relabel
 from ..hits import COLUMNS
 from ..loss import DAY_MS
 from ..query import OPERATORS, HitQuery
 from ..revocations import Revocation
 from ..totals import KINDS as CAMPAIGN_KINDS
 from ..totals import PROXY, PROXY_REPEAT_MS
+from ..traffic import MACHINE, RULES_VERSION
 
 # a parameter's text from its 1-based position
 Placeholder = Callable[[int], str]
@@ -143,6 +145,33 @@ def loss_duplicates(
         args.append(cid)
         sql += f" AND cid = {placeholder(3)}"
     return sql, args
+
+
+# the burst pass's read (burstpass.py): the clicks since a time, oldest first. `kind =
+# 'click'` is spelled out, not a parameter, so that the partial index on the clicks' ts
+# (SQLite migration 10, PostgreSQL 8) can serve it
+SEEN_SELECT = ", ".join(SEEN_COLUMNS)
+
+
+def clicks_since(
+    since_ms: int, limit: int, placeholder: Placeholder = qmark
+) -> tuple[str, list[Any]]:
+    """The statement and arguments that read up to ``limit`` clicks at or after
+    ``since_ms``, oldest first, as rows in bursts.SEEN_COLUMNS order."""
+    sql = (
+        f"SELECT {SEEN_SELECT} FROM hits WHERE kind = 'click' AND ts >= {placeholder(1)}"  # noqa: S608
+        f" ORDER BY ts, id LIMIT {placeholder(2)}"
+    )
+    return sql, [since_ms, limit]
+
+
+def relabel_args(changes: Iterable[Relabel]) -> list[tuple[Any, ...]]:
+    """``(traffic, traffic_reasons, traffic_rules, is_bot, id, ts, expected)`` per change,
+    the parameters of the stores' compare-and-set update."""
+    return [
+        (c.cls, c.reasons or None, RULES_VERSION, int(c.cls in MACHINE), c.id, c.ts, c.expected)
+        for c in changes
+    ]
 
 
 def _campaign_where(

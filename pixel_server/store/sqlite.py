@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from ..apikeys import ApiKey
+from ..bursts import Relabel, Seen
 from ..files import ensure_private_file
 from ..hits import COLUMNS, Hit
 from ..loss import LossRow, duplicate_counts, merge
@@ -32,7 +33,14 @@ from ..totals import Campaign, from_rows
 from . import sql as sql_text
 from .base import ROW_KEYS, ROW_KIND, CopyPosition, PositionMoved, Row, StoreUnavailable
 from .schema import begin_immediate, migrate, schema_version
-from .sql import KEY_COLUMNS, api_key, revocation, revocation_sql, revocation_values
+from .sql import (
+    KEY_COLUMNS,
+    api_key,
+    relabel_args,
+    revocation,
+    revocation_sql,
+    revocation_values,
+)
 
 BUSY_TIMEOUT_MS = 10_000
 # S608: these statements are built from our own column names and placeholders, never from input
@@ -63,6 +71,11 @@ DUPLICATES_SQL = (
 )
 _NONES = (None,) * len(COLUMNS)
 REVOCATION_UPSERT_SQL, REVOCATIONS_SQL, REVOCATION_DELETE_SQL = revocation_sql()
+# compare and set: `IS` matches a NULL class too (a hit stored before migration 8)
+RELABEL_SQL = (
+    "UPDATE hits SET traffic = ?, traffic_reasons = ?, traffic_rules = ?, is_bot = ?"
+    " WHERE id = ? AND traffic IS ?"
+)
 
 
 def insert_rows(conn: sqlite3.Connection, rows: Iterable[tuple[Any, ...]]) -> int:
@@ -378,6 +391,20 @@ class SQLiteStore:
         async with self._reader.execute(sql, args) as cursor:
             rows = await cursor.fetchall()
         return Counter({str(kind): int(n) for kind, n in rows})
+
+    async def clicks_since(self, since_ms: int, limit: int) -> list[Seen]:
+        assert self._reader is not None, "store is not open"
+        rows = await self._reader.execute_fetchall(*sql_text.clicks_since(since_ms, limit))
+        return [Seen._make(row) for row in rows]
+
+    async def relabel(self, changes: Sequence[Relabel]) -> int:
+        args = [(*head, row_id, expected) for *head, row_id, _ts, expected in relabel_args(changes)]
+        if not args:
+            return 0
+        result: int = await self._run(
+            self._transaction, lambda conn: conn.executemany(RELABEL_SQL, args).rowcount
+        )
+        return result
 
     async def schema_version(self) -> int:
         version: int = await self._run(schema_version, self._connection)
