@@ -48,7 +48,7 @@ def revoke(
 
     \b
     Example:
-      pixel-server revoke https://t.example/r/k1.eyJ1Ijo... --reason "sent by mistake"
+      pixel-server revoke https://t.example/r/k1._k2ArLijKzEuXYSv... --reason "sent by mistake"
       pixel-server revoke --cid spring --reason "the sale is over" --offer-continue
       pixel-server revoke --target shop.example
       pixel-server revoke --cid spring --undo

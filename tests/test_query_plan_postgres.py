@@ -36,6 +36,7 @@ VALUED = (
     "utm_term",
     "utm_content",
     "utm_id",
+    "traffic",
 )
 
 

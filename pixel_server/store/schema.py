@@ -19,8 +19,9 @@ LOCK_POLL_MAX = 0.002
 # yields `ORDER BY ts DESC, id DESC` for one value. Partial (NOT NULL): a hit pays only for the
 # columns it has. `cid` has had (cid, ts) since v1. Every index costs each write: with all 12
 # filters indexed the pixel spent ~11% more CPU per request (docs/benchmarks.md), so `kind`
-# (4 values) and utm_source/medium/campaign/content (few values, set on most email hits) have
-# none: their pages walk hits_ts newest first and skip other rows, still without sorting.
+# (4 values), utm_source/medium/campaign/content (few values, set on most email hits) and
+# traffic (nine classes, most hits human; migration 8) have none: their pages walk hits_ts
+# newest first and skip other rows, still without sorting.
 # Spelled out, not derived from query.py: a migration must never change once released.
 SPARSE_COLUMNS = ("event", "eid", "uid", "sid", "utm_term", "utm_id")
 FILTER_INDEXES = "\n".join(
