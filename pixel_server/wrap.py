@@ -33,6 +33,7 @@ TEMPLATE_PATTERNS = (
     r"\[[A-Za-z_][\w.-]*\]",
     r"\{[A-Za-z_][\w.-]*\}",
 )
+MAX_PATTERNS, MAX_PATTERN_CHARS = 20, 200  # a sender's own merge tags (skip_patterns)
 LINK_TAGS = frozenset(("a", "area"))  # and every VML tag (v:...) with an href
 MSO_COMMENT = re.compile(r"\[if [^\]]*mso[^\]]*\]>", re.IGNORECASE)
 # the trap link (bursts.py): what a gateway following every href finds and a person never
@@ -60,6 +61,22 @@ class Link:
     end: int
     quoted: bool
     target: str
+
+
+def skip_patterns(extra: Sequence[str]) -> tuple[str, ...]:
+    """TEMPLATE_PATTERNS and ``extra``: regular expressions of the sender's own merge tags
+    (``%%unsubscribe%%``: ``%%\\w+%%``), searched in each href; ValueError names a bad one."""
+    if len(extra) > MAX_PATTERNS:
+        raise ValueError(f"at most {MAX_PATTERNS} patterns of links to leave alone")
+    for pattern in extra:
+        shown = pattern[:40]
+        if not 1 <= len(pattern) <= MAX_PATTERN_CHARS:
+            raise ValueError(f"a pattern is 1 to {MAX_PATTERN_CHARS} characters: {shown!r}")
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"pattern {shown!r} is not a regular expression: {exc}") from None
+    return (*TEMPLATE_PATTERNS, *extra)
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ from .fields import NAMED_KEYS
 from .links import LinkError, Minter, spec_of_item
 from .links_api import no_duplicate_keys, signing_request
 from .runtime import Runtime
-from .wrap import Template
+from .wrap import Template, skip_patterns
 
 MAX_BODY_BYTES = 4 << 20  # Gmail clips a message past 102 KB; 4 MiB is any email
 BODY_KEYS = frozenset(
@@ -46,6 +46,7 @@ BODY_KEYS = frozenset(
         "append_utm",
         "notrack",
         "trap",
+        "leave",
         "fields",
         "expires",
         "append_utm",
@@ -87,12 +88,19 @@ class WrapApi:
         trap = body.get("trap", False)
         if not isinstance(pixel, bool) or not isinstance(trap, bool):
             raise LinkError("item", "'pixel' and 'trap' must be true or false")
+        leave = body.get("leave", [])
+        if not isinstance(leave, list) or not all(isinstance(p, str) for p in leave):
+            raise LinkError("item", "'leave' must be a list of regular expressions")
+        try:
+            skip = skip_patterns(leave)
+        except ValueError as exc:
+            raise LinkError("item", str(exc)) from None
         body = {"sent_at": "now", **body}  # a wrapped email is timed from its send
         link_spec = spec_of_item(body, link=True)
         pixel_spec = spec_of_item({**body, "append_utm": False, "notrack": False}, link=False)
         links = Minter(rt.link_tokens, base, rt.target_policy, limit)
         pixels = Minter(rt.pixel_tokens, base, None, limit)
-        template = Template.parse(source, wrapped_prefix=f"{base}/r/")
+        template = Template.parse(source, wrapped_prefix=f"{base}/r/", skip=skip)
         signed = links.mint_each(link_spec, template.targets())
         pixel_url = pixels.mint(pixel_spec) if pixel else None
         trap_url = links.mint_trap(link_spec) if trap else None

@@ -57,6 +57,14 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")  # a uid that is a f
     " and clicks are timed from it. Give it when a send is scheduled.",
 )
 @click.option("--message-id", help="The id of this send (a mailing, or the email's Message-ID).")
+@click.option(
+    "--leave",
+    "leave",
+    multiple=True,
+    metavar="REGEX",
+    help="Also leave alone hrefs matching this regular expression (your own merge tags, e.g."
+    " '%%\\w+%%'; repeatable), besides the usual templated ones.",
+)
 @click.option("-o", "--output", help="Write here (default stdout; only if every link signs).")
 @click.option(
     "--recipients",
@@ -79,6 +87,7 @@ def wrap(
     trap: bool,
     sent_at: str,
     message_id: str | None,
+    leave: tuple[str, ...],
     output: str | None,
     recipients: str | None,
     out_dir: str | None,
@@ -96,9 +105,13 @@ def wrap(
       pixel-server wrap spring.html --cid spring --recipients recipients.csv --out-dir out/
     """
     from .links import LinkError, parse_sent, public_base
-    from .wrap import Template
+    from .wrap import Template, skip_patterns
 
     settings = load_settings(options)
+    try:
+        skip = skip_patterns(leave)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--leave") from None
     link_spec = collect_spec(dict(options), expires, append_utm, link=True)
     pixel_spec = collect_spec(options, expires, False, link=False)
     try:
@@ -110,7 +123,7 @@ def wrap(
     if email == "-" and recipients == "-":
         raise click.UsageError("the email and the recipients cannot both come from stdin")
     source = _read(email)
-    template = Template.parse(source, wrapped_prefix=f"{public_base(settings)}/r/")
+    template = Template.parse(source, wrapped_prefix=f"{public_base(settings)}/r/", skip=skip)
     if recipients is not None:
         _wrap_recipients(
             template,

@@ -182,3 +182,29 @@ def wait_for(page: Page | None, condition: Callable[[], Any], what: str) -> Any:
             page.wait_for_timeout(POLL)
         else:
             time.sleep(POLL / 1000)
+
+
+def module_fixtures(name: str) -> tuple[Any, Any, Any]:
+    """The module-scoped ``browser``, ``server`` (a real ``pixel-server serve``, its data in a
+    folder named ``name``) and ``site`` (another origin) fixtures of a browser test module:
+    ``browser, server, site = module_fixtures("tracker")``."""
+    from conftest import ServerProcess, start_server
+
+    @pytest.fixture(scope="module")
+    def browser() -> Iterator[Browser]:
+        with chromium() as browser:
+            yield browser
+
+    @pytest.fixture(scope="module")
+    def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+        server = start_server(tmp_path_factory.mktemp(name))
+        yield server
+        server.stop()
+
+    @pytest.fixture(scope="module")
+    def site(server: ServerProcess) -> Iterator[Site]:
+        site = Site(server.url)
+        yield site
+        site.close()
+
+    return browser, server, site

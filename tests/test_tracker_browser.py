@@ -19,7 +19,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, Route
 
 from pixel_server.events import Rules, check_event
 
-from browsertest import Posts, ServerEvents, Site, chromium, wait_for
+from browsertest import Posts, ServerEvents, Site, module_fixtures, wait_for
 from conftest import ServerProcess, start_server
 
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
@@ -38,24 +38,7 @@ FULL = (
 )
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as browser:
-        yield browser
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    server = start_server(tmp_path_factory.mktemp("tracker"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def site(server: ServerProcess) -> Iterator[Site]:
-    site = Site(server.url)
-    yield site
-    site.close()
+browser, server, site = module_fixtures("tracker")
 
 
 class Visitor:

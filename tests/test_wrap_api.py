@@ -81,10 +81,22 @@ async def test_no_pixel_when_asked(api: Harness) -> None:
         ({"html": EMAIL, "expires": "soon"}, "bad_expires"),
         ({"html": EMAIL, "fields": {"u": "x"}}, "bad_field"),
         ({"html": EMAIL, "cid": 5}, "bad_field"),
+        ({"html": EMAIL, "leave": "x"}, "bad_item"),
+        ({"html": EMAIL, "leave": [1]}, "bad_item"),
+        ({"html": EMAIL, "leave": ["("]}, "bad_item"),
+        ({"html": EMAIL, "leave": ["x"] * 21}, "bad_item"),
     ],
 )
 async def test_bad_bodies(api: Harness, body: Any, code: str) -> None:
     assert_error(await post(api, body), 400, code)
+
+
+async def test_own_merge_tags_are_left_alone(api: Harness) -> None:
+    own = '<a href="https://shop.example/u?id=%%RECIPIENT_ID%%">Prefs</a>'
+    response = await post(api, {"html": f"<body>{own}</body>", "leave": [r"%%\w+%%"]})
+    assert response.status_code == 200, response.text
+    assert own in response.json()["html"]
+    assert response.json()["links"] == 0
 
 
 async def test_repeated_key_and_not_json(api: Harness) -> None:

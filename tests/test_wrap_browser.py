@@ -10,7 +10,6 @@ should be none) is aborted and fails the test.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,8 @@ from pixel_server.config import Settings
 from pixel_server.links import Minter, spec_from_options
 from pixel_server.wrap import Template
 
-from browsertest import Site, chromium, wait_for
-from conftest import SECRET, ServerProcess, start_server
+from browsertest import Site, module_fixtures, wait_for
+from conftest import SECRET, ServerProcess
 
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAQAAAACCAIAAADwyuo0AAAAEElEQVR4nGM4IScHRwzIHABvCgghBqXSdgAAAABJRU5ErkJggg=="
@@ -37,24 +36,7 @@ LINKS = (
 )
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as browser:
-        yield browser
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    server = start_server(tmp_path_factory.mktemp("wrap-browser"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def site(server: ServerProcess) -> Iterator[Site]:
-    site = Site(server.url)
-    yield site
-    site.close()
+browser, server, site = module_fixtures("wrap-browser")
 
 
 def wrapped(source: str, base: str, uid: str) -> str:

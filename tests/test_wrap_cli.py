@@ -186,3 +186,23 @@ async def test_the_trap_link_is_hidden_first_and_answers_blank(cli_env: Path) ->
     assert [
         json.loads(line)["html"].count('aria-hidden="true"') for line in result.stdout.splitlines()
     ] == [1, 1]
+
+
+def test_own_merge_tags_are_left_alone_with_leave(cli_env: Path, tmp_path: Path) -> None:
+    """--leave adds the sender's own merge-tag patterns to the usual templated ones."""
+    email = tmp_path / "own.html"
+    own = '<a href="https://shop.example/u?id=%%RECIPIENT_ID%%">Prefs</a>'
+    email.write_text(f"<html><body>{own}<a href='https://shop.example/'>x</a></body></html>")
+    plain = run("wrap", str(email), "--cid", "c", "--no-pixel")
+    assert plain.exit_code == 0, plain.output
+    assert own not in plain.stdout
+    assert plain.stdout.count("/r/") == 2
+    left = run("wrap", str(email), "--cid", "c", "--no-pixel", "--leave", r"%%\w+%%")
+    assert left.exit_code == 0, left.output
+    assert own in left.stdout
+    assert left.stdout.count("/r/") == 1
+    for bad in ("(", "", "x" * 201):
+        result = run("wrap", str(email), "--leave", bad)
+        assert result.exit_code == 2, result.output
+        assert "--leave" in result.output
+        assert "Traceback" not in result.output
