@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from pixel_server.burstpass import run_pass
+from pixel_server.burstpass import LATE_S, Window, run_pass
 from pixel_server.bursts import Seen
 from pixel_server.config import Settings
 from pixel_server.hits import Hit
@@ -63,6 +63,44 @@ def links(html: str) -> list[str]:
 
 def click(i: int, ts: int, url: str, ip: str = NET, traffic: str = "human") -> Hit:
     return Hit(ts=ts, kind="click", cid="c", uid="u", url=url, ip=ip, traffic=traffic)
+
+
+class Reads:
+    """A store's clicks_since, recording where each read started."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.starts: list[int] = []
+
+    async def clicks_since(self, since_ms: int, limit: int) -> list[Seen]:
+        self.starts.append(since_ms)
+        clicks: list[Seen] = await self.store.clicks_since(since_ms, limit)
+        return clicks
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+async def test_the_running_pass_reads_only_what_is_new_and_remembers_the_window(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A pass with a Window reads from shortly before the last one, not the whole window, yet
+    a burst whose first click an earlier pass read is still caught whole; a pass without new
+    clicks judges nothing."""
+    settings = make_settings(burst_every=2)
+    async with running(settings) as h:
+        assert h.rt.store is not None
+        store, window = Reads(h.rt.store), Window()
+        await h.rt.store.write([click(1, T0, "a")])
+        assert await run_pass(store, settings, h.rt.metrics, T0 + 1_000, window) == 0
+        await h.rt.store.write([click(2, T0 + 2_000, "b")])
+        assert await run_pass(store, settings, h.rt.metrics, T0 + 3_000, window) == 2
+        assert await run_pass(store, settings, h.rt.metrics, T0 + 5_000, window) == 0
+        late = int(LATE_S * 1000)
+        assert store.starts == [T0 + 1_000 - 64_000, T0 + 1_000 - late, T0 + 3_000 - late]
+        assert not window.pending
+    rows = stored_rows(settings, SQL)
+    assert [row[2:4] for row in rows] == [("link_scanner", "burst:2_links")] * 2
 
 
 async def test_the_pass_relabels_a_burst_and_a_later_person_stays_human(
