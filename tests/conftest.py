@@ -260,6 +260,33 @@ class ServerProcess:
             return conn.execute(sql).fetchall()
 
 
+PIXEL_SERVER = Path(sys.executable).parent / "pixel-server"  # the console script
+
+
+def run_cli(
+    *args: str, env: dict[str, str], cwd: Path, prefix: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    """Run the real console script; with valid settings `serve` would start 2 workers, so a
+    run that does not stop by itself is killed with its whole process group."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PIXEL_")}
+    base = {"PIXEL_SECRET_KEY": SECRET, "PIXEL_DB": str(cwd / "pixel.db"), "PIXEL_WORKERS": "2"}
+    proc = subprocess.Popen(
+        [*prefix, str(PIXEL_SERVER), *args],
+        env={**clean, **base, "PIXEL_PORT": str(free_port()), **env},
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
 def start_server(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> ServerProcess:
     """A server on a free port, or on ``env``'s PIXEL_PORT (a port a client already uses)."""
     port = int(env["PIXEL_PORT"]) if env and "PIXEL_PORT" in env else free_port()

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -20,7 +17,7 @@ import pytest
 from pixel_server.apikeys import SCOPES, new_key
 from pixel_server.config import Settings
 
-from conftest import Harness, running, store_locked, stored_rows, until
+from conftest import Harness, run_cli, running, store_locked, stored_rows, until
 
 pytestmark = pytest.mark.both_stores
 
@@ -545,15 +542,7 @@ def test_a_bad_registry_file_stops_the_server_with_one_line(tmp_path: Path) -> N
     """serve with a broken PIXEL_EVENT_SCHEMAS: one Error line naming it, exit 2."""
     path = tmp_path / "schemas.json"
     path.write_text('{"events": {"p": {"required": {"a": "text"}}}}')
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIXEL_")}
-    env.update(PIXEL_EVENT_SCHEMAS=str(path), PIXEL_DB=str(tmp_path / "p.db"))
-    result = subprocess.run(
-        [sys.executable, "-m", "pixel_server", "serve"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_cli("serve", env={"PIXEL_EVENT_SCHEMAS": str(path)}, cwd=tmp_path)
     assert result.returncode == 2
     [line] = result.stderr.splitlines()
     assert line.startswith("Error: PIXEL_EVENT_SCHEMAS")

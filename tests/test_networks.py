@@ -5,9 +5,6 @@ classifying an address of an operator's list."""
 from __future__ import annotations
 
 import ipaddress
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +15,7 @@ from pixel_server import networks
 from pixel_server.networks import NetworkList, Networks, NetworksFileError, load, parse
 from pixel_server.traffic import classify
 
-from conftest import API_TOKEN, ServerProcess
+from conftest import API_TOKEN, ServerProcess, run_cli
 
 HEAD = "# class: link_scanner\n# reason: office_gateway\n"
 CHROME = (
@@ -211,15 +208,7 @@ def test_a_bad_setting_stops_serve_with_one_line(tmp_path: Path) -> None:
     path = tmp_path / "lists"
     path.mkdir()
     (path / "office.txt").write_text(HEAD + "198.51.100.0/24\n198.51.100.300\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIXEL_")}
-    env.update(PIXEL_NETWORKS=str(path), PIXEL_DB=str(tmp_path / "p.db"))
-    result = subprocess.run(
-        [sys.executable, "-m", "pixel_server", "serve"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_cli("serve", env={"PIXEL_NETWORKS": str(path)}, cwd=tmp_path)
     assert result.returncode == 2
     [line] = result.stderr.splitlines()
     assert line.startswith(f"Error: PIXEL_NETWORKS: {path / 'office.txt'}:4: '198.51.100.300'")

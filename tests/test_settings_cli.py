@@ -5,9 +5,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,10 +16,9 @@ from pixel_server import server
 from pixel_server.cli import main
 from pixel_server.config import Settings
 
-from conftest import SECRET, free_port
+from conftest import SECRET, run_cli
 
 FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
-PIXEL_SERVER = Path(sys.executable).parent / "pixel-server"
 
 # At least one bad value for every setting; "{dir}" is an existing directory, "{file}" an
 # existing regular file. A new setting without a row here fails
@@ -237,30 +233,6 @@ def test_bad_flag_is_one_line_naming_flag_and_variable(
         result = runner.invoke(main, args)
         env = FIELDS[field].metadata["env"]
         assert_one_line_error(result.exit_code, result.stderr, result.stdout, flag, env)
-
-
-def run_cli(
-    *args: str, env: dict[str, str], cwd: Path, prefix: tuple[str, ...] = ()
-) -> subprocess.CompletedProcess[str]:
-    """Run the real console script; with valid settings `serve` would start 2 workers, so a
-    run that does not stop by itself is killed with its whole process group."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("PIXEL_")}
-    base = {"PIXEL_SECRET_KEY": SECRET, "PIXEL_DB": str(cwd / "pixel.db"), "PIXEL_WORKERS": "2"}
-    proc = subprocess.Popen(
-        [*prefix, str(PIXEL_SERVER), *args],
-        env={**clean, **base, "PIXEL_PORT": str(free_port()), **env},
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        stdout, stderr = proc.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        stdout, stderr = proc.communicate()
-    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
 @pytest.mark.parametrize("field", list(FIELDS))
