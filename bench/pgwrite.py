@@ -28,7 +28,6 @@ import statistics
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
 from typing import Any
 
 import bigdb
@@ -64,9 +63,9 @@ class StagedPostgresStore(PostgresStore):
     """The alternative: COPY the batch into a temporary table, then claim and insert from it,
     in one transaction (three round trips a batch instead of one)."""
 
-    async def _execute(self, conn: Any, args: Sequence[Any]) -> list[Any]:
+    async def _execute(self, conn: Any, args: Any) -> list[Any]:
         n = len(COLUMNS)
-        columns, rest = args[:n], args[n:]
+        columns, rest = args.values[:n], args.values[n:]
         records = [(*row, i) for i, row in enumerate(zip(*columns, strict=True), start=1)]
         timeout = self._timeout + postgres.BACKSTOP
         async with conn.transaction():
@@ -75,7 +74,7 @@ class StagedPostgresStore(PostgresStore):
                 "hit_stage", records=records, columns=(*COLUMNS, "n"), timeout=timeout
             )
             rows: list[Any] = await conn.fetch(STAGED_SQL, *rest, timeout=timeout)
-        return rows
+        return [(kind, added) for kind, added, _ in rows if kind is not None]  # no rollups
 
 
 def make_hits(total: int) -> list[Hit]:

@@ -28,13 +28,19 @@ def open_store(settings: Settings) -> Store:
 def store_at(url: StoreURL, settings: Settings, timeout: float) -> Store:
     """The store at ``url`` (not yet opened), tuned by ``settings``; a write waits up to
     ``timeout`` seconds (SQLite's lock, a PostgreSQL statement) before it is unavailable."""
+    from ..eventschema import load
+    from ..rollup import Spec
+
+    spec = Spec.from_registry(load(settings.event_schemas) if settings.event_schemas else None)
     if url.kind == "sqlite":
         from .sqlite import SQLiteStore
 
-        return SQLiteStore(url.path, settings.sqlite_synchronous, int(timeout * 1000))
+        return SQLiteStore(url.path, settings.sqlite_synchronous, int(timeout * 1000), spec)
     from .postgres import PostgresStore
 
-    return PostgresStore(url.url, pool_max=settings.pg_pool_max, statement_timeout=timeout)
+    return PostgresStore(
+        url.url, pool_max=settings.pg_pool_max, statement_timeout=timeout, spec=spec
+    )
 
 
 @asynccontextmanager

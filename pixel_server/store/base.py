@@ -25,6 +25,7 @@ from ..outage import StoreError as StoreError
 from ..outage import StoreUnavailable as StoreUnavailable
 from ..query import HitQuery
 from ..revocations import Revocation
+from ..rollup import CellAnswer, CellQuery, Spec
 from ..totals import Campaign
 
 # The order of the values in a row of Store.query_rows(): the row id, then the hit's columns.
@@ -53,6 +54,8 @@ class CopyPosition:
 
 
 class Store(Protocol):
+    spec: Spec  # which event parameters the rollups keep (rollup.py)
+
     async def open(self) -> None:
         """Connect and bring the schema up to date (safe to run from several processes)."""
 
@@ -157,6 +160,17 @@ class Store(Protocol):
         """Set each change's hit (by id and ts) to its class and reasons, the current rules'
         version and ``is_bot`` to match, only where the hit's class is still the change's
         ``expected`` (compare and set: a row changed meanwhile is left); the rows changed."""
+
+    async def rollup_cells(self, query: CellQuery) -> CellAnswer:
+        """The rollup cells ``query`` asks for (rollup.py), summed as CellAnswer says."""
+
+    async def rollups_complete(self) -> bool:
+        """Whether the rollups cover every stored hit (not when hits were stored before
+        the rollups existed, until :meth:`rebuild_rollups`)."""
+
+    async def rebuild_rollups(self) -> int:
+        """Recompute every rollup cell from the stored hits, in one transaction; the rollups
+        are then complete. The number of hits read."""
 
     async def schema_version(self) -> int:
         """The version of the store's schema (its migrations applied)."""

@@ -17,6 +17,7 @@ from ..hits import COLUMNS, Hit
 from ..loss import DAY_MS, LossRow, duplicate_counts, merge
 from ..query import HitQuery
 from ..revocations import Revocation
+from ..rollup import Cell, CellAnswer, CellQuery, Key, Spec, answer, counting
 from ..totals import KINDS, Campaign, group_rows
 from .base import ROW_KEYS, CopyPosition, PositionMoved, Row, StoreUnavailable
 from .sql import relabel_args
@@ -47,6 +48,7 @@ class MemoryStore:
         self.keys: dict[str, ApiKey] = {}
         self.duplicates: Counter[tuple[int, str]] = Counter()
         self.revoked: dict[str, Revocation] = {}
+        self.spec = Spec()
 
     async def open(self) -> None:
         return None
@@ -92,6 +94,19 @@ class MemoryStore:
             new.discard(key)  # a second one in the batch is a duplicate
         self.duplicates.update(duplicate_counts(hits, outcomes))
         return outcomes
+
+    def _cells(self) -> dict[Key, Cell]:
+        rows = [tuple(row[c] for c in COLUMNS) for row in self.rows]
+        return counting(rows, self.spec).cells
+
+    async def rollup_cells(self, query: CellQuery) -> CellAnswer:
+        return answer(self._cells(), query)
+
+    async def rollups_complete(self) -> bool:
+        return True  # computed from the rows at each read
+
+    async def rebuild_rollups(self) -> int:
+        return len(self.rows)
 
     async def loss_report(self, span: tuple[int, int], cid: str | None = None) -> list[LossRow]:
         since, until = span

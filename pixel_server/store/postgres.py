@@ -26,6 +26,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -36,10 +37,13 @@ from ..hits import COLUMNS, Hit
 from ..loss import LossRow, duplicate_counts, merge
 from ..query import HitQuery
 from ..revocations import Revocation
+from ..rollup import CellAnswer, CellQuery, Spec, hours_of
 from ..totals import Campaign, from_rows
+from . import pg_rollups
 from . import sql as sql_text
 from .base import ROW_KEYS, ROW_KIND, CopyPosition, PositionMoved, Row, StoreUnavailable
 from .pgschema import ensure_partitions, migrate, months_spanned
+from .rollup_sql import cell_reads
 from .sql import (
     KEY_COLUMNS,
     api_key,
@@ -87,6 +91,10 @@ WITH batch AS (
 ), added AS (
     SELECT kind, count(*) AS rows FROM inserted GROUP BY kind
 )"""  # noqa: S608 - built from our own column names; every value is a parameter
+# what a batch did: rows of (kind, rows added, NULL), then (NULL, NULL, n) per row of the batch
+# (its ordinal) that claimed its eid now: the rows stored are these and those without an eid
+_OUTCOMES = """SELECT kind, rows, NULL::bigint FROM added UNION ALL
+SELECT NULL, NULL, f.n FROM firsts f JOIN claimed c ON c.kind = f.kind AND c.eid = f.eid"""
 # The writer's batch is recorded in write_batches with what it added (an in-doubt commit is
 # resolved by looking it up), and a replayed spill chunk's journal offset in spill_replay:
 # all in one statement, one transaction.
@@ -100,20 +108,20 @@ INSERT_SQL = f"""{_INSERT_HEAD}, marker AS (
     SELECT ${_J + 2}::text, ${_J + 3}::bigint WHERE ${_J + 2}::text IS NOT NULL
     ON CONFLICT (journal) DO UPDATE SET "offset" = excluded."offset"
 )
-SELECT kind, rows FROM added
+{_OUTCOMES}
 """  # noqa: S608 - as _INSERT_HEAD
 # A POST /e batch (PostgresStore.write_events): the rows of the batch that claimed their eid
 # now, by ordinal; a row without an eid is always new
 EVENTS_SQL = f"""{_INSERT_HEAD}
-SELECT f.n FROM firsts f JOIN claimed c ON c.kind = f.kind AND c.eid = f.eid
-"""  # noqa: S608 - as _INSERT_HEAD
+{_OUTCOMES}
+"""
 # A chunk of `pixel-server copy` (PostgresStore.copy_in) is COPY'd into hit_eids and hits; a
 # chunk with an eid that is claimed already goes through COPY_DEDUP_SQL, which keeps the first
 # of each. Then its position: inserted for a copy's first chunk, else moved on from where the
 # chunk continues ($6, $7), so that a second copy from the same source into this store fails
 # instead of writing its chunks twice (the UPDATE waits for the other's commit, then finds the
 # position moved).
-COPY_DEDUP_SQL = f"{_INSERT_HEAD}\nSELECT kind, rows FROM added"
+COPY_DEDUP_SQL = f"{_INSERT_HEAD}\n{_OUTCOMES}"
 POSITION_INSERT_SQL = (
     "INSERT INTO copy_progress (source, shown, last_ts, last_id, copied)"
     " VALUES ($1, $2, $3, $4, $5)"
@@ -180,6 +188,20 @@ WHERE h.id = c.id AND h.ts = c.ts AND h.traffic IS NOT DISTINCT FROM c.expected
 """
 
 
+TOUCHED_SQL = (
+    "SELECT h.ts, h.cid, h.kind FROM hits h"
+    " JOIN unnest($1::bigint[], $2::bigint[]) AS c(id, ts) ON h.id = c.id AND h.ts = c.ts"
+)
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """A writer's batch as write() sends it: its rows, and the statement's arguments."""
+
+    records: list[tuple[Any, ...]]
+    values: tuple[Any, ...]
+
+
 class PostgresStore:
     """A hit store in one PostgreSQL database, shared by any number of instances.
 
@@ -192,7 +214,14 @@ class PostgresStore:
     deduplicated).
     """
 
-    def __init__(self, dsn: str, pool_max: int = 4, statement_timeout: float = 1.0) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        pool_max: int = 4,
+        statement_timeout: float = 1.0,
+        spec: Spec | None = None,
+    ) -> None:
+        self.spec = spec or Spec()  # which event parameters the rollups keep
         self._dsn = dsn
         self._pool_max = pool_max
         self._timeout = statement_timeout
@@ -245,10 +274,10 @@ class PostgresStore:
     ) -> Counter[str]:
         if not hits:
             return Counter()
-        columns = _column_arrays([hit.row() for hit in in_kind_order(hits)])
+        records = [hit.row() for hit in in_kind_order(hits)]
         batch = uuid.uuid4()
         journal, offset = progress if progress is not None else (None, None)
-        args = (*columns, batch, _now_ms(), journal, offset)
+        args = _Batch(records, (*_column_arrays(records), batch, _now_ms(), journal, offset))
         pool = self._open_pool(self._writes)
         try:
             await self._maybe_maintain()
@@ -278,14 +307,16 @@ class PostgresStore:
         come back as duplicates)."""
         if not hits:
             return []
-        columns = _column_arrays([hit.row() for hit in hits])
+        records = [hit.row() for hit in hits]
+        columns = _column_arrays(records)
         pool = self._open_pool(self._writes)
         timeout = self._timeout + BACKSTOP
         try:
             await self._maybe_maintain()
             async with pool.acquire(timeout=CONNECT_TIMEOUT) as conn, conn.transaction():
-                rows = await conn.fetch(EVENTS_SQL, *columns, timeout=timeout)
-                claimed = {row[0] for row in rows}
+                repeats = await pg_rollups.stored_repeats(conn, records, timeout)
+                answer = await conn.fetch(EVENTS_SQL, *columns, timeout=timeout)
+                claimed = await self._count(conn, records, repeats, answer, timeout)
                 outcomes = [hit.eid is None or n in claimed for n, hit in enumerate(hits, 1)]
                 counts = duplicate_counts(hits, outcomes)
                 if counts:
@@ -379,6 +410,7 @@ class PostgresStore:
             raise StoreUnavailable(_describe(exc)) from exc
         try:
             async with conn.transaction():
+                repeats = await pg_rollups.stored_repeats(conn, records, timeout)
                 try:
                     async with conn.transaction():
                         await conn.copy_records_to_table(
@@ -391,10 +423,13 @@ class PostgresStore:
                             "hits", records=records, columns=COLUMNS, timeout=timeout
                         )
                     added = Counter(row[ROW_KIND] for row in rows)
+                    every = [(None, None, n) for n in range(1, len(records) + 1)]
+                    await self._count(conn, records, repeats, every, timeout)
                 except asyncpg.UniqueViolationError:
                     args = _column_arrays(records)
-                    counts = await conn.fetch(COPY_DEDUP_SQL, *args, timeout=timeout)
-                    added = Counter({kind: int(n) for kind, n in counts})
+                    answer = await conn.fetch(COPY_DEDUP_SQL, *args, timeout=timeout)
+                    added = Counter({k: int(n) for k, n, _ in answer if k is not None})
+                    await self._count(conn, records, repeats, answer, timeout)
                 if previous is not None:
                     await previous  # its failure rolls this chunk back
                 await _advance(conn, position, added.total(), timeout)
@@ -436,10 +471,35 @@ class PostgresStore:
             raise StoreUnavailable(_describe(exc)) from exc
         return outcome
 
-    async def _execute(self, conn: Any, args: Sequence[Any]) -> list[Any]:
-        """Send one batch statement (a seam for the tests of a lost answer)."""
-        rows: list[Any] = await conn.fetch(INSERT_SQL, *args, timeout=self._timeout + BACKSTOP)
-        return rows
+    async def _execute(self, conn: Any, args: _Batch) -> list[Any]:
+        """Write one batch, its rollups in the same transaction; rows of (kind, added) (a
+        seam for the tests of a lost answer)."""
+        timeout = self._timeout + BACKSTOP
+        async with conn.transaction():
+            repeats = await pg_rollups.stored_repeats(conn, args.records, timeout)
+            answer = await conn.fetch(INSERT_SQL, *args.values, timeout=timeout)
+            await self._count(conn, args.records, repeats, answer, timeout)
+        return [(kind, n) for kind, n, _ in answer if kind is not None]
+
+    async def _count(
+        self,
+        conn: Any,
+        records: Sequence[Sequence[Any]],
+        repeats: Sequence[bool],
+        answer: Sequence[Any],
+        timeout: float,
+    ) -> set[int]:
+        """Add the rows of ``records`` that ``answer`` (_OUTCOMES) says were stored to the
+        rollups; the ordinals (from 1) of the rows that claimed their eid."""
+        claimed = {int(n) for kind, _, n in answer if kind is None}
+        fresh = [
+            (row, repeat)
+            for n, (row, repeat) in enumerate(zip(records, repeats, strict=True), start=1)
+            if row[_EID] is None or n in claimed
+        ]
+        rows = [row for row, _ in fresh]
+        await pg_rollups.add(conn, self.spec, rows, [r for _, r in fresh], timeout)
+        return claimed
 
     async def _release(self, pool: asyncpg.Pool, conn: Any) -> None:
         """Give ``conn`` back; one that cannot be reset is closed (the pool makes another)."""
@@ -526,8 +586,43 @@ class PostgresStore:
         if not args:
             return 0
         columns = [list(column) for column in zip(*args, strict=True)]
-        status = await self._admin(lambda conn: conn.execute(RELABEL_SQL, *columns))
-        return int(status.split()[-1])
+        ids, stamps = columns[4], columns[5]
+
+        async def change(conn: Any) -> int:
+            async with conn.transaction():
+                touched = await conn.fetch(TOUCHED_SQL, ids, stamps)
+                changed = int((await conn.execute(RELABEL_SQL, *columns)).split()[-1])
+                if changed:
+                    hours = hours_of((int(ts), cid, kind) for ts, cid, kind in touched)
+                    await pg_rollups.recompute(conn, self.spec, hours, READ_TIMEOUT)
+                return changed
+
+        result: int = await self._admin(change)
+        return result
+
+    async def rebuild_rollups(self) -> int:
+        async def rebuild(conn: Any) -> int:
+            async with conn.transaction():
+                await conn.execute("SET LOCAL statement_timeout = 0")
+                return await pg_rollups.rebuild(conn, self.spec)
+
+        result: int = await self._admin(rebuild)
+        return result
+
+    async def rollups_complete(self) -> bool:
+        sql = "SELECT bool_and(complete) FROM rollup_state"
+        return bool(await self._read(lambda conn: conn.fetchval(sql)))
+
+    async def rollup_cells(self, query: CellQuery) -> CellAnswer:
+        reads = cell_reads(query, sql_text.numbered)
+        if reads is None:
+            return CellAnswer([], [], [])
+
+        async def read(conn: Any) -> list[list[Any]]:
+            return [await conn.fetch(sql, *args) for sql, args in reads]
+
+        answers = await self._read(read)
+        return CellAnswer(answers[0], answers[1], answers[2] if len(answers) > 2 else [])
 
     async def schema_version(self) -> int:
         sql = "SELECT coalesce(max(version), 0) FROM pixel_schema"

@@ -29,9 +29,12 @@ from ..hits import COLUMNS, Hit
 from ..loss import LossRow, duplicate_counts, merge
 from ..query import HitQuery
 from ..revocations import Revocation
+from ..rollup import KIND, CellAnswer, CellQuery, Spec, hours_of
 from ..totals import Campaign, from_rows
 from . import sql as sql_text
-from .base import ROW_KEYS, ROW_KIND, CopyPosition, PositionMoved, Row, StoreUnavailable
+from . import sqlite_rollups as rollups
+from .base import ROW_KEYS, CopyPosition, PositionMoved, Row, StoreUnavailable
+from .rollup_sql import cell_reads
 from .schema import begin_immediate, migrate, schema_version
 from .sql import (
     KEY_COLUMNS,
@@ -94,6 +97,34 @@ def insert_rows(conn: sqlite3.Connection, rows: Iterable[tuple[Any, ...]]) -> in
         values = [tuple(compress(row, shape)) for row in run]
         added += conn.executemany(_insert_sql(shape), values).rowcount
     return added
+
+
+def insert_outcomes(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> list[bool]:
+    """Insert ``rows`` in order; per row, whether it was stored (False: a duplicate eid).
+
+    The common batch has no duplicate: one executemany stores it, and its rowcount (rows
+    added) says so. Otherwise it is undone and written a statement a row: each rowcount (0
+    when the (kind, eid) index refused it) is that row's outcome, first in the batch wins.
+    """
+    conn.execute("SAVEPOINT batch")
+    if insert_rows(conn, rows) == len(rows):
+        conn.execute("RELEASE batch")
+        return [True] * len(rows)
+    conn.execute("ROLLBACK TO batch")
+    conn.execute("RELEASE batch")
+    return [insert_rows(conn, (row,)) == 1 for row in rows]
+
+
+def store_counted(
+    conn: sqlite3.Connection, spec: Spec, rows: Sequence[tuple[Any, ...]]
+) -> list[bool]:
+    """Insert ``rows`` and add the new ones to the rollups, in the caller's transaction;
+    per row, whether it was stored."""
+    repeats = rollups.stored_repeats(conn, rows)
+    outcomes = insert_outcomes(conn, rows)
+    fresh = [(row, repeat) for row, repeat, new in zip(rows, repeats, outcomes, strict=True) if new]
+    rollups.add(conn, spec, [row for row, _ in fresh], [repeat for _, repeat in fresh])
+    return outcomes
 
 
 def _shape(row: tuple[Any, ...]) -> tuple[bool, ...]:
@@ -159,9 +190,14 @@ class SQLiteStore:
     """A hit store in one SQLite file. Safe to share between processes on one host."""
 
     def __init__(
-        self, path: str, synchronous: str = "FULL", busy_timeout_ms: int = BUSY_TIMEOUT_MS
+        self,
+        path: str,
+        synchronous: str = "FULL",
+        busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+        spec: Spec | None = None,
     ) -> None:
         self.path = path
+        self.spec = spec or Spec()  # which event parameters the rollups keep
         self._synchronous = synchronous
         self._busy_timeout_ms = busy_timeout_ms
         self._executor: ThreadPoolExecutor | None = None
@@ -183,6 +219,7 @@ class SQLiteStore:
                 connect, self.path, self._synchronous, self._busy_timeout_ms
             )
             await self._run(migrate, self._conn)
+            rollups.register(self._conn)
             self._reader = await aiosqlite.connect(self.path)
             await self._reader.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
         except sqlite3.OperationalError as exc:  # locked past the timeout, read-only, I/O
@@ -206,17 +243,7 @@ class SQLiteStore:
         rows = [hit.row() for hit in hits]
 
         def work(conn: sqlite3.Connection) -> list[bool]:
-            # the common batch has no duplicate: one executemany stores it, and its rowcount
-            # (rows added) says so. Otherwise it is undone and written a statement a row: each
-            # rowcount (0 when the (kind, eid) index refused it) is that row's outcome, first
-            # in the batch wins
-            conn.execute("SAVEPOINT events")
-            if insert_rows(conn, rows) == len(rows):
-                conn.execute("RELEASE events")
-                return [True] * len(rows)
-            conn.execute("ROLLBACK TO events")
-            conn.execute("RELEASE events")
-            outcomes = [insert_rows(conn, (row,)) == 1 for row in rows]
+            outcomes = store_counted(conn, self.spec, rows)
             counts = duplicate_counts(hits, outcomes)
             if counts:
                 values = [(day, cid, n) for (day, cid), n in counts.items()]
@@ -316,9 +343,11 @@ class SQLiteStore:
         """One transaction; one executemany per kind so duplicates are counted per kind."""
 
         def work(conn: sqlite3.Connection) -> Counter[str]:
+            ordered = [row for rows in by_kind.values() for row in rows]
+            outcomes = store_counted(conn, self.spec, ordered)
             added: Counter[str] = Counter()
-            for kind, rows in by_kind.items():
-                added[kind] = insert_rows(conn, rows)
+            for row, new in zip(ordered, outcomes, strict=True):
+                added[row[KIND]] += new
             if progress is not None:
                 conn.execute(PROGRESS_SQL, progress)
             return added
@@ -335,20 +364,17 @@ class SQLiteStore:
         previous: Awaitable[object] | None = None,
     ) -> Counter[str]:
         records = [row[1:] for row in rows]  # (id, *COLUMNS) -> COLUMNS
-        kinds = Counter(row[ROW_KIND] for row in rows)
         if previous is not None:
             await previous  # one writer: nothing to overlap, and nothing written if it failed
 
         def work(conn: sqlite3.Connection) -> Counter[str]:
             # in arrival order (not grouped by kind as write() does), so the new ids keep the
             # source's order; new rowids are above every old one (max + 1)
-            (last_before,) = conn.execute("SELECT coalesce(max(id), 0) FROM hits").fetchone()
-            inserted = insert_rows(conn, records)
-            added = kinds
-            if inserted != len(records):  # some eids were here already: count what went in
-                sql = "SELECT kind, count(*) FROM hits WHERE id > ? GROUP BY kind"
-                added = Counter(dict(conn.execute(sql, (last_before,)).fetchall()))
-            _advance(conn, position, inserted)
+            outcomes = store_counted(conn, self.spec, records)
+            added: Counter[str] = Counter()
+            for row, new in zip(records, outcomes, strict=True):
+                added[row[KIND]] += new
+            _advance(conn, position, sum(outcomes))
             return added
 
         result: Counter[str] = await self._run(self._transaction, work)
@@ -401,10 +427,39 @@ class SQLiteStore:
         args = [(*head, row_id, expected) for *head, row_id, _ts, expected in relabel_args(changes)]
         if not args:
             return 0
+        ids = [(change.id,) for change in changes]
+
+        def work(conn: sqlite3.Connection) -> int:
+            touched = [
+                conn.execute("SELECT ts, cid, kind FROM hits WHERE id = ?", row_id).fetchone()
+                for row_id in ids
+            ]
+            changed: int = conn.executemany(RELABEL_SQL, args).rowcount
+            if changed:
+                rollups.recompute(conn, self.spec, hours_of(t for t in touched if t))
+            return changed
+
+        result: int = await self._run(self._transaction, work)
+        return result
+
+    async def rebuild_rollups(self) -> int:
         result: int = await self._run(
-            self._transaction, lambda conn: conn.executemany(RELABEL_SQL, args).rowcount
+            self._transaction, lambda conn: rollups.rebuild(conn, self.spec)
         )
         return result
+
+    async def rollups_complete(self) -> bool:
+        assert self._reader is not None, "store is not open"
+        rows = await self._reader.execute_fetchall("SELECT complete FROM rollup_state")
+        return any(row[0] for row in rows)
+
+    async def rollup_cells(self, query: CellQuery) -> CellAnswer:
+        assert self._reader is not None, "store is not open"
+        reads = cell_reads(query)
+        if reads is None:
+            return CellAnswer([], [], [])
+        answers = [list(await self._reader.execute_fetchall(sql, args)) for sql, args in reads]
+        return CellAnswer(answers[0], answers[1], answers[2] if len(answers) > 2 else [])
 
     async def schema_version(self) -> int:
         version: int = await self._run(schema_version, self._connection)

@@ -1,0 +1,197 @@
+"""The PostgreSQL store's rollups (rollup.py), as the SQLite store's (sqlite_rollups.py):
+added in the write transaction, recomputed when stored hits change class, rebuilt whole.
+
+Many instances may add to one cell at once. Each batch upserts its cells' counts in key
+order (so two batches lock shared cells in the same order: no deadlock), the upsert
+returning each cell's sketch as it stood; the merged sketches are then written back, under
+the row locks the upsert took. Sums are added by the upsert itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from .. import sketch
+from ..hits import COLUMNS
+from ..rollup import (
+    CID,
+    DIMENSIONS,
+    HOUR_MS,
+    KIND,
+    METHOD,
+    TS,
+    UID,
+    Accumulator,
+    Cell,
+    Key,
+    ProxyMemory,
+    Spec,
+    candidate,
+    key_of,
+)
+from ..totals import PROXY, PROXY_REPEAT_MS
+
+_KEY = "hour, cid, kind, event, traffic, dim, value"
+_KEY_TYPES = "$1::integer[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]"
+_MATCH = " AND ".join(f"r.{c} = c.{c}" for c in _KEY.split(", "))
+UPSERT_SQL = f"""
+INSERT INTO rollups ({_KEY}, n)
+SELECT * FROM unnest({_KEY_TYPES}, $8::bigint[])
+ON CONFLICT (cid, dim, hour, kind, event, traffic, value) DO UPDATE SET n = rollups.n + excluded.n
+RETURNING {_KEY}, uniques
+"""  # noqa: S608 - our own column names
+SKETCH_SQL = f"""
+UPDATE rollups AS r SET uniques = c.uniques
+FROM unnest({_KEY_TYPES}, $8::bytea[]) AS c({_KEY}, uniques)
+WHERE {_MATCH}
+"""  # noqa: S608 - as above
+SUMS_SQL = f"""
+INSERT INTO rollup_sums ({_KEY}, param, total, n)
+SELECT * FROM unnest({_KEY_TYPES}, $8::text[], $9::double precision[], $10::bigint[])
+ON CONFLICT (cid, dim, hour, kind, event, traffic, value, param) DO UPDATE SET
+    total = rollup_sums.total + excluded.total, n = rollup_sums.n + excluded.n
+"""  # noqa: S608 - as above
+REPEATS_SQL = f"""
+SELECT c.n FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::integer[])
+    AS c(uid, ts, kind, cid, n)
+WHERE EXISTS (
+    SELECT 1 FROM hits h WHERE h.uid = c.uid AND h.ts > c.ts - {PROXY_REPEAT_MS}
+    AND h.ts <= c.ts AND h.kind = c.kind AND coalesce(h.cid, '') = c.cid
+    AND h.traffic = '{PROXY}' AND h.method <> 'HEAD'
+)
+"""  # noqa: S608 - our own constants
+_SELECT = ", ".join(COLUMNS)
+HOUR_HITS_SQL = (
+    f"SELECT {_SELECT} FROM hits WHERE ts >= $1 AND ts < $2"  # noqa: S608
+    " AND coalesce(cid, '') = $3 AND kind = $4 ORDER BY id"
+)
+ALL_HITS_SQL = f"SELECT {_SELECT} FROM hits ORDER BY id"  # noqa: S608
+REBUILD_CHUNK = 20_000
+
+
+async def stored_repeats(conn: Any, rows: Sequence[Sequence[Any]], timeout: float) -> list[bool]:
+    """Per row (COLUMNS order), whether it repeats a mail_proxy fetch already stored; run
+    before the rows are inserted, in their transaction. One statement for the candidates."""
+    picked = [(n, row) for n, row in enumerate(rows) if candidate(row)]
+    found = [False] * len(rows)
+    if not picked:
+        return found
+    columns = [
+        [row[UID] for _, row in picked],
+        [int(row[TS]) for _, row in picked],
+        [row[KIND] for _, row in picked],
+        [row[CID] or "" for _, row in picked],
+        [n for n, _ in picked],
+    ]
+    for (n,) in await conn.fetch(REPEATS_SQL, *columns, timeout=timeout):
+        found[n] = True
+    return found
+
+
+async def add(
+    conn: Any,
+    spec: Spec,
+    rows: Iterable[Sequence[Any]],
+    repeats: Iterable[bool],
+    timeout: float,
+) -> None:
+    """Add the cells of ``rows`` (stored now, in stored order) in the caller's transaction."""
+    memory = ProxyMemory()
+    acc = Accumulator(spec)
+    for row, stored in zip(rows, repeats, strict=True):
+        if row[METHOD] == "HEAD":
+            continue
+        if memory.repeat(row) or stored:
+            continue
+        acc.add(row)
+    await write_cells(conn, acc.cells, timeout)
+
+
+def _key_arrays(keys: Sequence[Key]) -> list[list[Any]]:
+    return [list(column) for column in zip(*keys, strict=True)] if keys else [[]] * 7
+
+
+async def write_cells(conn: Any, cells: dict[Key, Cell], timeout: float) -> None:
+    if not cells:
+        return
+    keys = sorted(cells)
+    arrays = _key_arrays(keys)
+    before = await conn.fetch(UPSERT_SQL, *arrays, [cells[k].n for k in keys], timeout=timeout)
+    merged = []
+    for record in before:
+        key = key_of(record[:7])
+        cell = cells[key]
+        if cell.uids:
+            old = None if record[7] is None else bytes(record[7])
+            merged.append((key, sketch.merged(old, sketch.of(cell.uids))))
+    if merged:
+        merged.sort()
+        arrays = _key_arrays([key for key, _ in merged])
+        await conn.execute(SKETCH_SQL, *arrays, [data for _, data in merged], timeout=timeout)
+    sums = sorted(
+        (key, param, total, count)
+        for key, cell in cells.items()
+        for param, (total, count) in cell.sums.items()
+    )
+    if sums:
+        arrays = _key_arrays([key for key, *_ in sums])
+        await conn.execute(
+            SUMS_SQL,
+            *arrays,
+            [param for _, param, _, _ in sums],
+            [total for _, _, total, _ in sums],
+            [int(count) for *_, count in sums],
+            timeout=timeout,
+        )
+
+
+async def recompute(
+    conn: Any, spec: Spec, hours: Iterable[tuple[int, str, str]], timeout: float
+) -> None:
+    """Recompute the cells of each (hour, cid, kind) from its stored hits (the caller's
+    transaction), as sqlite_rollups.recompute."""
+    dims = ["", *DIMENSIONS, *spec.param_dimensions()]
+    for hour, cid, kind in sorted(set(hours)):
+        start, end = hour * HOUR_MS, (hour + 1) * HOUR_MS
+        for table in ("rollups", "rollup_sums"):
+            await conn.execute(
+                f"DELETE FROM {table} WHERE cid = $1 AND dim = ANY($2::text[])"  # noqa: S608
+                " AND hour = $3 AND kind = $4",
+                cid,
+                dims,
+                hour,
+                kind,
+                timeout=timeout,
+            )
+        rows = await conn.fetch(
+            HOUR_HITS_SQL, start - PROXY_REPEAT_MS, end, cid, kind, timeout=timeout
+        )
+        memory = ProxyMemory()
+        acc = Accumulator(spec)
+        for row in rows:
+            if row[METHOD] == "HEAD" or memory.repeat(row) or row[TS] < start:
+                continue
+            acc.add(row)
+        await write_cells(conn, acc.cells, timeout)
+
+
+async def rebuild(conn: Any, spec: Spec) -> int:
+    """Every cell anew from every stored hit, in stored (id) order, in the caller's
+    transaction; the rollups are then complete. The number of hits read."""
+    await conn.execute("DELETE FROM rollups")
+    await conn.execute("DELETE FROM rollup_sums")
+    memory = ProxyMemory()
+    acc = Accumulator(spec)
+    read = 0
+    async for row in conn.cursor(ALL_HITS_SQL, prefetch=REBUILD_CHUNK):
+        read += 1
+        if row[METHOD] == "HEAD" or memory.repeat(row):
+            continue
+        acc.add(row)
+        if read % REBUILD_CHUNK == 0:
+            await write_cells(conn, acc.cells, 600.0)
+            acc = Accumulator(spec)
+    await write_cells(conn, acc.cells, 600.0)
+    await conn.execute("UPDATE rollup_state SET complete = true")
+    return read

@@ -1,0 +1,72 @@
+"""SQL of the rollups (rollup.py), shared by the SQL stores: reading cells for a report, and
+the statements that add to them.
+
+Column names come from rollup.py's own tuples, checked here; every value is a parameter.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..rollup import KEY_COLUMNS, SELECTABLE, CellQuery
+from ..traffic import MACHINE
+from .sql import Placeholder, qmark, storable
+
+_KEY = ", ".join(KEY_COLUMNS)
+MACHINES = ", ".join(f"'{name}'" for name in sorted(MACHINE))
+
+
+def _where(query: CellQuery, placeholder: Placeholder) -> tuple[str, list[Any]] | None:
+    args: list[Any] = [query.dim, *query.hours]
+    clauses = [
+        f"dim = {placeholder(1)}",
+        f"hour >= {placeholder(2)}",
+        f"hour < {placeholder(3)}",
+    ]
+    for column, value in query.equals:
+        if column not in SELECTABLE:
+            raise ValueError(f"not a rollup column: {column}")
+        if not storable(value):
+            return None
+        args.append(value)
+        clauses.append(f"{column} = {placeholder(len(args))}")
+    if not query.machines:
+        clauses.append(f"traffic NOT IN ({MACHINES})")
+    return " AND ".join(clauses), args
+
+
+def _by(query: CellQuery) -> str:
+    for column in query.by:
+        if column not in SELECTABLE:
+            raise ValueError(f"not a rollup column: {column}")
+    return "".join(f"{column}, " for column in query.by)
+
+
+def cell_reads(
+    query: CellQuery, placeholder: Placeholder = qmark
+) -> list[tuple[str, list[Any]]] | None:
+    """The statements (counts, sums, and sketches if asked) that answer ``query``, in the
+    order of CellAnswer's lists; None when no cell can match (a value no hit can hold)."""
+    where = _where(query, placeholder)
+    if where is None:
+        return None
+    clause, args = where
+    by = _by(query)
+    group = f"GROUP BY hour, {by}kind"
+    reads = [
+        (f"SELECT hour, {by}kind, sum(n) FROM rollups WHERE {clause} {group}", args),  # noqa: S608
+        (
+            f"SELECT hour, {by}kind, param, sum(total), sum(n) FROM rollup_sums"  # noqa: S608
+            f" WHERE {clause} {group}, param",
+            args,
+        ),
+    ]
+    if query.sketches:
+        reads.append(
+            (
+                f"SELECT hour, {by}kind, uniques FROM rollups"  # noqa: S608
+                f" WHERE {clause} AND uniques IS NOT NULL",
+                args,
+            )
+        )
+    return reads
