@@ -20,6 +20,7 @@ from .loss_api import LossApi
 from .ops import Ops
 from .revocations_api import RevocationsApi
 from .runtime import Runtime, app_lifespan
+from .stats_api import StatsApi
 from .store.base import Store
 from .tracker import TrackerScript
 from .wrap_api import WrapApi
@@ -89,6 +90,7 @@ def create_app(settings: Settings, store: Store | None = None) -> PixelApp:
                     *LinksApi(rt).routes(),
                     *WrapApi(rt).routes(),
                     *LossApi(rt).routes(),
+                    *StatsApi(rt).routes(),
                     *RevocationsApi(rt).routes(),
                     *openapi.routes(),
                 ],

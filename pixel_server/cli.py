@@ -769,4 +769,5 @@ from . import apikeys_cli as apikeys_cli  # noqa: E402
 from . import reclassify_cli as reclassify_cli  # noqa: E402  (`reclassify`)
 from . import reports_cli as reports_cli  # noqa: E402  (`loss`, registered the same way)
 from . import revocations_cli as revocations_cli  # noqa: E402  (`revoke`)
+from . import stats_cli as stats_cli  # noqa: E402  (`stats`, `rollups`)
 from . import wrap_cli as wrap_cli  # noqa: E402  (`wrap`)

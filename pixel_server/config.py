@@ -315,6 +315,14 @@ class Settings:
         check=v.event_schemas,
         accepts="empty, or the path of a readable registry file as docs/events.md shows",
     )
+    report_zone: str = _setting(
+        "PIXEL_REPORT_ZONE",
+        "UTC",
+        "Time zone of report buckets (stats, dashboard): an IANA name such as Europe/Berlin;"
+        " stored times stay UTC (docs/stats.md).",
+        check=v.report_zone,
+        accepts="an IANA time zone name (Europe/Berlin, America/New_York) or UTC",
+    )
     networks: str = _setting(
         "PIXEL_NETWORKS",
         "",

@@ -315,6 +315,10 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "cursor": {"type": "string", "pattern": "^([0-9]{1,15}_[1-9][0-9]{0,15})?$"},
     "kind": {"enum": ["", *KINDS]},
     "machines": {"enum": ["", "0", "1"]},
+    "interval": {"enum": ["", "hour", "day", "week", "month"]},
+    "outliers": {"enum": ["", "zscore", "iqr"]},
+    "smooth": {"enum": ["", "ma", "ema"]},
+    "table": {"enum": ["", "series", "breakdown", "rows"]},
 }
 
 
@@ -499,8 +503,51 @@ def document() -> dict[str, Any]:
                     },
                 }
             },
+            "/api/stats": _stats_path("JSON", "application/json"),
+            "/api/stats.csv": _stats_path("CSV", "text/csv"),
             "/api/revocations": _revocations_path(),
         },
+    }
+
+
+STATS_PARAMS = (
+    ("since", "from (ISO, epoch ms, 30d; a date without an offset is the zone's); default 30d"),
+    ("until", "until; default now"),
+    ("interval", "hour, day, week or month; default from the span"),
+    ("zone", "IANA time zone of the buckets; default PIXEL_REPORT_ZONE"),
+    ("group", "one dimension: kind, event, cid, traffic, link, utm_*, referrer, browser, ..."),
+    ("machines", "1: count machine traffic classes too"),
+    ("metrics", "comma-separated: hits, views, opens, clicks, events, uniques, ..."),
+    ("outliers", "zscore or iqr"),
+    ("threshold", "outlier threshold"),
+    ("window", "z-score window (points)"),
+    ("smooth", "ma or ema"),
+    ("smooth_window", "moving-average window (points)"),
+    ("alpha", "exponential smoothing factor"),
+    ("cid", "filter: one campaign"),
+    ("kind", "filter: view, open, click or event"),
+    ("utm_source", "filter"),
+    ("device", "filter"),
+)
+
+
+def _stats_path(form: str, media: str) -> dict[str, Any]:
+    """``GET /api/stats`` and its CSV: docs/stats.md."""
+    params = [_query(name, text) for name, text in STATS_PARAMS]
+    if form == "CSV":
+        params.append(_query("table", "series, breakdown or rows; default series"))
+    return {
+        "get": {
+            "summary": f"Counts, uniques, sums over time, per bucket and group ({form})",
+            "description": "Definitions and parameters in docs/stats.md; any dimension is"
+            " also a filter (<dimension>=<value>).",
+            "security": [{"bearer": []}],
+            "parameters": params,
+            "responses": {
+                "200": {"description": "The report.", "content": {media: {"schema": {}}}},
+                **READ_ERRORS,
+            },
+        }
     }
 
 

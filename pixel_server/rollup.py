@@ -1,12 +1,20 @@
-"""Rollups: the hits pre-counted per UTC hour, so a report over millions of hits reads
-thousands of rows. Pure: what a hit contributes, and how contributions add up; the stores
-keep the cells (``rollups`` and ``rollup_sums`` tables) and add each batch's in the
-transaction that stores its hits, so a rollup never disagrees with what was acknowledged.
+"""Rollups: the hits pre-counted, so a report over millions of hits reads thousands of
+rows. Pure: what a hit contributes, and how contributions add up; the stores keep the cells
+(``rollups`` and ``rollup_sums`` tables) and add each batch's in the transaction that stores
+its hits, so a rollup never disagrees with what was acknowledged.
 
-A **cell** is keyed by ``(hour, cid, kind, event, traffic, dim, value)``: every counted hit
-adds to the cell of dimension ``""`` (the totals, value ``""``) and to one cell per
-:data:`DIMENSIONS` entry (value ``""`` when the hit has none), plus one per declared event
-parameter (``param:<name>``, the event registry's string, integer and boolean parameters).
+A **cell** is keyed by ``(slot, cid, kind, event, traffic, dim, value)``; ``slot`` is the
+start of its span in UTC minutes. Every counted hit adds to
+
+* the **hourly totals** (dim :data:`HOURLY`, ``""``): per UTC hour and traffic class, for
+  hourly series and for days in any zone with whole-hour offsets;
+* the **daily totals** (dim :data:`DAILY`, ``"*"``) and one cell per :data:`DIMENSIONS`
+  entry (value ``""`` when the hit has none) and per declared event parameter
+  (``param:<name>``: the registry's string, integer and boolean parameters): per day in the
+  report zone (``PIXEL_REPORT_ZONE``, Spec.zone). The dimensions' cells keep only whether the
+  hit was a person's or a machine's (traffic ``""`` or :data:`MACHINE_CELL`), not its
+  class: the hour-by-class-by-value cube would be larger than the hits themselves.
+
 A cell holds:
 
 * ``n``: the counted hits;
@@ -31,16 +39,23 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from .eventschema import Registry
 from .hits import COLUMNS
 from .revocations import host_of
 from .totals import PROXY, PROXY_REPEAT_MS
+from .traffic import MACHINE
 
 HOUR_MS = 3_600_000
+MINUTE_MS = 60_000
+QUARTER_MS = 900_000  # every zone's offset is a multiple of 15 minutes
+HOURLY = ""  # the totals per UTC hour
+DAILY = "*"  # the totals per day of the report zone
+MACHINE_CELL = "machine"  # a dimension cell's traffic for every machine class
 # a hit's own dimensions, each a column (or derived from one); "" is the totals' cell
 DIMENSIONS = (
     "utm_source",
@@ -67,23 +82,25 @@ UTM = tuple(_I[c] for c in DIMENSIONS[:5])
 REFERER, BROWSER, OS, DEVICE = (_I[c] for c in ("referer", "browser", "os", "device"))
 PARAMS, METHOD, TRAFFIC = (_I[c] for c in ("params", "method", "traffic"))
 
-# (hour, cid, kind, event, traffic, dim, value)
+# (slot, cid, kind, event, traffic, dim, value)
 Key = tuple[int, str, str, str, str, str, str]
-KEY_COLUMNS = ("hour", "cid", "kind", "event", "traffic", "dim", "value")
+KEY_COLUMNS = ("slot", "cid", "kind", "event", "traffic", "dim", "value")
 
 
 @dataclass(frozen=True)
 class Spec:
-    """Which event parameters the rollups keep: from the event registry (PIXEL_EVENT_SCHEMAS).
-    ``dims[event]``: the parameters that are dimensions; ``sums[event]``: those summed."""
+    """What the rollups keep: the event parameters that are dimensions (``dims[event]``) and
+    those summed (``sums[event]``), from the event registry (PIXEL_EVENT_SCHEMAS), and the
+    zone of the daily cells (PIXEL_REPORT_ZONE)."""
 
     dims: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     sums: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    zone: str = "UTC"
 
     @classmethod
-    def from_registry(cls, registry: Registry | None) -> Spec:
+    def from_registry(cls, registry: Registry | None, zone: str = "UTC") -> Spec:
         if registry is None:
-            return cls()
+            return cls(zone=zone)
         dims: dict[str, tuple[str, ...]] = {}
         sums: dict[str, tuple[str, ...]] = {}
         for name, schema in registry.events.items():
@@ -93,7 +110,12 @@ class Spec:
         return cls(
             {k: v for k, v in dims.items() if v},
             {k: v for k, v in sums.items() if v},
+            zone,
         )
+
+    def dimensions(self) -> tuple[str, ...]:
+        """Every dim a cell can have."""
+        return (HOURLY, DAILY, *DIMENSIONS, *self.param_dimensions())
 
     def param_dimensions(self) -> tuple[str, ...]:
         """Every ``param:<name>`` dimension, sorted."""
@@ -105,7 +127,7 @@ class Spec:
         return tuple(sorted({p for params in self.sums.values() for p in params}))
 
 
-@dataclass
+@dataclass(slots=True)
 class Cell:
     n: int = 0
     uids: set[str] = field(default_factory=set)
@@ -160,24 +182,41 @@ def candidate(row: Sequence[Any], offset: int = 0) -> bool:
     )
 
 
+# what a hit's cells depend on besides its time: hits alike in all of these (and in their
+# hour) add to the same cells, so a batch is grouped by them first and each group expanded
+# into its cells once. The last three only where they matter (a click's target and page, an
+# event's parameters), else None: a page view's own URL would split the groups for nothing.
+BASE_SIGNATURE = ("kind", "event", "cid", "traffic", *DIMENSIONS[:5], "ref", "browser", "os")
+SIGNATURE = (*BASE_SIGNATURE, "device", "url", "referer", "params")
+_S = {name: n for n, name in enumerate(SIGNATURE, start=2)}  # 0, 1: the hour's, the day's slot
+S_KIND, S_EVENT, S_CID, S_TRAFFIC = (_S[c] for c in ("kind", "event", "cid", "traffic"))
+S_UTM = tuple(_S[c] for c in DIMENSIONS[:5])
+S_REF, S_REFERER, S_BROWSER, S_OS, S_DEVICE, S_URL, S_PARAMS = (
+    _S[c] for c in ("ref", "referer", "browser", "os", "device", "url", "params")
+)
+_BASE = {
+    offset: itemgetter(*(offset + COLUMNS.index(c) for c in (*BASE_SIGNATURE, "device")))
+    for offset in (0, 1)
+}
+
+
 def dimensions(
-    row: Sequence[Any], spec: Spec, offset: int = 0
+    sig: Sequence[Any], spec: Spec
 ) -> tuple[list[tuple[str, str]], list[tuple[str, float]]]:
-    """The cells a hit adds to, as ``(dim, value)`` (the totals' ``("", "")`` first), and the
-    summed parameters it carries, as ``(param, number)``."""
-    get = row.__getitem__
-    kind = get(offset + KIND)
-    event = get(offset + EVENT) or ""
-    values = [get(offset + i) or "" for i in UTM]
-    values.append(referrer(get(offset + REF), get(offset + REFERER), kind))
-    values.append(get(offset + BROWSER) or "")
-    values.append(get(offset + OS) or "")
-    values.append(get(offset + DEVICE) or "")
-    values.append(_text(get(offset + URL)) if kind == "click" else "")
-    pairs: list[tuple[str, str]] = [("", ""), *zip(DIMENSIONS, values, strict=True)]
+    """The cells a hit of signature ``sig`` adds to, as ``(dim, value)`` (the totals' first),
+    and the summed parameters it carries, as ``(param, number)``."""
+    kind = sig[S_KIND]
+    event = sig[S_EVENT] or ""
+    values = [sig[i] or "" for i in S_UTM]
+    values.append(referrer(sig[S_REF], sig[S_REFERER], kind))
+    values.append(sig[S_BROWSER] or "")
+    values.append(sig[S_OS] or "")
+    values.append(sig[S_DEVICE] or "")
+    values.append(_text(sig[S_URL]) if kind == "click" else "")
+    pairs = [(HOURLY, ""), (DAILY, ""), *zip(DIMENSIONS, values, strict=True)]
     sums: list[tuple[str, float]] = []
     if event and (event in spec.dims or event in spec.sums):
-        params = _params(get(offset + PARAMS))
+        params = _params(sig[S_PARAMS])
         for name in spec.dims.get(event, ()):
             pairs.append((PARAM_PREFIX + name, _text(params.get(name))))
         for name in spec.sums.get(event, ()):
@@ -188,55 +227,92 @@ def dimensions(
                 and math.isfinite(number)
             ):
                 sums.append((name, float(number)))
-    return pairs, sums
+    return pairs, [(name, number) for name, number in sums]
 
 
-def hour_slot(ts: int) -> int:
-    return ts // HOUR_MS
+class Slots:
+    """The hour's and the day's slot (UTC minutes of their start) of a time: the hour in UTC,
+    the day in ``zone`` (buckets.py's days, DST included), cached per quarter hour."""
+
+    def __init__(self, zone: str) -> None:
+        self.zone = zone
+        self._days: dict[int, int] = {}
+
+    def __call__(self, ts: int) -> tuple[int, int]:
+        quarter = ts // QUARTER_MS
+        day = self._days.get(quarter)
+        if day is None:
+            from .buckets import boundaries
+
+            if len(self._days) > 10_000:
+                self._days.clear()
+            start = boundaries(ts, ts + 1, "day", self.zone)[0]
+            day = self._days[quarter] = start // MINUTE_MS
+        return ts // HOUR_MS * 60, day
 
 
 class Accumulator:
-    """Cells of hits added one by one (rows in hits.COLUMNS order, from ``offset``); a cell's
-    time is ``slot(ts)``: its UTC hour (the rollups), or a report's bucket (raw reports)."""
+    """Cells of hits added one by one (rows in hits.COLUMNS order, from ``offset`` 0 or 1);
+    ``slots(ts)`` gives a hit's (hourly, daily) slot: :class:`Slots` for the rollups, a
+    report's bucket for raw reports. ``keep``, given a hit's ``{dim: value}``, leaves out the
+    hits it refuses."""
 
-    def __init__(self, spec: Spec, slot: Callable[[int], int] = hour_slot) -> None:
+    def __init__(
+        self,
+        spec: Spec,
+        slots: Callable[[int], tuple[int, int]] | None = None,
+        keep: Callable[[dict[str, str]], bool] | None = None,
+    ) -> None:
         self.spec = spec
-        self.slot = slot
-        self.cells: dict[Key, Cell] = {}
+        self.slots = slots or Slots(spec.zone)
+        self.keep = keep
+        self.groups: dict[tuple[Any, ...], list[Any]] = {}  # signature -> [n, uids]
 
     def add(self, row: Sequence[Any], offset: int = 0) -> None:
         """Count ``row`` (a hit that counts: callers leave out HEADs and proxy repeats)."""
-        self.add_pairs(row, dimensions(row, self.spec, offset), offset)
-
-    def add_pairs(
-        self,
-        row: Sequence[Any],
-        found: tuple[list[tuple[str, str]], list[tuple[str, float]]],
-        offset: int = 0,
-    ) -> None:
-        """Count ``row`` whose :func:`dimensions` are ``found``."""
-        pairs, sums = found
-        base = (
-            self.slot(int(row[offset + TS])),
-            row[offset + CID] or "",
-            row[offset + KIND],
-            row[offset + EVENT] or "",
-            row[offset + TRAFFIC] or "",
-        )
+        kind = row[offset + KIND]
+        if kind == "click":
+            tail = (row[offset + URL], row[offset + REFERER], None)
+        elif kind == "event":
+            tail = (None, None, row[offset + PARAMS])
+        else:
+            tail = (None, None, None)
+        sig = (*self.slots(row[offset + TS]), *_BASE[offset](row), *tail)
+        entry = self.groups.get(sig)
+        if entry is None:
+            entry = self.groups[sig] = [0, set()]
+        entry[0] += 1
         uid = row[offset + UID]
-        cells = self.cells
-        for dim, value in pairs:
-            key = (*base, dim, value[:MAX_VALUE_CHARS])
-            cell = cells.get(key)
-            if cell is None:
-                cell = cells[key] = Cell()
-            cell.n += 1
-            if uid is not None:
-                cell.uids.add(uid)
-            for name, number in sums:
-                total = cell.sums.setdefault(name, [0.0, 0])
-                total[0] += number
-                total[1] += 1
+        if uid is not None:
+            entry[1].add(uid)
+
+    def cells(self) -> dict[Key, Cell]:
+        """The cells of every hit added."""
+        cells: dict[Key, Cell] = {}
+        for sig, (n, uids) in self.groups.items():
+            pairs, sums = dimensions(sig, self.spec)
+            if self.keep is not None and not self.keep(dict(pairs)):
+                continue
+            cid, kind, event = sig[S_CID] or "", sig[S_KIND], sig[S_EVENT] or ""
+            traffic = sig[S_TRAFFIC] or ""
+            person = MACHINE_CELL if traffic in MACHINE else ""
+            for dim, value in pairs:
+                if dim == HOURLY:
+                    key = (sig[0], cid, kind, event, traffic, dim, value)
+                elif dim == DAILY:
+                    key = (sig[1], cid, kind, event, traffic, dim, value)
+                else:
+                    key = (sig[1], cid, kind, event, person, dim, value[:MAX_VALUE_CHARS])
+                cell = cells.get(key)
+                if cell is None:
+                    cell = cells[key] = Cell()
+                cell.n += n
+                cell.uids |= uids
+                for name, number in sums:
+                    total = cell.sums.setdefault(name, [0.0, 0])
+                    total[0] += number * n
+                    total[1] += n
+        return cells
 
 
 def _params(text: str | None) -> dict[str, Any]:
@@ -247,6 +323,23 @@ def _params(text: str | None) -> dict[str, Any]:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def counted(spec: Spec, rows: Iterable[Sequence[Any]], repeats: Iterable[bool]) -> Accumulator:
+    """The cells of a batch's new rows (COLUMNS order, in stored order), ``repeats`` saying
+    which repeat a fetch stored before the batch; the others are judged against the batch's
+    earlier rows."""
+    memory: ProxyMemory | None = None
+    acc = Accumulator(spec)
+    for row, stored in zip(rows, repeats, strict=True):
+        if row[METHOD] == "HEAD":
+            continue
+        if row[TRAFFIC] == PROXY:  # the rare rows that may repeat: remembered even if so
+            memory = memory or ProxyMemory()
+            if memory.repeat(row) or stored:
+                continue
+        acc.add(row)
+    return acc
 
 
 def counting(rows: Iterable[Sequence[Any]], spec: Spec, offset: int = 0) -> Accumulator:
@@ -261,24 +354,48 @@ def counting(rows: Iterable[Sequence[Any]], spec: Spec, offset: int = 0) -> Accu
 
 
 def key_of(values: Sequence[Any]) -> Key:
-    hour, cid, kind, event, traffic, dim, value = values
-    return (int(hour), cid, kind, event, traffic, dim, value)
+    slot, cid, kind, event, traffic, dim, value = values
+    return (int(slot), cid, kind, event, traffic, dim, value)
 
 
-def hours_of(rows: Iterable[tuple[int, str | None, str]]) -> set[tuple[int, str, str]]:
-    """The (hour, cid, kind) of hits given as ``(ts, cid, kind)``, and the hour after, where
-    one may decide a repeat (within PROXY_REPEAT_MS of its end): the cells to recompute when
-    those hits change class."""
-    hours: set[tuple[int, str, str]] = set()
-    for ts, cid, kind in rows:
-        hours.add((ts // HOUR_MS, cid or "", kind))
-        hours.add(((ts + PROXY_REPEAT_MS) // HOUR_MS, cid or "", kind))
-    return hours
+@dataclass(frozen=True)
+class Recount:
+    """Cells to recompute from the stored hits: campaign ``cid``'s hits of ``kind`` from
+    ``span`` (ms); the hourly cells of ``hours`` (slots) and the daily ones of ``days``."""
+
+    cid: str
+    kind: str
+    span: tuple[int, int]
+    hours: tuple[int, ...]
+    days: tuple[int, ...]
 
 
-def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def recounts(spec: Spec, hits: Iterable[tuple[int, str | None, str]]) -> list[Recount]:
+    """What to recompute when the hits given as ``(ts, cid, kind)`` change class: the days
+    (report zone) of their campaign and kind, and of the moment PROXY_REPEAT_MS later (a
+    repeat there may change); their hours are inside them."""
+    slots = Slots(spec.zone)
+    days: dict[tuple[str, str], set[int]] = defaultdict(set)
+    for ts, cid, kind in hits:
+        for moment in (ts, ts + PROXY_REPEAT_MS):
+            days[(cid or "", kind)].add(slots(moment)[1])
+    out = []
+    for (cid, kind), starts in sorted(days.items()):
+        for day in sorted(starts):
+            span = _day_span(day, spec.zone)
+            hours = tuple(range(span[0] // HOUR_MS * 60, span[1] // MINUTE_MS, 60))
+            out.append(Recount(cid, kind, span, hours, (day,)))
+    return out
+
+
+def _day_span(day: int, zone: str) -> tuple[int, int]:
+    """The day that begins at slot ``day``, in ms, widened to whole UTC hours (the hourly
+    cells it touches)."""
+    from .buckets import boundaries
+
+    start = day * MINUTE_MS
+    end = boundaries(start, start + 1, "day", zone)[1]
+    return start // HOUR_MS * HOUR_MS, -(-end // HOUR_MS) * HOUR_MS
 
 
 # the key columns a report may filter on or group by (besides hour and dim)
@@ -287,12 +404,12 @@ SELECTABLE = ("cid", "kind", "event", "traffic", "value")
 
 @dataclass(frozen=True)
 class CellQuery:
-    """What a report reads from the rollups: the cells of one dimension (``""``: totals) in
-    ``[hours[0], hours[1])``, with key columns equal to ``equals``, machine classes left out
-    unless ``machines``; summed per hour, per ``by`` (key columns) and per kind."""
+    """What a report reads from the rollups: the cells of one dim in ``[slots[0],
+    slots[1])``, with key columns equal to ``equals``, machine classes left out unless
+    ``machines``; summed per slot, per ``by`` (key columns) and per kind."""
 
     dim: str
-    hours: tuple[int, int]
+    slots: tuple[int, int]
     equals: tuple[tuple[str, str], ...] = ()
     machines: bool = False
     by: tuple[str, ...] = ()
@@ -301,8 +418,8 @@ class CellQuery:
 
 @dataclass
 class CellAnswer:
-    """A store's answer to a CellQuery: rows of ``(hour, *by, kind, n)``, of ``(hour, *by,
-    kind, param, total, count)`` and, if asked, of ``(hour, *by, kind, sketch)``."""
+    """A store's answer to a CellQuery: rows of ``(slot, *by, kind, n)``, of ``(slot, *by,
+    kind, param, total, count)`` and, if asked, of ``(slot, *by, kind, sketch)``."""
 
     counts: Sequence[Sequence[Any]]
     sums: Sequence[Sequence[Any]]
@@ -312,23 +429,21 @@ class CellAnswer:
 def answer(cells: Mapping[Key, Cell], query: CellQuery) -> CellAnswer:
     """``query`` answered from cells in memory (the memory store, raw reports), as a store
     answers it from its tables; a sketch row carries the cell's uids themselves (exact)."""
-    from .traffic import MACHINE
-
     counts: dict[tuple[Any, ...], int] = defaultdict(int)
     sums: dict[tuple[Any, ...], list[float]] = {}
     uids: list[tuple[Any, ...]] = []
     equals = query.equals
-    first, last = query.hours
+    first, last = query.slots
     for key, cell in cells.items():
-        hour, cid, kind, event, traffic, dim, value = key
-        if dim != query.dim or not first <= hour < last:
+        slot, cid, kind, event, traffic, dim, value = key
+        if dim != query.dim or not first <= slot < last:
             continue
-        if not query.machines and traffic in MACHINE:
+        if not query.machines and (traffic in MACHINE or traffic == MACHINE_CELL):
             continue
         columns = {"cid": cid, "kind": kind, "event": event, "traffic": traffic, "value": value}
         if any(columns[name] != wanted for name, wanted in equals):
             continue
-        group = (hour, *(columns[name] for name in query.by), kind)
+        group = (slot, *(columns[name] for name in query.by), kind)
         counts[group] += cell.n
         for param, (total, n) in cell.sums.items():
             entry = sums.setdefault((*group, param), [0.0, 0])
@@ -341,3 +456,21 @@ def answer(cells: Mapping[Key, Cell], query: CellQuery) -> CellAnswer:
         [(*group, total, n) for group, (total, n) in sums.items()],
         uids,
     )
+
+
+def recounted(spec: Spec, recount: Recount, rows: Iterable[Sequence[Any]]) -> dict[Key, Cell]:
+    """The cells ``recount`` names, from its campaign's and kind's stored hits (COLUMNS
+    order, stored order) from PROXY_REPEAT_MS before its span (they decide repeats in it)."""
+    memory = ProxyMemory()
+    acc = Accumulator(spec)
+    start = recount.span[0]
+    for row in rows:
+        if row[METHOD] == "HEAD" or memory.repeat(row) or row[TS] < start:
+            continue
+        acc.add(row)
+    hours, days = set(recount.hours), set(recount.days)
+    return {
+        key: cell
+        for key, cell in acc.cells().items()
+        if (key[0] in hours if key[5] == HOURLY else key[0] in days)
+    }

@@ -166,6 +166,12 @@ async def lifespan(rt: Runtime) -> AsyncIterator[None]:
         ):
             rt.writer, rt.events = writer, events
             log.info("serving; store=%s", shown)
+            if not await store.rollups_complete():
+                log.warning(
+                    "the rollups do not cover every stored hit (hits from before them, or"
+                    " another PIXEL_REPORT_ZONE): reports read the hits, slower, until"
+                    " `pixel-server rollups rebuild`"
+                )
             yield
     finally:
         if spill is not None:

@@ -31,6 +31,23 @@ def of(uids: Collection[str]) -> bytes:
     return data
 
 
+class Sketches:
+    """:func:`of`, remembering each set's sketch: the cells of one batch mostly hold the same
+    few uids (a hit adds to a dozen cells), so each set is sketched once."""
+
+    def __init__(self) -> None:
+        self._made: dict[frozenset[str], bytes] = {}
+
+    def __call__(self, uids: Collection[str]) -> bytes | None:
+        if not uids:
+            return None
+        key = frozenset(uids)
+        data = self._made.get(key)
+        if data is None:
+            data = self._made[key] = of(key)
+        return data
+
+
 def merged(first: bytes | None, second: bytes | None) -> bytes | None:
     """The sketch of both (None: no uid at all), serialised: SQLite's ``sketch_union``."""
     if first is None or second is None:

@@ -159,6 +159,13 @@ def event_schemas(value: str) -> None:
     load(value)
 
 
+def report_zone(value: str) -> None:
+    """PIXEL_REPORT_ZONE: a time zone the machine knows (buckets.py)."""
+    from .buckets import parse_zone
+
+    parse_zone(value)
+
+
 def networks_lists(value: str) -> None:
     """PIXEL_NETWORKS: list files that load (networks.py says which file and line not)."""
     from .networks import load

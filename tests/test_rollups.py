@@ -25,14 +25,16 @@ from pixel_server.bursts import Relabel
 from pixel_server.eventschema import EventSchema, Registry
 from pixel_server.hits import COLUMNS, Hit
 from pixel_server.query import HitQuery
-from pixel_server.rollup import DIMENSIONS, CellAnswer, CellQuery, Spec, answer, counting
+from pixel_server.rollup import CellAnswer, CellQuery, Spec, answer, counting
 from pixel_server.store import Store, opened
 from pixel_server.store.postgres import PostgresStore
 from pixel_server.store.schema import MIGRATIONS
 from pixel_server.store.sqlite import SQLiteStore
 
-BASE = 1_796_000_000_000  # 2026-11-30
+BASE = 1_795_996_800_000  # 2026-11-30T00:00:00Z
 HOUR = 3_600_000
+# an hour's end, and a day's end in Kolkata (18:30 UTC): repeats and cells across both
+EDGES = (BASE + HOUR, BASE + 18 * HOUR + HOUR // 2)
 REGISTRY = Registry(
     {
         "purchase_completed": EventSchema(
@@ -40,8 +42,8 @@ REGISTRY = Registry(
         )
     }
 )
-SPEC = Spec.from_registry(REGISTRY)
-EVERY_DIM = ("", *DIMENSIONS, *SPEC.param_dimensions())
+SPEC = Spec.from_registry(REGISTRY, "Asia/Kolkata")  # days begin at 18:30 UTC
+EVERY_DIM = SPEC.dimensions()
 ALL_HOURS = (0, 2**31 - 1)
 BY = ("cid", "event", "traffic", "value")
 TRAFFIC = (None, "human", "human", "mail_proxy", "mail_proxy", "apple_mpp", "scanner")
@@ -59,7 +61,7 @@ def hits(draw: st.DrawFn) -> Hit:
         )
     return Hit(
         # within a few minutes of an hour boundary, so repeats cross it
-        ts=BASE + HOUR - 90_000 + draw(st.integers(0, 180_000)),
+        ts=draw(st.sampled_from(EDGES)) - 90_000 + draw(st.integers(0, 180_000)),
         kind=kind,
         event=event,
         eid=draw(st.one_of(st.none(), st.sampled_from(("e1", "e2", "e3")))),
@@ -105,7 +107,7 @@ async def read_all(store: Store) -> dict[str, Any]:
 async def counted_afresh(store: Store) -> dict[str, Any]:
     rows = await store.query_rows(HitQuery(limit=100_000, oldest_first=True))
     ordered = sorted(rows, key=lambda row: int(row[0]))  # stored order: by id
-    cells = counting([tuple(row[1:]) for row in ordered], SPEC).cells
+    cells = counting([tuple(row[1:]) for row in ordered], SPEC).cells()
     return snapshot(
         {dim: answer(cells, CellQuery(dim, ALL_HOURS, machines=True, by=BY)) for dim in EVERY_DIM}
     )
@@ -159,10 +161,15 @@ def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
 @given(
     given_hits=st.lists(hits(), min_size=1, max_size=40),
     sizes=st.lists(st.integers(1, 9), min_size=1, max_size=4),
+    every=st.integers(1, 5),
+    relabel_to=st.sampled_from(("link_scanner", "mail_proxy", "human")),
 )
 def test_incremental_rollups_equal_rebuilt_and_counted_afresh(
-    new_store: Opener, given_hits: list[Hit], sizes: list[int]
+    new_store: Opener, given_hits: list[Hit], sizes: list[int], every: int, relabel_to: str
 ) -> None:
+    """Then relabel every ``every``-th stored hit (the burst pass, reclassify): the cells
+    recomputed in the relabel's transaction equal a rebuild again."""
+
     async def check() -> None:
         async with opened(await new_store()) as store:
             await write_in_batches(store, given_hits, sizes)
@@ -170,6 +177,16 @@ def test_incremental_rollups_equal_rebuilt_and_counted_afresh(
             assert incremental == await counted_afresh(store)
             assert await store.rebuild_rollups() == await store.count(HitQuery())
             assert await read_all(store) == incremental
+            rows = await store.query(HitQuery(limit=1000, oldest_first=True))
+            changes = [
+                Relabel(int(r["id"]), int(r["ts"]), r["traffic"], relabel_to, "test:1")
+                for r in rows[::every]
+            ]
+            await store.relabel(changes)
+            relabelled = await read_all(store)
+            assert relabelled == await counted_afresh(store)
+            await store.rebuild_rollups()
+            assert await read_all(store) == relabelled
 
     asyncio.run(check())
 

@@ -31,7 +31,8 @@ def store_at(url: StoreURL, settings: Settings, timeout: float) -> Store:
     from ..eventschema import load
     from ..rollup import Spec
 
-    spec = Spec.from_registry(load(settings.event_schemas) if settings.event_schemas else None)
+    registry = load(settings.event_schemas) if settings.event_schemas else None
+    spec = Spec.from_registry(registry, settings.report_zone)
     if url.kind == "sqlite":
         from .sqlite import SQLiteStore
 

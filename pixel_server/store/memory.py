@@ -97,7 +97,7 @@ class MemoryStore:
 
     def _cells(self) -> dict[Key, Cell]:
         rows = [tuple(row[c] for c in COLUMNS) for row in self.rows]
-        return counting(rows, self.spec).cells
+        return counting(rows, self.spec).cells()
 
     async def rollup_cells(self, query: CellQuery) -> CellAnswer:
         return answer(self._cells(), query)

@@ -16,8 +16,7 @@ from .. import sketch
 from ..hits import COLUMNS
 from ..rollup import (
     CID,
-    DIMENSIONS,
-    HOUR_MS,
+    HOURLY,
     KIND,
     METHOD,
     TS,
@@ -26,19 +25,23 @@ from ..rollup import (
     Cell,
     Key,
     ProxyMemory,
+    Recount,
     Spec,
     candidate,
+    counted,
     key_of,
+    recounted,
 )
+from ..sketch import Sketches
 from ..totals import PROXY, PROXY_REPEAT_MS
 
-_KEY = "hour, cid, kind, event, traffic, dim, value"
+_KEY = "slot, cid, kind, event, traffic, dim, value"
 _KEY_TYPES = "$1::integer[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]"
 _MATCH = " AND ".join(f"r.{c} = c.{c}" for c in _KEY.split(", "))
 UPSERT_SQL = f"""
 INSERT INTO rollups ({_KEY}, n)
 SELECT * FROM unnest({_KEY_TYPES}, $8::bigint[])
-ON CONFLICT (cid, dim, hour, kind, event, traffic, value) DO UPDATE SET n = rollups.n + excluded.n
+ON CONFLICT (cid, dim, slot, kind, event, traffic, value) DO UPDATE SET n = rollups.n + excluded.n
 RETURNING {_KEY}, uniques
 """  # noqa: S608 - our own column names
 SKETCH_SQL = f"""
@@ -49,7 +52,7 @@ WHERE {_MATCH}
 SUMS_SQL = f"""
 INSERT INTO rollup_sums ({_KEY}, param, total, n)
 SELECT * FROM unnest({_KEY_TYPES}, $8::text[], $9::double precision[], $10::bigint[])
-ON CONFLICT (cid, dim, hour, kind, event, traffic, value, param) DO UPDATE SET
+ON CONFLICT (cid, dim, slot, kind, event, traffic, value, param) DO UPDATE SET
     total = rollup_sums.total + excluded.total, n = rollup_sums.n + excluded.n
 """  # noqa: S608 - as above
 REPEATS_SQL = f"""
@@ -62,9 +65,13 @@ WHERE EXISTS (
 )
 """  # noqa: S608 - our own constants
 _SELECT = ", ".join(COLUMNS)
-HOUR_HITS_SQL = (
+SPAN_HITS_SQL = (
     f"SELECT {_SELECT} FROM hits WHERE ts >= $1 AND ts < $2"  # noqa: S608
     " AND coalesce(cid, '') = $3 AND kind = $4 ORDER BY id"
+)
+DELETE_SQL = (
+    "DELETE FROM {table} WHERE dim = ANY($1::text[]) AND cid = $2"
+    " AND slot = ANY($3::integer[]) AND kind = $4"
 )
 ALL_HITS_SQL = f"SELECT {_SELECT} FROM hits ORDER BY id"  # noqa: S608
 REBUILD_CHUNK = 20_000
@@ -97,15 +104,7 @@ async def add(
     timeout: float,
 ) -> None:
     """Add the cells of ``rows`` (stored now, in stored order) in the caller's transaction."""
-    memory = ProxyMemory()
-    acc = Accumulator(spec)
-    for row, stored in zip(rows, repeats, strict=True):
-        if row[METHOD] == "HEAD":
-            continue
-        if memory.repeat(row) or stored:
-            continue
-        acc.add(row)
-    await write_cells(conn, acc.cells, timeout)
+    await write_cells(conn, counted(spec, rows, repeats).cells(), timeout)
 
 
 def _key_arrays(keys: Sequence[Key]) -> list[list[Any]]:
@@ -119,12 +118,13 @@ async def write_cells(conn: Any, cells: dict[Key, Cell], timeout: float) -> None
     arrays = _key_arrays(keys)
     before = await conn.fetch(UPSERT_SQL, *arrays, [cells[k].n for k in keys], timeout=timeout)
     merged = []
+    sketch_of = Sketches()
     for record in before:
         key = key_of(record[:7])
         cell = cells[key]
         if cell.uids:
             old = None if record[7] is None else bytes(record[7])
-            merged.append((key, sketch.merged(old, sketch.of(cell.uids))))
+            merged.append((key, sketch.merged(old, sketch_of(cell.uids))))
     if merged:
         merged.sort()
         arrays = _key_arrays([key for key, _ in merged])
@@ -146,34 +146,20 @@ async def write_cells(conn: Any, cells: dict[Key, Cell], timeout: float) -> None
         )
 
 
-async def recompute(
-    conn: Any, spec: Spec, hours: Iterable[tuple[int, str, str]], timeout: float
-) -> None:
-    """Recompute the cells of each (hour, cid, kind) from its stored hits (the caller's
-    transaction), as sqlite_rollups.recompute."""
-    dims = ["", *DIMENSIONS, *spec.param_dimensions()]
-    for hour, cid, kind in sorted(set(hours)):
-        start, end = hour * HOUR_MS, (hour + 1) * HOUR_MS
+async def recompute(conn: Any, spec: Spec, recounts: Iterable[Recount], timeout: float) -> None:
+    """Recompute the cells of each Recount from the stored hits (the caller's transaction),
+    as sqlite_rollups.recompute."""
+    daily = [d for d in spec.dimensions() if d != HOURLY]
+    for recount in recounts:
+        cid, kind = recount.cid, recount.kind
         for table in ("rollups", "rollup_sums"):
-            await conn.execute(
-                f"DELETE FROM {table} WHERE cid = $1 AND dim = ANY($2::text[])"  # noqa: S608
-                " AND hour = $3 AND kind = $4",
-                cid,
-                dims,
-                hour,
-                kind,
-                timeout=timeout,
-            )
-        rows = await conn.fetch(
-            HOUR_HITS_SQL, start - PROXY_REPEAT_MS, end, cid, kind, timeout=timeout
-        )
-        memory = ProxyMemory()
-        acc = Accumulator(spec)
-        for row in rows:
-            if row[METHOD] == "HEAD" or memory.repeat(row) or row[TS] < start:
-                continue
-            acc.add(row)
-        await write_cells(conn, acc.cells, timeout)
+            for dims, slots in (([HOURLY], recount.hours), (daily, recount.days)):
+                await conn.execute(
+                    DELETE_SQL.format(table=table), dims, cid, list(slots), kind, timeout=timeout
+                )
+        since, until = recount.span[0] - PROXY_REPEAT_MS, recount.span[1]
+        rows = await conn.fetch(SPAN_HITS_SQL, since, until, cid, kind, timeout=timeout)
+        await write_cells(conn, recounted(spec, recount, rows), timeout)
 
 
 async def rebuild(conn: Any, spec: Spec) -> int:
@@ -190,8 +176,17 @@ async def rebuild(conn: Any, spec: Spec) -> int:
             continue
         acc.add(row)
         if read % REBUILD_CHUNK == 0:
-            await write_cells(conn, acc.cells, 600.0)
+            await write_cells(conn, acc.cells(), 600.0)
             acc = Accumulator(spec)
-    await write_cells(conn, acc.cells, 600.0)
-    await conn.execute("UPDATE rollup_state SET complete = true")
+    await write_cells(conn, acc.cells(), 600.0)
+    await conn.execute("UPDATE rollup_state SET complete = true, zone = $1", spec.zone)
     return read
+
+
+async def check_zone(conn: Any, zone: str) -> None:
+    """As sqlite_rollups.check_zone."""
+    await conn.execute(
+        "UPDATE rollup_state SET zone = $1, complete = complete AND zone IS NULL"
+        " WHERE zone IS DISTINCT FROM $1",
+        zone,
+    )

@@ -133,25 +133,24 @@ MIGRATIONS: tuple[str, ...] = (
         created_ms bigint NOT NULL
     );
     """,
-    # 10: the rollups (rollup.py), as SQLite's migration 12: counted hits per UTC hour and
-    # cell, a HyperLogLog sketch of their uids, sums of numeric event parameters
+    # 10: the rollups (rollup.py), as SQLite's migration 12: counted hits per cell, a
+    # HyperLogLog sketch of their uids, sums of numeric event parameters, the report zone
     """
     CREATE TABLE rollups (
-        cid text NOT NULL, dim text NOT NULL, hour integer NOT NULL, kind text NOT NULL,
+        cid text NOT NULL, dim text NOT NULL, slot integer NOT NULL, kind text NOT NULL,
         event text NOT NULL, traffic text NOT NULL, value text NOT NULL,
         n bigint NOT NULL,
         uniques bytea,
-        PRIMARY KEY (cid, dim, hour, kind, event, traffic, value)
+        PRIMARY KEY (dim, cid, slot, kind, event, traffic, value)
     );
-    CREATE INDEX rollups_dim_hour ON rollups (dim, hour);
     CREATE TABLE rollup_sums (
-        cid text NOT NULL, dim text NOT NULL, hour integer NOT NULL, kind text NOT NULL,
+        cid text NOT NULL, dim text NOT NULL, slot integer NOT NULL, kind text NOT NULL,
         event text NOT NULL, traffic text NOT NULL, value text NOT NULL, param text NOT NULL,
         total double precision NOT NULL,
         n bigint NOT NULL,
-        PRIMARY KEY (cid, dim, hour, kind, event, traffic, value, param)
+        PRIMARY KEY (dim, cid, slot, kind, event, traffic, value, param)
     );
-    CREATE TABLE rollup_state (complete boolean NOT NULL);
+    CREATE TABLE rollup_state (complete boolean NOT NULL, zone text);
     INSERT INTO rollup_state (complete) SELECT NOT EXISTS (SELECT 1 FROM hits);
     """,
 )

@@ -37,7 +37,7 @@ from ..hits import COLUMNS, Hit
 from ..loss import LossRow, duplicate_counts, merge
 from ..query import HitQuery
 from ..revocations import Revocation
-from ..rollup import CellAnswer, CellQuery, Spec, hours_of
+from ..rollup import CellAnswer, CellQuery, Spec, recounts
 from ..totals import Campaign, from_rows
 from . import pg_rollups
 from . import sql as sql_text
@@ -245,6 +245,7 @@ class PostgresStore:
             )
             async with self._reads.acquire(timeout=CONNECT_TIMEOUT) as conn:
                 await migrate(conn, _now_ms())
+                await pg_rollups.check_zone(conn, self.spec.zone)
         except UNAVAILABLE as exc:
             await self.aclose()
             raise StoreUnavailable(_describe(exc)) from exc
@@ -593,8 +594,10 @@ class PostgresStore:
                 touched = await conn.fetch(TOUCHED_SQL, ids, stamps)
                 changed = int((await conn.execute(RELABEL_SQL, *columns)).split()[-1])
                 if changed:
-                    hours = hours_of((int(ts), cid, kind) for ts, cid, kind in touched)
-                    await pg_rollups.recompute(conn, self.spec, hours, READ_TIMEOUT)
+                    hits = [(int(ts), cid, kind) for ts, cid, kind in touched]
+                    await pg_rollups.recompute(
+                        conn, self.spec, recounts(self.spec, hits), READ_TIMEOUT
+                    )
                 return changed
 
         result: int = await self._admin(change)

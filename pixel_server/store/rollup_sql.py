@@ -8,20 +8,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..rollup import KEY_COLUMNS, SELECTABLE, CellQuery
+from ..rollup import MACHINE_CELL, SELECTABLE, CellQuery
 from ..traffic import MACHINE
 from .sql import Placeholder, qmark, storable
 
-_KEY = ", ".join(KEY_COLUMNS)
-MACHINES = ", ".join(f"'{name}'" for name in sorted(MACHINE))
+MACHINES = ", ".join(f"'{name}'" for name in sorted({*MACHINE, MACHINE_CELL}))
 
 
 def _where(query: CellQuery, placeholder: Placeholder) -> tuple[str, list[Any]] | None:
-    args: list[Any] = [query.dim, *query.hours]
+    args: list[Any] = [query.dim, *query.slots]
     clauses = [
         f"dim = {placeholder(1)}",
-        f"hour >= {placeholder(2)}",
-        f"hour < {placeholder(3)}",
+        f"slot >= {placeholder(2)}",
+        f"slot < {placeholder(3)}",
     ]
     for column, value in query.equals:
         if column not in SELECTABLE:
@@ -52,11 +51,11 @@ def cell_reads(
         return None
     clause, args = where
     by = _by(query)
-    group = f"GROUP BY hour, {by}kind"
+    group = f"GROUP BY slot, {by}kind"
     reads = [
-        (f"SELECT hour, {by}kind, sum(n) FROM rollups WHERE {clause} {group}", args),  # noqa: S608
+        (f"SELECT slot, {by}kind, sum(n) FROM rollups WHERE {clause} {group}", args),  # noqa: S608
         (
-            f"SELECT hour, {by}kind, param, sum(total), sum(n) FROM rollup_sums"  # noqa: S608
+            f"SELECT slot, {by}kind, param, sum(total), sum(n) FROM rollup_sums"  # noqa: S608
             f" WHERE {clause} {group}, param",
             args,
         ),
@@ -64,7 +63,7 @@ def cell_reads(
     if query.sketches:
         reads.append(
             (
-                f"SELECT hour, {by}kind, uniques FROM rollups"  # noqa: S608
+                f"SELECT slot, {by}kind, uniques FROM rollups"  # noqa: S608
                 f" WHERE {clause} AND uniques IS NOT NULL",
                 args,
             )

@@ -129,27 +129,27 @@ MIGRATIONS: tuple[str, ...] = (
         created_ms INTEGER NOT NULL
     );
     """,
-    # 12: the rollups (rollup.py): counted hits per UTC hour and cell, a HyperLogLog sketch of
-    # their uids, sums of numeric event parameters; `complete` says whether they cover every
-    # stored hit (not when hits were stored before this migration: `pixel-server rollups
+    # 12: the rollups (rollup.py): counted hits per cell (per UTC hour, per day of the
+    # report zone), a HyperLogLog sketch of their uids, sums of numeric event parameters;
+    # `complete` says whether they cover every stored hit (not when hits were stored before
+    # this migration, or the report zone of the daily cells changed: `pixel-server rollups
     # rebuild` makes them so)
     """
     CREATE TABLE rollups (
-        cid TEXT NOT NULL, dim TEXT NOT NULL, hour INTEGER NOT NULL, kind TEXT NOT NULL,
+        cid TEXT NOT NULL, dim TEXT NOT NULL, slot INTEGER NOT NULL, kind TEXT NOT NULL,
         event TEXT NOT NULL, traffic TEXT NOT NULL, value TEXT NOT NULL,
         n INTEGER NOT NULL,
         uniques BLOB,
-        PRIMARY KEY (cid, dim, hour, kind, event, traffic, value)
+        PRIMARY KEY (dim, cid, slot, kind, event, traffic, value)
     ) WITHOUT ROWID;
-    CREATE INDEX rollups_dim_hour ON rollups (dim, hour);
     CREATE TABLE rollup_sums (
-        cid TEXT NOT NULL, dim TEXT NOT NULL, hour INTEGER NOT NULL, kind TEXT NOT NULL,
+        cid TEXT NOT NULL, dim TEXT NOT NULL, slot INTEGER NOT NULL, kind TEXT NOT NULL,
         event TEXT NOT NULL, traffic TEXT NOT NULL, value TEXT NOT NULL, param TEXT NOT NULL,
         total REAL NOT NULL,
         n INTEGER NOT NULL,
-        PRIMARY KEY (cid, dim, hour, kind, event, traffic, value, param)
+        PRIMARY KEY (dim, cid, slot, kind, event, traffic, value, param)
     ) WITHOUT ROWID;
-    CREATE TABLE rollup_state (complete INTEGER NOT NULL);
+    CREATE TABLE rollup_state (complete INTEGER NOT NULL, zone TEXT);
     INSERT INTO rollup_state (complete) SELECT NOT EXISTS (SELECT 1 FROM hits);
     """,
 )

@@ -29,7 +29,7 @@ from ..hits import COLUMNS, Hit
 from ..loss import LossRow, duplicate_counts, merge
 from ..query import HitQuery
 from ..revocations import Revocation
-from ..rollup import KIND, CellAnswer, CellQuery, Spec, hours_of
+from ..rollup import KIND, CellAnswer, CellQuery, Spec, recounts
 from ..totals import Campaign, from_rows
 from . import sql as sql_text
 from . import sqlite_rollups as rollups
@@ -220,6 +220,7 @@ class SQLiteStore:
             )
             await self._run(migrate, self._conn)
             rollups.register(self._conn)
+            await self._run(rollups.check_zone, self._conn, self.spec.zone)
             self._reader = await aiosqlite.connect(self.path)
             await self._reader.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
         except sqlite3.OperationalError as exc:  # locked past the timeout, read-only, I/O
@@ -436,7 +437,7 @@ class SQLiteStore:
             ]
             changed: int = conn.executemany(RELABEL_SQL, args).rowcount
             if changed:
-                rollups.recompute(conn, self.spec, hours_of(t for t in touched if t))
+                rollups.recompute(conn, self.spec, recounts(self.spec, [t for t in touched if t]))
             return changed
 
         result: int = await self._run(self._transaction, work)

@@ -15,28 +15,32 @@ from .. import sketch
 from ..hits import COLUMNS
 from ..rollup import (
     CID,
-    DIMENSIONS,
-    HOUR_MS,
+    HOURLY,
     KIND,
     METHOD,
+    TRAFFIC,
     TS,
     UID,
     Accumulator,
     Cell,
     Key,
     ProxyMemory,
+    Recount,
     Spec,
     candidate,
+    counted,
+    recounted,
 )
+from ..sketch import Sketches
 from ..totals import PROXY, PROXY_REPEAT_MS
 
 UPSERT_SQL = (
-    "INSERT INTO rollups (hour, cid, kind, event, traffic, dim, value, n, uniques)"
+    "INSERT INTO rollups (slot, cid, kind, event, traffic, dim, value, n, uniques)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET n = n + excluded.n,"
     " uniques = sketch_union(uniques, excluded.uniques)"
 )
 SUMS_UPSERT_SQL = (
-    "INSERT INTO rollup_sums (hour, cid, kind, event, traffic, dim, value, param, total, n)"
+    "INSERT INTO rollup_sums (slot, cid, kind, event, traffic, dim, value, param, total, n)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET"
     " total = total + excluded.total, n = n + excluded.n"
 )
@@ -46,10 +50,18 @@ REPEAT_SQL = (
     f" AND coalesce(cid, '') = ? AND traffic = '{PROXY}' AND method <> 'HEAD' LIMIT 1"
 )
 _SELECT = ", ".join(COLUMNS)
-HOUR_HITS_SQL = (
-    f"SELECT {_SELECT} FROM hits WHERE ts >= ? AND ts < ?"  # noqa: S608
-    " AND coalesce(cid, '') = ? AND kind = ? ORDER BY id"
+# a campaign's hits of one kind in a span, through the (cid, ts) index; and those of no
+# campaign
+SPAN_HITS_SQL = (
+    f"SELECT {_SELECT} FROM hits WHERE cid = ? AND ts >= ? AND ts < ?"  # noqa: S608
+    " AND kind = ? ORDER BY id"
 )
+SPAN_HITS_NO_CID_SQL = (
+    f"SELECT {_SELECT} FROM hits WHERE ts >= ? AND ts < ?"  # noqa: S608
+    " AND (cid IS NULL OR cid = '') AND kind = ? ORDER BY id"
+)
+DELETE_HOURLY_SQL = "DELETE FROM {table} WHERE cid = ? AND dim = '' AND slot = ? AND kind = ?"
+DELETE_DAILY_SQL = "DELETE FROM {table} WHERE cid = ? AND dim = ? AND slot = ? AND kind = ?"
 CHUNK_SQL = f"SELECT id, {_SELECT} FROM hits WHERE id > ? ORDER BY id LIMIT ?"  # noqa: S608
 REBUILD_CHUNK = 50_000
 
@@ -62,14 +74,12 @@ def register(conn: sqlite3.Connection) -> None:
 def stored_repeats(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> list[bool]:
     """Per row (COLUMNS order), whether it repeats a mail_proxy fetch already stored; run
     before the rows are inserted. Only candidates (rollup.candidate) cost a lookup."""
-    found = []
-    for row in rows:
-        if not candidate(row):
-            found.append(False)
-            continue
-        ts = int(row[TS])
-        args = (row[UID], ts - PROXY_REPEAT_MS, ts, row[KIND], row[CID] or "")
-        found.append(conn.execute(REPEAT_SQL, args).fetchone() is not None)
+    found = [False] * len(rows)
+    for n, row in enumerate(rows):
+        if row[TRAFFIC] == PROXY and candidate(row):
+            ts = int(row[TS])
+            args = (row[UID], ts - PROXY_REPEAT_MS, ts, row[KIND], row[CID] or "")
+            found[n] = conn.execute(REPEAT_SQL, args).fetchone() is not None
     return found
 
 
@@ -81,26 +91,15 @@ def add(
 ) -> None:
     """Add the cells of ``rows`` (stored now, in the order stored; ``repeats`` from
     :func:`stored_repeats`) in the caller's transaction."""
-    memory = ProxyMemory()
-    acc = Accumulator(spec)
-    for row, stored in zip(rows, repeats, strict=True):
-        if row[METHOD] == "HEAD":
-            continue
-        if memory.repeat(row) or stored:
-            continue
-        acc.add(row)
-    write_cells(conn, acc.cells)
+    write_cells(conn, counted(spec, rows, repeats).cells())
 
 
 def write_cells(conn: sqlite3.Connection, cells: dict[Key, Cell]) -> None:
     if not cells:
         return
+    sketch_of = Sketches()
     conn.executemany(
-        UPSERT_SQL,
-        [
-            (*key, cell.n, sketch.of(cell.uids) if cell.uids else None)
-            for key, cell in cells.items()
-        ],
+        UPSERT_SQL, [(*key, cell.n, sketch_of(cell.uids)) for key, cell in cells.items()]
     )
     sums = [
         (*key, param, total, count)
@@ -111,28 +110,24 @@ def write_cells(conn: sqlite3.Connection, cells: dict[Key, Cell]) -> None:
         conn.executemany(SUMS_UPSERT_SQL, sums)
 
 
-def recompute(conn: sqlite3.Connection, spec: Spec, hours: Iterable[tuple[int, str, str]]) -> None:
-    """Recompute the cells of each (hour, cid, kind) from its stored hits (in the caller's
-    transaction): after hits changed class, which a sketch cannot take back. Costs a read of
-    that hour's hits of that campaign and kind (a click's: through the clicks' index)."""
-    dims = ("", *DIMENSIONS, *spec.param_dimensions())
-    for hour, cid, kind in sorted(set(hours)):
-        start, end = hour * HOUR_MS, (hour + 1) * HOUR_MS
+def recompute(conn: sqlite3.Connection, spec: Spec, recounts: Iterable[Recount]) -> None:
+    """Recompute the cells of each Recount from the stored hits (in the caller's
+    transaction): after hits changed class, which a sketch cannot take back. Costs a read
+    of a day of that campaign's hits of that kind."""
+    daily = [d for d in spec.dimensions() if d != HOURLY]
+    for recount in recounts:
+        cid, kind = recount.cid, recount.kind
         for table in ("rollups", "rollup_sums"):
-            conn.executemany(
-                f"DELETE FROM {table} WHERE cid = ? AND dim = ? AND hour = ? AND kind = ?",  # noqa: S608
-                [(cid, dim, hour, kind) for dim in dims],
-            )
-        # from one repeat window before the hour: an earlier fetch decides a repeat in it
-        args = (start - PROXY_REPEAT_MS, end, cid, kind)
-        rows = conn.execute(HOUR_HITS_SQL, args).fetchall()
-        memory = ProxyMemory()
-        acc = Accumulator(spec)
-        for row in rows:
-            if row[METHOD] == "HEAD" or memory.repeat(row) or row[TS] < start:
-                continue
-            acc.add(row)
-        write_cells(conn, acc.cells)
+            hourly = DELETE_HOURLY_SQL.format(table=table)
+            conn.executemany(hourly, [(cid, slot, kind) for slot in recount.hours])
+            days = DELETE_DAILY_SQL.format(table=table)
+            conn.executemany(days, [(cid, d, slot, kind) for d in daily for slot in recount.days])
+        since, until = recount.span[0] - PROXY_REPEAT_MS, recount.span[1]
+        if cid:
+            rows = conn.execute(SPAN_HITS_SQL, (cid, since, until, kind)).fetchall()
+        else:
+            rows = conn.execute(SPAN_HITS_NO_CID_SQL, (since, until, kind)).fetchall()
+        write_cells(conn, recounted(spec, recount, rows))
 
 
 def rebuild(conn: sqlite3.Connection, spec: Spec) -> int:
@@ -151,7 +146,18 @@ def rebuild(conn: sqlite3.Connection, spec: Spec) -> int:
             if row[1 + METHOD] == "HEAD" or memory.repeat(row, 1):
                 continue
             acc.add(row, 1)
-        write_cells(conn, acc.cells)
+        write_cells(conn, acc.cells())
         last, read = rows[-1][0], read + len(rows)
-    conn.execute("UPDATE rollup_state SET complete = 1")
+    conn.execute("UPDATE rollup_state SET complete = 1, zone = ?", (spec.zone,))
     return read
+
+
+def check_zone(conn: sqlite3.Connection, zone: str) -> None:
+    """Note the report zone of the daily cells; if they were made in another one, the
+    rollups are incomplete until rebuilt (reports read the hits meanwhile)."""
+    row = conn.execute("SELECT zone FROM rollup_state").fetchone()
+    if row is not None and row[0] != zone:
+        stale = row[0] is not None
+        conn.execute(
+            "UPDATE rollup_state SET zone = ?, complete = complete AND ?", (zone, not stale)
+        )
