@@ -36,6 +36,7 @@ from typing import Any
 
 import bigdb
 import pg
+import stats10m
 import wrapping
 from chart import render_svg
 from eventload import body_template
@@ -72,7 +73,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="",
         help=f"comma-separated scenarios (default all): {', '.join(BY_NAME)}, {bigdb.NAME}"
         f" (reads on a {bigdb.TOTAL_HITS:,}-hit database, no wrk), {wrapping.NAME} (wrapped"
-        " emails per second, bench/wrapping.py, no wrk)",
+        f" emails per second, bench/wrapping.py, no wrk), {stats10m.NAME} (reports over"
+        f" {stats10m.TOTAL_HITS:,} hits on SQLite and PostgreSQL, bench/stats10m.py, no wrk)",
+    )
+    p.add_argument(
+        "--stats-hits",
+        type=int,
+        default=stats10m.TOTAL_HITS,
+        help=f"hits in the {stats10m.NAME} databases (default {stats10m.TOTAL_HITS:,})",
     )
     p.add_argument(
         "--export-hits",
@@ -96,16 +104,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.duration < 1 or args.warmup < 1 or args.repeat < 1:
         p.error("--duration, --warmup and --repeat must be at least 1")
     names = [n.strip() for n in args.only.split(",") if n.strip()]
-    unknown = [n for n in names if n not in BY_NAME and n not in (bigdb.NAME, wrapping.NAME)]
+    steps = (bigdb.NAME, wrapping.NAME, stats10m.NAME)
+    unknown = [n for n in names if n not in BY_NAME and n not in steps]
     if unknown:
         p.error(
-            f"unknown scenario(s) {', '.join(unknown)};"
-            f" choose from {', '.join(BY_NAME)}, {bigdb.NAME}, {wrapping.NAME}"
+            f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join((*BY_NAME, *steps))}"
         )
     args.scenarios = [sc for sc in SCENARIOS if not names or sc.name in names]
     args.named = set(names)
     args.reads = not names or bigdb.NAME in names
     args.wrap = not names or wrapping.NAME in names
+    args.stats = not names or stats10m.NAME in names
+    if args.stats and args.stats_hits < 10_000:
+        p.error("--stats-hits must be at least 10,000")
     if args.reads and args.export_hits < bigdb.minimum_hits():
         p.error(f"--export-hits must be at least {bigdb.minimum_hits():,}")
     return args
@@ -187,12 +198,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.monotonic()
     reads: dict[str, Any] | None = None
     wrapped: dict[str, Any] | None = None
+    reports: dict[str, Any] | None = None
     try:
         results = run_all(Bench(opts), args.scenarios, args.repeat, lambda s: print(s, flush=True))
         if args.reads:
             reads = bigdb.run(work, args.export_hits, lambda s: print(s, flush=True))
         if args.wrap:
             wrapped = wrapping.run(work, lambda s: print(s, flush=True))
+        if args.stats:
+            reports = stats10m.run(work, args.stats_hits, lambda s: print(s, flush=True))
     finally:
         if args.keep:
             print(f"kept {work}")
@@ -204,6 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, step, shown in (
             (bigdb.NAME, reads, bigdb.report),
             (wrapping.NAME, wrapped, wrapping.report),
+            (stats10m.NAME, reports, stats10m.report),
         ):
             if step is not None:
                 print(f"\n{shown(step)}")
@@ -226,6 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\n{bigdb.report(reads)}")
     if wrapped is not None:
         print(f"\n{wrapping.report(wrapped)}")
+    if reports is not None:
+        print(f"\n{stats10m.report(reports)}")
 
     full = [sc.name for sc in args.scenarios] == [sc.name for sc in SCENARIOS]
     chart = args.chart or (DOCS_CHART if full else RESULTS_DIR / "latest.svg")
@@ -241,6 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "table": text,
         bigdb.NAME: reads,
         wrapping.NAME: wrapped,
+        stats10m.NAME: reports,
     }
     write_json(out, payload)
     print(f"\nwrote {out.relative_to(ROOT)} and {display(chart)} in {meta['elapsed_s']:.0f} s")
