@@ -95,6 +95,12 @@ class KeyCache:
         if parts is None:
             return None
         key_id, secret = parts
+        key = await self.by_id(key_id)
+        return key if key is not None and verify(key, secret) else None
+
+    async def by_id(self, key_id: str) -> ApiKey | None:
+        """The live or revoked key ``key_id``, or None (a dashboard session's key, checked
+        again at each page). Raises StoreUnavailable if the keys cannot be read."""
         age = time.monotonic() - self._loaded
         if age > REFRESH_S or (key_id not in self._keys and age > UNKNOWN_REFRESH_S):
             try:
@@ -104,8 +110,7 @@ class KeyCache:
                     raise
                 # the store is down: the keys read before still decide, until it is back
             self._loaded = time.monotonic()
-        key = self._keys.get(key_id)
-        return key if key is not None and verify(key, secret) else None
+        return self._keys.get(key_id)
 
 
 class KeyRefused(Exception):

@@ -12,6 +12,7 @@ from . import openapi
 from .api import HitsApi, http_error
 from .campaigns_api import CampaignsApi
 from .config import Settings
+from .dashboard import Dashboard
 from .endpoints import PixelEndpoint, RedirectEndpoint, SignedPixelEndpoint
 from .ingest import EventsEndpoint
 from .keys import Keyring
@@ -83,6 +84,7 @@ def create_app(settings: Settings, store: Store | None = None) -> PixelApp:
             *Ops(rt).routes(),
             *TrackerScript().routes(),
             *CampaignsApi(rt).routes(),  # /api/campaigns/{cid}: outside the Mount (why: there)
+            *Dashboard(rt).routes(),
             Mount(
                 "/api",
                 routes=[
