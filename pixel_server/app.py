@@ -10,6 +10,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import openapi
 from .api import HitsApi, http_error
+from .audit_api import AuditApi
 from .campaigns_api import CampaignsApi
 from .config import Settings
 from .dashboard import Dashboard
@@ -93,6 +94,7 @@ def create_app(settings: Settings, store: Store | None = None) -> PixelApp:
                     *WrapApi(rt).routes(),
                     *LossApi(rt).routes(),
                     *StatsApi(rt).routes(),
+                    *AuditApi(rt).routes(),
                     *RevocationsApi(rt).routes(),
                     *openapi.routes(),
                 ],

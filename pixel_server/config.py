@@ -315,6 +315,14 @@ class Settings:
         check=v.event_schemas,
         accepts="empty, or the path of a readable registry file as docs/events.md shows",
     )
+    audit_config: str = _setting(
+        "PIXEL_AUDIT_CONFIG",
+        "",
+        "JSON file of the audit's expectations and thresholds (docs/audit.md); empty: the"
+        " defaults.",
+        check=v.audit_config,
+        accepts="empty, or the path of a readable audit config file as docs/audit.md shows",
+    )
     report_zone: str = _setting(
         "PIXEL_REPORT_ZONE",
         "UTC",

@@ -83,6 +83,7 @@ class SignedPixelEndpoint(_Endpoint):
         except InvalidToken as exc:
             # forged, tampered or expired: still a GIF, but never counted as an open
             self.rt.metrics.tokens_invalid.labels("pixel", exc.reason).inc()
+            self.rt.refused[("pixel", exc.reason)] += 1
         else:
             try:
                 params, flags = hit_fields(payload, self.rt.limits.max_value_chars)
@@ -113,6 +114,7 @@ class RedirectEndpoint(_Endpoint):
             target = read_target(payload)
         except InvalidToken as exc:
             metrics.tokens_invalid.labels("link", exc.reason).inc()
+            self.rt.refused[("link", exc.reason)] += 1
             if exc.reason == "expired":
                 await self._expired(send, head, payload)
             else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from .hits import Limits, build_hit, request_headers
 from .keys import Keyring
 from .metrics import Metrics
 from .networks import load as load_networks
+from .refused import flushing
 from .revocations import NOTHING_REVOKED, Revoked
 from .signing import PIXEL_SALT, REDIRECT_SALT, TokenSigner
 from .snapshot import Snapshot
@@ -44,6 +46,8 @@ class Runtime:
     store: Store | None = None  # None: the lifespan opens the store the settings name
     writer: Writer | None = None
     events: EventSink | None = None  # POST /e's group commit, opened with the writer
+    # requests refused before they became a hit, per (kind, reason): refused.py writes them
+    refused: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -163,6 +167,7 @@ async def lifespan(rt: Runtime) -> AsyncIterator[None]:
             ) as writer,
             EventSink(store, s.batch_max) as events,
             burst_pass(store, s, rt.metrics),
+            flushing(rt, store),
         ):
             rt.writer, rt.events = writer, events
             log.info("serving; store=%s", shown)

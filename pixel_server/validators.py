@@ -159,6 +159,13 @@ def event_schemas(value: str) -> None:
     load(value)
 
 
+def audit_config(value: str) -> None:
+    """PIXEL_AUDIT_CONFIG: an audit config file that loads (audit.py says why not)."""
+    from .audit import load_config
+
+    load_config(value)
+
+
 def report_zone(value: str) -> None:
     """PIXEL_REPORT_ZONE: a time zone the machine knows (buckets.py)."""
     from .buckets import parse_zone

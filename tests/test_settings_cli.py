@@ -93,6 +93,8 @@ BAD: dict[str, tuple[str, ...]] = {
     "events_max_age": ("-1", str(30 * 86_400 + 1), "72h"),
     "event_schemas": ("{dir}", "{file}", "/nonexistent/schemas.json"),
     "networks": ("{file}", "/nonexistent/networks"),
+    "audit_config": ("{dir}", "{file}", "/nonexistent/audit.json"),
+    "report_zone": ("Mars/Olympus", "../../etc/passwd", "UTC+1"),
     "exclude_networks": ("203.0.113.0/33", "not-a-network", "300.1.1.1"),
     "revocations_ttl": ("0.01", "3601", "soon"),
     "cors_origins": (
@@ -128,6 +130,9 @@ COMMAND_ARGS: dict[str, tuple[str, ...]] = {
     "reclassify": (),
     "campaign": ("spring",),
     "revoke": ("--list",),
+    "stats": (),
+    "rollups rebuild": (),
+    "audit": (),
 }
 SETTINGS_FREE: set[str] = set()
 

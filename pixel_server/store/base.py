@@ -13,7 +13,7 @@ then isolates and drops (and counts) the offending rows instead of retrying fore
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -171,6 +171,13 @@ class Store(Protocol):
     async def rebuild_rollups(self) -> int:
         """Recompute every rollup cell from the stored hits, in one transaction; the rollups
         are then complete. The number of hits read."""
+
+    async def add_rejects(self, day: int, counts: Mapping[tuple[str, str], int]) -> None:
+        """Add ``counts`` of refused requests per ``(kind, reason)`` to UTC day ``day``."""
+
+    async def rejects(self, days: tuple[int, int]) -> list[tuple[int, str, str, int]]:
+        """The refused requests of the UTC days in ``[days[0], days[1])``: rows of
+        ``(day, kind, reason, n)``."""
 
     async def schema_version(self) -> int:
         """The version of the store's schema (its migrations applied)."""

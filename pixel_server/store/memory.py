@@ -6,7 +6,7 @@ import asyncio
 import operator
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from operator import itemgetter
 from typing import Any
@@ -49,6 +49,7 @@ class MemoryStore:
         self.duplicates: Counter[tuple[int, str]] = Counter()
         self.revoked: dict[str, Revocation] = {}
         self.spec = Spec()
+        self.refused: Counter[tuple[int, str, str]] = Counter()
 
     async def open(self) -> None:
         return None
@@ -101,6 +102,15 @@ class MemoryStore:
 
     async def rollup_cells(self, query: CellQuery) -> CellAnswer:
         return answer(self._cells(), query)
+
+    async def add_rejects(self, day: int, counts: Mapping[tuple[str, str], int]) -> None:
+        for (kind, reason), n in counts.items():
+            self.refused[(day, kind, reason)] += n
+
+    async def rejects(self, days: tuple[int, int]) -> list[tuple[int, str, str, int]]:
+        return sorted(
+            (d, k, r, n) for (d, k, r), n in self.refused.items() if days[0] <= d < days[1]
+        )
 
     async def rollups_complete(self) -> bool:
         return True  # computed from the rows at each read

@@ -153,6 +153,13 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE rollup_state (complete boolean NOT NULL, zone text);
     INSERT INTO rollup_state (complete) SELECT NOT EXISTS (SELECT 1 FROM hits);
     """,
+    # 11: requests refused before they became a hit, as SQLite's migration 13
+    """
+    CREATE TABLE rejects (
+        day integer NOT NULL, kind text NOT NULL, reason text NOT NULL, n bigint NOT NULL,
+        PRIMARY KEY (day, kind, reason)
+    );
+    """,
 )
 
 CREATE_VERSION_TABLE = (

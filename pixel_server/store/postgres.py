@@ -25,7 +25,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,6 +141,7 @@ DUPLICATES_SQL = (
 KEY_REVOKE_SQL = "UPDATE api_keys SET revoked_ms = $1 WHERE id = $2 AND revoked_ms IS NULL"
 KEY_SQL = f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1"  # noqa: S608
 REVOCATION_UPSERT_SQL, REVOCATIONS_SQL, REVOCATION_DELETE_SQL = revocation_sql(sql_text.numbered)
+REJECTS_ADD, REJECTS_READ = sql_text.rejects_sql(sql_text.numbered)
 OUTCOME_SQL = "SELECT added FROM write_batches WHERE id = $1"
 BACKEND_GONE_SQL = "SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $1"
 TERMINATE_SQL = (
@@ -602,6 +603,14 @@ class PostgresStore:
 
         result: int = await self._admin(change)
         return result
+
+    async def add_rejects(self, day: int, counts: Mapping[tuple[str, str], int]) -> None:
+        values = [(day, kind, reason, n) for (kind, reason), n in counts.items()]
+        await self._admin(lambda conn: conn.executemany(REJECTS_ADD, values))
+
+    async def rejects(self, days: tuple[int, int]) -> list[tuple[int, str, str, int]]:
+        rows = await self._read(lambda conn: conn.fetch(REJECTS_READ, *days))
+        return [(int(d), str(k), str(r), int(n)) for d, k, r, n in rows]
 
     async def rebuild_rollups(self) -> int:
         async def rebuild(conn: Any) -> int:

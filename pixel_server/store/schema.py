@@ -152,6 +152,14 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE rollup_state (complete INTEGER NOT NULL, zone TEXT);
     INSERT INTO rollup_state (complete) SELECT NOT EXISTS (SELECT 1 FROM hits);
     """,
+    # 13: requests refused before they became a hit (a forged or expired token), per UTC day,
+    # kind and reason, flushed by the server every few seconds: the audit reads them
+    """
+    CREATE TABLE rejects (
+        day INTEGER NOT NULL, kind TEXT NOT NULL, reason TEXT NOT NULL, n INTEGER NOT NULL,
+        PRIMARY KEY (day, kind, reason)
+    ) WITHOUT ROWID;
+    """,
 )
 
 

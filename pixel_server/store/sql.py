@@ -259,3 +259,18 @@ def revocation_sql(placeholder: Placeholder = qmark) -> tuple[str, str, str]:
         f" RETURNING {REVOCATION_COLUMNS}"
     )
     return upsert, listing, delete
+
+
+def rejects_sql(placeholder: Placeholder = qmark) -> tuple[str, str]:
+    """The statements that add to the refused requests of a day, kind and reason, and read
+    them for a span of days: rows of ``(day, kind, reason, n)``."""
+    p = placeholder
+    add = (
+        f"INSERT INTO rejects (day, kind, reason, n) VALUES ({p(1)}, {p(2)}, {p(3)}, {p(4)})"  # noqa: S608
+        " ON CONFLICT (day, kind, reason) DO UPDATE SET n = rejects.n + excluded.n"
+    )
+    read = (
+        "SELECT day, kind, reason, n FROM rejects"  # noqa: S608 - placeholders only
+        f" WHERE day >= {p(1)} AND day < {p(2)} ORDER BY day, kind, reason"
+    )
+    return add, read

@@ -12,7 +12,7 @@ import asyncio
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from itertools import compress, groupby
@@ -74,6 +74,7 @@ DUPLICATES_SQL = (
 )
 _NONES = (None,) * len(COLUMNS)
 REVOCATION_UPSERT_SQL, REVOCATIONS_SQL, REVOCATION_DELETE_SQL = revocation_sql()
+REJECTS_ADD, REJECTS_READ = sql_text.rejects_sql()
 # compare and set: `IS` matches a NULL class too (a hit stored before migration 8)
 RELABEL_SQL = (
     "UPDATE hits SET traffic = ?, traffic_reasons = ?, traffic_rules = ?, is_bot = ?"
@@ -442,6 +443,15 @@ class SQLiteStore:
 
         result: int = await self._run(self._transaction, work)
         return result
+
+    async def add_rejects(self, day: int, counts: Mapping[tuple[str, str], int]) -> None:
+        values = [(day, kind, reason, n) for (kind, reason), n in counts.items()]
+        await self._run(self._transaction, lambda conn: conn.executemany(REJECTS_ADD, values))
+
+    async def rejects(self, days: tuple[int, int]) -> list[tuple[int, str, str, int]]:
+        assert self._reader is not None, "store is not open"
+        rows = await self._reader.execute_fetchall(REJECTS_READ, days)
+        return [(int(d), str(k), str(r), int(n)) for d, k, r, n in rows]
 
     async def rebuild_rollups(self) -> int:
         result: int = await self._run(
