@@ -109,7 +109,8 @@ def create_app(settings: Settings, store: Store | None = None) -> PixelApp:
 
 
 def without_slash_redirects(router: Router) -> None:
-    """The only redirects this service makes are signed ones. Starlette's routers answer a
+    """The only redirects this service makes are signed ones (and the dashboard's fixed paths
+    to its login page and back). Starlette's routers answer a
     near miss (``/api/hits/``) with a 307 to the other slash variant, built from the ``Host``
     header; every ``Mount`` has a router of its own, so switch that off all the way down."""
     router.redirect_slashes = False

@@ -146,7 +146,12 @@ def _shown(value: Any) -> str:
 
 @main.group()
 def rollups() -> None:
-    """The pre-counted report tables (docs/stats.md)."""
+    """The pre-counted report tables (docs/stats.md).
+
+    \b
+    Example:
+      pixel-server rollups rebuild
+    """
 
 
 @rollups.command()
@@ -157,6 +162,10 @@ def rebuild(**options: Any) -> None:
     Needed after upgrading a database that held hits before the rollups existed, or after
     changing PIXEL_EVENT_SCHEMAS (which parameters are dimensions and sums). The server may
     keep running: its writes wait (and spill, then replay) meanwhile.
+
+    \b
+    Example:
+      pixel-server rollups rebuild --db pixel.db
     """
     import asyncio
 

@@ -75,6 +75,7 @@ DELETE_SQL = (
 )
 ALL_HITS_SQL = f"SELECT {_SELECT} FROM hits ORDER BY id"  # noqa: S608
 REBUILD_CHUNK = 20_000
+STATEMENT_CELLS = 2_000
 
 
 async def stored_repeats(conn: Any, rows: Sequence[Sequence[Any]], timeout: float) -> list[bool]:
@@ -112,9 +113,14 @@ def _key_arrays(keys: Sequence[Key]) -> list[list[Any]]:
 
 
 async def write_cells(conn: Any, cells: dict[Key, Cell], timeout: float) -> None:
-    if not cells:
-        return
-    keys = sorted(cells)
+    """Add ``cells`` in key order, at most STATEMENT_CELLS a statement: each statement of a
+    write runs under PIXEL_BUSY_TIMEOUT, and a copied chunk can touch thousands of cells."""
+    ordered = sorted(cells)
+    for start in range(0, len(ordered), STATEMENT_CELLS):
+        await _write_cells(conn, cells, ordered[start : start + STATEMENT_CELLS], timeout)
+
+
+async def _write_cells(conn: Any, cells: dict[Key, Cell], keys: list[Key], timeout: float) -> None:
     arrays = _key_arrays(keys)
     before = await conn.fetch(UPSERT_SQL, *arrays, [cells[k].n for k in keys], timeout=timeout)
     merged = []
@@ -129,11 +135,11 @@ async def write_cells(conn: Any, cells: dict[Key, Cell], timeout: float) -> None
         merged.sort()
         arrays = _key_arrays([key for key, _ in merged])
         await conn.execute(SKETCH_SQL, *arrays, [data for _, data in merged], timeout=timeout)
-    sums = sorted(
+    sums = [
         (key, param, total, count)
-        for key, cell in cells.items()
-        for param, (total, count) in cell.sums.items()
-    )
+        for key in keys
+        for param, (total, count) in sorted(cells[key].sums.items())
+    ]
     if sums:
         arrays = _key_arrays([key for key, *_ in sums])
         await conn.execute(
@@ -180,6 +186,10 @@ async def rebuild(conn: Any, spec: Spec) -> int:
             acc = Accumulator(spec)
     await write_cells(conn, acc.cells(), 600.0)
     await conn.execute("UPDATE rollup_state SET complete = true, zone = $1", spec.zone)
+    # the planner's statistics of tables just rewritten whole: without them it reads a
+    # report's few thousand cells by scanning millions (autovacuum comes later)
+    await conn.execute("ANALYZE rollups")
+    await conn.execute("ANALYZE rollup_sums")
     return read
 
 

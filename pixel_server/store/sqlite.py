@@ -73,6 +73,7 @@ DUPLICATES_SQL = (
     " ON CONFLICT (day, cid) DO UPDATE SET n = n + excluded.n"
 )
 _NONES = (None,) * len(COLUMNS)
+EID = COLUMNS.index("eid")
 REVOCATION_UPSERT_SQL, REVOCATIONS_SQL, REVOCATION_DELETE_SQL = revocation_sql()
 REJECTS_ADD, REJECTS_READ = sql_text.rejects_sql()
 # compare and set: `IS` matches a NULL class too (a hit stored before migration 8)
@@ -107,6 +108,9 @@ def insert_outcomes(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -
     added) says so. Otherwise it is undone and written a statement a row: each rowcount (0
     when the (kind, eid) index refused it) is that row's outcome, first in the batch wins.
     """
+    if all(row[EID] is None for row in rows):  # only an eid can be a duplicate
+        insert_rows(conn, rows)
+        return [True] * len(rows)
     conn.execute("SAVEPOINT batch")
     if insert_rows(conn, rows) == len(rows):
         conn.execute("RELEASE batch")
