@@ -59,6 +59,21 @@ _I = {name: ROW_KEYS.index(name) for name in ROW_KEYS}
 _COLUMN_OF = {**{key: key for key in COLUMN_KEYS}, "e": "event"}
 
 
+MAX_SPAN_DAYS = 366
+
+
+def check_span(span: tuple[int, int]) -> tuple[int, int]:
+    """``span`` if an audit can read it: after 1970, at most MAX_SPAN_DAYS; else QueryError."""
+    from .query import QueryError
+
+    since, until = span
+    if since < 0 or until <= since:
+        raise QueryError("the span must begin after 1970 and end after it begins")
+    if until - since > MAX_SPAN_DAYS * DAY_MS:
+        raise QueryError(f"an audit covers at most {MAX_SPAN_DAYS} days")
+    return span
+
+
 class AuditConfigError(ValueError):
     """The audit config cannot be used; the message is one line saying where and why."""
 

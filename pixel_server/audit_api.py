@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .api import ApiError, guard, store_unavailable
-from .audit import AuditConfig, load_config, run
+from .audit import AuditConfig, check_span, load_config, run
 from .eventschema import Registry
 from .eventschema import load as load_registry
 from .query import QueryError, parse_time, single_params
@@ -36,9 +36,9 @@ class AuditApi:
             )
             since = parse_time(params.get("since") or "7d", now, "since") or 0
             until = parse_time(params.get("until"), now, "until") or now
+            since, until = check_span((since, max(until, since + 1)))
         except QueryError as exc:
             raise ApiError(400, exc.code, str(exc)) from None
-        until = max(until, since + 1)
         assert self.rt.store is not None
         try:
             report = await run(

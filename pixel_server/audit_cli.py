@@ -48,7 +48,7 @@ def audit(
     """
     import asyncio
 
-    from .audit import Audit, AuditConfig, AuditConfigError, load_config, run
+    from .audit import Audit, AuditConfig, AuditConfigError, check_span, load_config, run
     from .eventschema import load
     from .query import QueryError, parse_time
     from .terminal import escape, fit
@@ -63,10 +63,9 @@ def audit(
     try:
         start = parse_time(since, now, "since") or 0
         end = parse_time(until, now, "until") or now
+        check_span((start, end))
     except QueryError as exc:
         raise click.UsageError(str(exc)) from None
-    if end <= start:
-        raise click.UsageError("--until must be after --since")
     registry = load(settings.event_schemas) if settings.event_schemas else None
 
     async def work() -> Audit:

@@ -504,6 +504,24 @@ def document() -> dict[str, Any]:
                 }
             },
             "/api/stats": _stats_path("JSON", "application/json"),
+            "/api/audit": {
+                "get": {
+                    "summary": "Is tracking working: checks, thresholds, ok (docs/audit.md)",
+                    "security": [{"bearer": []}],
+                    "parameters": [
+                        _query("since", "default 7d"),
+                        _query("until", "default now"),
+                        _query("cid", "one campaign"),
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The audit.",
+                            "content": {"application/json": {"schema": {}}},
+                        },
+                        **READ_ERRORS,
+                    },
+                }
+            },
             "/api/stats.csv": _stats_path("CSV", "text/csv"),
             "/api/revocations": _revocations_path(),
         },

@@ -241,9 +241,11 @@ class PostgresStore:
             self._writes = await self._pool(
                 0, 2, {"statement_timeout": limit, "lock_timeout": limit}, self._remember
             )
-            self._reads = await self._pool(
-                0, max(1, self._pool_max - 2), {"statement_timeout": str(int(READ_TIMEOUT * 1000))}
-            )
+            # jit off: PostgreSQL JIT-compiles a report's aggregate over the rollups (its
+            # estimated cost is high), which took about a second a statement at 10M hits
+            # (docs/benchmarks.md) for a query that runs in milliseconds
+            reads = {"statement_timeout": str(int(READ_TIMEOUT * 1000)), "jit": "off"}
+            self._reads = await self._pool(0, max(1, self._pool_max - 2), reads)
             async with self._reads.acquire(timeout=CONNECT_TIMEOUT) as conn:
                 await migrate(conn, _now_ms())
                 await pg_rollups.check_zone(conn, self.spec.zone)
