@@ -427,15 +427,16 @@ class PostgresStore:
                             "hits", records=records, columns=COLUMNS, timeout=timeout
                         )
                     added = Counter(row[ROW_KIND] for row in rows)
-                    every = [(None, None, n) for n in range(1, len(records) + 1)]
-                    await self._count(conn, records, repeats, every, timeout)
+                    answer: Sequence[Any] = [(None, None, n) for n in range(1, len(records) + 1)]
                 except asyncpg.UniqueViolationError:
                     args = _column_arrays(records)
                     answer = await conn.fetch(COPY_DEDUP_SQL, *args, timeout=timeout)
                     added = Counter({k: int(n) for k, n, _ in answer if k is not None})
-                    await self._count(conn, records, repeats, answer, timeout)
                 if previous is not None:
                     await previous  # its failure rolls this chunk back
+                # the rollups once the chunk before has committed: the two share cells, and
+                # this one's upserts would wait on that one's row locks meanwhile
+                await self._count(conn, records, repeats, answer, timeout)
                 await _advance(conn, position, added.total(), timeout)
             return added
         except NO_ANSWER as exc:
