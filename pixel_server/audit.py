@@ -36,6 +36,7 @@ from .eventschema import Registry
 from .fields import COLUMN_KEYS
 from .loss import DAY_MS
 from .query import HitQuery
+from .rollup import params_of
 from .store.base import ROW_KEYS, Store
 from .traffic import MACHINE
 
@@ -247,14 +248,7 @@ class _Tally:
 
 
 def _params(row: Sequence[Any]) -> dict[str, Any]:
-    text = row[_I["params"]]
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
+    return params_of(row[_I["params"]])
 
 
 def _top(counts: Counter[str]) -> dict[str, int]:

@@ -216,7 +216,7 @@ def dimensions(
     pairs = [(HOURLY, ""), (DAILY, ""), *zip(DIMENSIONS, values, strict=True)]
     sums: list[tuple[str, float]] = []
     if event and (event in spec.dims or event in spec.sums):
-        params = _params(sig[S_PARAMS])
+        params = params_of(sig[S_PARAMS])
         for name in spec.dims.get(event, ()):
             pairs.append((PARAM_PREFIX + name, _text(params.get(name))))
         for name in spec.sums.get(event, ()):
@@ -315,7 +315,8 @@ class Accumulator:
         return cells
 
 
-def _params(text: str | None) -> dict[str, Any]:
+def params_of(text: str | None) -> dict[str, Any]:
+    """A hit's params JSON as a dict ({} for none, or for anything else)."""
     if not text:
         return {}
     try:
