@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from .apikeys import KeyRefused, check_key, split_key
+from .authlimit import TooManyFailures
 from .export import csv_header, csv_rows, iter_pages, ndjson_rows, present
 from .query import MAX_LIMIT, HitQuery, QueryError, format_cursor
 from .runtime import Runtime
@@ -78,8 +79,28 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 async def authorize(request: Request, rt: Runtime, scope: str) -> None:
     """Let the request through if it carries a PIXEL_API_TOKENS token, or an API key with
-    ``scope`` (apikeys.py); raise the ApiError that answers it otherwise."""
+    ``scope`` (apikeys.py); raise the ApiError that answers it otherwise. A network that sent
+    too many wrong ones is answered 429 first (authlimit.py)."""
     authorization = request.headers.get("authorization", "")
+    network = attempt(rt, "api", request) if authorization else None  # no secret: no attempt
+    try:
+        await _authorize(rt, request, authorization, scope)
+    except ApiError as exc:
+        if exc.status == 401 and authorization:
+            rt.attempt_failed("api", network)
+        raise
+
+
+def attempt(rt: Runtime, surface: str, request: Request) -> str | None:
+    """The request's network, if it may try a secret; the 429 ApiError otherwise."""
+    try:
+        return rt.may_attempt(surface, request.scope)
+    except TooManyFailures as exc:
+        headers = {"Retry-After": str(exc.retry_after)}
+        raise ApiError(429, "too_many_failures", str(exc), headers) from None
+
+
+async def _authorize(rt: Runtime, request: Request, authorization: str, scope: str) -> None:
     if split_key(authorization.partition(" ")[2].strip()) is None:
         check_token(request, rt.settings.api_token_list, keys=True)
         return

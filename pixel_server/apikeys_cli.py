@@ -57,6 +57,8 @@ def keys_create(name: str, scopes: tuple[str, ...], **options: Any) -> None:
     async def create() -> None:
         async with opened(open_store(settings)) as store:
             await store.add_api_key(key)
+            detail = {"key": key.id, "name": key.name, "scopes": list(key.scopes)}
+            await store.log_admin(key.created_ms, "key_created", "cli", detail)
 
     asyncio.run(create())
     click.echo(text)
@@ -113,7 +115,11 @@ def keys_revoke(key_id: str, **options: Any) -> None:
 
     async def revoke() -> ApiKey | None:
         async with open_existing(settings) as store:
-            return await store.revoke_api_key(key_id, _now_ms())
+            key = await store.revoke_api_key(key_id, _now_ms())
+            if key is not None:
+                detail = {"key": key.id, "name": key.name}
+                await store.log_admin(key.revoked_ms or _now_ms(), "key_revoked", "cli", detail)
+            return key
 
     key = asyncio.run(revoke())
     if key is None:

@@ -22,8 +22,10 @@ from .loss_api import LossApi
 from .ops import Ops
 from .revocations_api import RevocationsApi
 from .runtime import Runtime, app_lifespan
+from .secheaders import SecurityHeaders, with_hsts
 from .stats_api import StatsApi
 from .store.base import Store
+from .subjects_api import SubjectsApi
 from .tracker import TrackerScript
 from .wrap_api import WrapApi
 
@@ -38,7 +40,10 @@ class PixelApp:
     """
 
     def __init__(self, app: Starlette, rt: Runtime) -> None:
-        self.app = app
+        self.starlette = app
+        hsts = rt.settings.hsts_seconds
+        self.app: ASGIApp = SecurityHeaders(app, hsts)
+        self._hsts = hsts
         self.runtime = rt
         self._pixel = PixelEndpoint(rt)
         self._signed = SignedPixelEndpoint(rt)
@@ -47,10 +52,13 @@ class PixelApp:
 
     @property
     def state(self) -> State:
-        return self.app.state
+        return self.starlette.state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._route(scope)(scope, receive, send)
+        endpoint = self._route(scope)
+        if self._hsts and endpoint is not self.app:
+            send = with_hsts(send, self._hsts)
+        await endpoint(scope, receive, send)
 
     def _route(self, scope: Scope) -> ASGIApp:
         if scope["type"] != "http":
@@ -85,6 +93,7 @@ def create_app(settings: Settings, store: Store | None = None) -> PixelApp:
             *Ops(rt).routes(),
             *TrackerScript().routes(),
             *CampaignsApi(rt).routes(),  # /api/campaigns/{cid}: outside the Mount (why: there)
+            *SubjectsApi(rt).routes(),  # /api/subjects/{uid}: likewise
             *Dashboard(rt).routes(),
             Mount(
                 "/api",
@@ -96,6 +105,7 @@ def create_app(settings: Settings, store: Store | None = None) -> PixelApp:
                     *StatsApi(rt).routes(),
                     *AuditApi(rt).routes(),
                     *RevocationsApi(rt).routes(),
+                    *SubjectsApi(rt).api_routes(),
                     *openapi.routes(),
                 ],
             ),

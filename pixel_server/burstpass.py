@@ -21,8 +21,9 @@ import logging
 import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 
+from .background import running
 from .bursts import Relabel, Seen, Thresholds, is_trap, message_of, relabels
 from .config import Settings
 from .metrics import Metrics
@@ -165,10 +166,5 @@ async def burst_pass(store: Store, settings: Settings, metrics: Metrics) -> Asyn
     if settings.burst_every <= 0:
         yield
         return
-    task = asyncio.create_task(_loop(store, settings, metrics), name="burst-pass")
-    try:
+    async with running(_loop(store, settings, metrics), "burst-pass"):
         yield
-    finally:
-        task.cancel()
-        with suppress(asyncio.CancelledError):
-            await task

@@ -767,6 +767,7 @@ class _Null:
 # `keys create|list|revoke` (API keys) live in their own module; importing it registers them
 from . import apikeys_cli as apikeys_cli  # noqa: E402
 from . import audit_cli as audit_cli  # noqa: E402  (`audit`)
+from . import privacy_cli as privacy_cli  # noqa: E402  (`purge`, `admin-log`, `erase`, ...)
 from . import reclassify_cli as reclassify_cli  # noqa: E402  (`reclassify`)
 from . import reports_cli as reports_cli  # noqa: E402  (`loss`, registered the same way)
 from . import revocations_cli as revocations_cli  # noqa: E402  (`revoke`)

@@ -23,6 +23,7 @@ import ipaddress
 from functools import lru_cache
 
 from .config import split_list
+from .salts import ip_hash
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -45,8 +46,9 @@ def parse_ip(text: str) -> IPAddress | None:
 
 @lru_cache(maxsize=8192)
 def anonymise(text: str, mode: str) -> str | None:
-    """Return the address as stored under ``mode`` (truncate, full, none); None if unusable."""
-    if mode == "none":
+    """Return the address as stored under ``mode`` (truncate, full, none); None if unusable.
+    (``hash`` needs the day's salt: :func:`stored_ip`.)"""
+    if mode == "none" or mode == "hash":
         return None
     ip = parse_ip(text)
     if ip is None:
@@ -57,6 +59,16 @@ def anonymise(text: str, mode: str) -> str | None:
         return str(ipaddress.IPv4Address(int(ip) & _V4_KEEP))
     value = int(ip)
     return str(ipaddress.IPv6Address(value & _v6_mask(value)))
+
+
+def stored_ip(address: str | None, mode: str, salt: bytes) -> str | None:
+    """``address`` (full, not yet anonymised) as stored under ``mode``; ``salt`` keys ``hash``."""
+    if address is None:
+        return None
+    if mode != "hash":
+        return anonymise(address, mode)
+    ip = parse_ip(address)
+    return None if ip is None else ip_hash(salt, str(ip))
 
 
 def _keep(bits: int, width: int = 128) -> int:
@@ -117,9 +129,10 @@ class ClientIP:
                 break
         return client
 
-    def __call__(self, peer: str | None, forwarded_for: str | None) -> str | None:
-        address = self.resolve(peer, forwarded_for)
-        return None if address is None else anonymise(address, self.mode)
+    def __call__(
+        self, peer: str | None, forwarded_for: str | None, salt: bytes = b""
+    ) -> str | None:
+        return stored_ip(self.resolve(peer, forwarded_for), self.mode, salt)
 
 
 class Networks:

@@ -29,7 +29,8 @@ from .validators import (
 
 __all__ = ["ConfigError", "Settings", "accepted", "env_name", "env_text", "split_list"]
 
-IP_MODES = ("truncate", "full", "none")
+IP_MODES = ("truncate", "hash", "full", "none")
+CONSENT_MODES = ("optional", "required", "ignore")
 SERVERS = ("uvicorn", "granian")
 SYNC_MODES = ("FULL", "NORMAL")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -160,8 +161,62 @@ class Settings:
     ip_mode: str = _setting(
         "PIXEL_IP_MODE",
         "truncate",
-        "Client IP storage: truncate (/24, /48), full or none.",
+        "Client IP storage: truncate (/24, /48), hash (keyed, the key rotates daily), full or"
+        " none (docs/privacy.md).",
         choices=IP_MODES,
+    )
+    honour_signals: str = _setting(
+        "PIXEL_HONOUR_SIGNALS",
+        "gpc,dnt",
+        "Opt-out headers honoured (Sec-GPC: 1, DNT: 1): such a hit is counted but keeps no"
+        " identifier (docs/privacy.md); none: recorded only.",
+        check=v.honour_signals,
+        accepts="gpc,dnt, gpc, dnt or none",
+    )
+    consent: str = _setting(
+        "PIXEL_CONSENT",
+        "optional",
+        "The consent parameter: optional (consent=denied keeps no identifier), required (only"
+        " consent=granted keeps them) or ignore.",
+        choices=CONSENT_MODES,
+    )
+    identifier_params: str = _setting(
+        "PIXEL_IDENTIFIER_PARAMS",
+        v.IDENTIFIER_PARAMS,
+        "Parameter names that identify a person: dropped (from parameters and URLs) where a"
+        " hit may keep no identifier.",
+        check=v.identifier_params,
+        accepts="comma-separated parameter names (letters, digits, _ - .), or empty",
+    )
+    retain_days: int = _setting(
+        "PIXEL_RETAIN_DAYS",
+        0,
+        "Days a hit is kept (0 = forever); older hits are deleted every hour, the reports'"
+        " rollups kept (docs/privacy.md).",
+        min=0,
+        max=36_500,
+    )
+    retain_raw_days: int = _setting(
+        "PIXEL_RETAIN_RAW_DAYS",
+        0,
+        "Days a hit keeps its PIXEL_RETAIN_RAW_FIELDS (0 = as long as the hit).",
+        min=0,
+        max=36_500,
+    )
+    retain_raw_fields: str = _setting(
+        "PIXEL_RETAIN_RAW_FIELDS",
+        "ua,referer,params",
+        "The fields PIXEL_RETAIN_RAW_DAYS clears: ua, referer, params, url, ref, ip, uid, sid,"
+        " msg, visitor.",
+        check=v.raw_fields,
+        accepts="comma-separated names among ua, referer, params, url, ref, ip, uid, sid,"
+        " msg, visitor",
+    )
+    visitor_hash: bool = _setting(
+        "PIXEL_VISITOR_HASH",
+        True,
+        "Store a daily visitor hash (address /24 or /48, user agent, campaign or site, a salt"
+        " destroyed after its day) for daily uniques without an identifier.",
     )
     trusted_proxies: str = _setting(
         "PIXEL_TRUSTED_PROXIES",
@@ -381,6 +436,21 @@ class Settings:
         "Seconds an idle keep-alive connection stays open between requests (uvicorn).",
         min=0.001,
         max=3600,
+    )
+    auth_failures: int = _setting(
+        "PIXEL_AUTH_FAILURES",
+        10,
+        "Wrong keys or tokens a client network may send a minute (API, POST /e, dashboard,"
+        " /metrics); beyond: 429 until it has waited.",
+        min=1,
+        max=100_000,
+    )
+    hsts_seconds: int = _setting(
+        "PIXEL_HSTS_SECONDS",
+        0,
+        "Strict-Transport-Security max-age on every answer (0 = none); only behind TLS.",
+        min=0,
+        max=63_072_000,
     )
     metrics_token: str = _setting(
         "PIXEL_METRICS_TOKEN",

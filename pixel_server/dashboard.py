@@ -20,6 +20,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from . import dashboard_html as html
+from .authlimit import TooManyFailures
 from .dashboard_session import (
     CSRF_COOKIE,
     MAX_AGE_S,
@@ -100,8 +101,16 @@ class Dashboard:
         form = await self._form(request)
         if form is None or not tokens_equal(form.get("csrf"), request.cookies.get(CSRF_COOKIE)):
             return self._login_page(403, "The form expired: log in again.")
+        try:
+            network = self.rt.may_attempt("dashboard", request.scope)
+        except TooManyFailures as exc:
+            wait = f"Too many wrong keys from your network: retry in {exc.retry_after} s."
+            page = self._login_page(429, wait)
+            page.headers["retry-after"] = str(exc.retry_after)
+            return page
         who = await self.sessions.log_in(form.get("key", ""))
         if who is None:
+            self.rt.attempt_failed("dashboard", network)
             return self._login_page(401, "That key was not accepted (a read-scoped API key).")
         cookie, _ = self.sessions.issue(who)
         response = RedirectResponse(PATH, status_code=303)

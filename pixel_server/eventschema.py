@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .privacy import CONSENT
+
 TYPES = ("string", "number", "integer", "boolean")
 UNKNOWN_POLICIES = ("accept", "flag", "reject")
 VIOLATION_POLICIES = ("reject", "flag")
@@ -79,7 +81,7 @@ class Registry:
         for key, value in given.items():
             expected = schema.required.get(key) or schema.optional.get(key)
             if expected is None:
-                if not schema.additional:
+                if not schema.additional and key != CONSENT:  # always allowed: privacy.py
                     shown = json.dumps(key)
                     return Problem("schema_unknown_param", f"{name} takes no param {shown}")
             elif not _is(value, expected):

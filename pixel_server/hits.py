@@ -28,13 +28,15 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from .cleaning import UNSAFE, clean_text
-from .clientip import ClientIP, anonymise
+from .clientip import ClientIP, anonymise, stored_ip
 from .fields import COLUMN_KEYS as COLUMN_KEYS
 from .fields import ID_KEYS as ID_KEYS
 from .fields import KINDS as KINDS
 from .fields import MAX_KEY_CHARS as MAX_KEY_CHARS
 from .fields import UTM_KEYS as UTM_KEYS
 from .networks import Networks
+from .privacy import CONSENT, Policy
+from .salts import DaySalts, visitor_hash
 from .traffic import MACHINE, UNKNOWN_DEVICE, Verdict, classify
 from .useragent import parse_user_agent
 
@@ -98,6 +100,8 @@ class Hit:
     # a wrapped email's send (payload.py ``s``, ``m``): when it was sent (epoch ms) and its id
     sent_ts: int | None = None
     msg: str | None = None
+    # the day's visitor hash (salts.py): address network, user agent, campaign or site
+    visitor: str | None = None
 
     def row(self) -> tuple[Any, ...]:
         """The values in column order (``dataclasses.astuple`` deep-copies: 10x slower)."""
@@ -235,11 +239,16 @@ def build_hit(
     msg: str | None = None,
     networks: Networks | None = None,
     verdict: Verdict | None = None,
+    policy: Policy | None = None,
+    salts: DaySalts | None = None,
+    visitors: bool = False,
 ) -> Hit:
     """Assemble a hit from already-parsed request parts; ``params`` may come from a token, as
     ``sent`` (epoch seconds) and ``msg``, the send of the email it was in; ``networks`` the
     known networks (PIXEL_NETWORKS; None: the shipped lists). ``verdict``: the class the token
-    decides (a trap link's), instead of the request's."""
+    decides (a trap link's), instead of the request's. ``policy``: what a hit may keep
+    (privacy.py; None: everything); ``salts``: the daily salts of PIXEL_IP_MODE=hash and, if
+    ``visitors``, of the visitor hash."""
     hit = Hit(ts=now_ms, kind=kind, method=method)
     since_send_s = None
     if sent is not None:
@@ -260,8 +269,7 @@ def build_hit(
     hit.referer = _header(headers, b"referer", flags)
     hit.dnt = int(headers.get(b"dnt") == b"1")
     hit.gpc = int(headers.get(b"sec-gpc") == b"1")
-    forwarded = headers.get(b"x-forwarded-for")
-    address = client_ip.resolve(peer, None if forwarded is None else forwarded.decode("latin-1"))
+    address = request_address(headers, peer, client_ip)
     purpose = headers.get(b"sec-purpose") or headers.get(b"purpose")
     set_traffic(
         hit,
@@ -276,7 +284,43 @@ def build_hit(
             networks=networks,
         ),
     )
-    hit.ip = None if address is None else anonymise(address, client_ip.mode)
+    withheld = policy is not None and policy.withholds(hit.dnt, hit.gpc, params.get(CONSENT))
+    mode = client_ip.mode if policy is None else policy.ip_mode(client_ip.mode, withheld)
+    salt = b"" if salts is None else salts.salt(now_ms)
+    hit.ip = stored_ip(address, mode, salt)
+    if visitors and salts is not None:
+        set_visitor(hit, salt, address, hit.ua)
+    if withheld:
+        assert policy is not None
+        policy.scrub(hit)
     if flags:
         hit.flags = ",".join(sorted(flags))
     return hit
+
+
+def request_address(
+    headers: Mapping[bytes, bytes], peer: str | None, client_ip: ClientIP
+) -> str | None:
+    """The client's full address (not yet anonymised): the peer, or behind trusted proxies
+    the first untrusted hop of X-Forwarded-For from the right (clientip.py)."""
+    forwarded = headers.get(b"x-forwarded-for")
+    return client_ip.resolve(peer, None if forwarded is None else forwarded.decode("latin-1"))
+
+
+def set_visitor(hit: Hit, salt: bytes, address: str | None, ua: str | None) -> None:
+    """Set ``hit.visitor``, the day's hash of ``address``'s network, ``ua`` and the hit's
+    campaign (else its page's host)."""
+    network = None if address is None else anonymise(address, "truncate")
+    hit.visitor = visitor_hash(salt, network, ua, hit.cid or _site(hit))
+
+
+def _site(hit: Hit) -> str | None:
+    """The host of the hit's page (``url``, else its Referer), lower case; None if none."""
+    page = hit.url or hit.referer
+    if not page:
+        return None
+    start = page.find("//")
+    if start < 0:
+        return None
+    host = page[start + 2 :].split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    return host.rsplit("@", 1)[-1].lower() or None

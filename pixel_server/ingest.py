@@ -20,7 +20,8 @@ from typing import Any
 from starlette.types import Receive, Scope, Send
 
 from .apikeys import KeyRefused, check_key
-from .clientip import anonymise
+from .authlimit import TooManyFailures
+from .clientip import stored_ip
 from .events import (
     BadBatch,
     Event,
@@ -33,8 +34,18 @@ from .events import (
 )
 from .eventschema import Registry
 from .eventschema import load as load_registry
-from .hits import COLUMNS, Hit, build_hit, request_headers, set_traffic, set_user_agent
+from .hits import (
+    COLUMNS,
+    Hit,
+    build_hit,
+    request_address,
+    request_headers,
+    set_traffic,
+    set_user_agent,
+    set_visitor,
+)
 from .metrics import Children
+from .privacy import CONSENT
 from .runtime import Runtime
 from .traffic import classify
 from .validators import split_list
@@ -115,7 +126,9 @@ class EventsEndpoint:
             if scope["method"] != "POST":
                 raise _Refused(405, "method_not_allowed", "POST events to /e", [ALLOW])
             authorization = headers.get(b"authorization")
-            server = None if authorization is None else await self._server_call(authorization)
+            server = (
+                None if authorization is None else await self._server_call(scope, authorization)
+            )
             body = await self._body(receive, headers)
             status, data = 200, await self._ingest(scope, raw, body, headers, server)
         except _Refused as exc:
@@ -144,14 +157,22 @@ class EventsEndpoint:
             raise _Refused(403, "origin_not_allowed", "pages of this origin may not post events")
         return [(b"access-control-allow-origin", origin), (b"vary", b"origin"), EXPOSE]
 
-    async def _server_call(self, authorization: bytes) -> ServerCall:
+    async def _server_call(self, scope: Scope, authorization: bytes) -> ServerCall:
         """A server call: the request carries a live API key with the ingest scope; refused
-        with any other Authorization (without one, it is a browser call)."""
+        with any other Authorization (without one, it is a browser call), and with 429 from
+        a network that sent too many wrong ones (authlimit.py)."""
+        try:
+            network = self.rt.may_attempt("events", scope)
+        except TooManyFailures as exc:
+            retry = [(b"retry-after", b"%d" % exc.retry_after)]
+            raise _Refused(429, "too_many_failures", str(exc), retry) from None
         try:
             await check_key(self.rt.api_keys, authorization.decode("latin-1"), "ingest")
         except KeyRefused as exc:
             if exc.status == 503:
                 raise _unavailable(exc.__cause__ or exc) from None
+            if exc.status == 401:
+                self.rt.attempt_failed("events", network)
             challenge = [(b"www-authenticate", b'Bearer realm="pixel_server"')]
             headers = challenge if exc.status == 401 else []
             raise _Refused(exc.status, exc.code, str(exc), headers) from None
@@ -269,21 +290,33 @@ class EventsEndpoint:
         self, scope: Scope, raw: list[tuple[bytes, bytes]], events: list[Event], server: bool
     ) -> list[Hit]:
         """The rows of ``events``: what the request says (IP, user agent, DNT) is the same
-        for each, so it is read once, into a row each event's values are put in."""
+        for each, so it is read once, into a row each event's values are put in; then what
+        each may keep (privacy.py: its consent parameter, the request's signals)."""
         client = scope.get("client")
+        peer = client[0] if client else None
+        rt, now_ms = self.rt, time.time_ns() // 1_000_000
+        headers = request_headers(raw)
         base = build_hit(
             kind="event",
-            now_ms=time.time_ns() // 1_000_000,
+            now_ms=now_ms,
             method="POST",
             params={},
-            headers=request_headers(raw),
-            peer=client[0] if client else None,
-            client_ip=self.rt.client_ip,
+            headers=headers,
+            peer=peer,
+            client_ip=rt.client_ip,
             flags=set(),
-            networks=self.rt.networks,
+            networks=rt.networks,
+            salts=rt.salts,
         )
         request_flags = frozenset(base.flags.split(",")) if base.flags else frozenset()
         template = base.row()
+        policy, salt, mode = rt.privacy, rt.salts.salt(now_ms), rt.client_ip.mode
+        # the request's own address, for a browser's events (a server call's is the back end)
+        address = (
+            None
+            if server
+            else request_address(headers, client[0] if client else None, rt.client_ip)
+        )
         hits = []
         for event in events:
             values = list(template)
@@ -296,21 +329,28 @@ class EventsEndpoint:
                 values[_FLAGS] = ",".join(sorted(request_flags | event.flags))
             if event.ts is not None:
                 values[_TS] = event.ts
-            if event.ip is not None:
-                values[_IP] = anonymise(event.ip, self.rt.settings.ip_mode)
+            consent = event.params.get(CONSENT) if event.params else None
+            withheld = policy.withholds(base.dnt, base.gpc, consent)
+            told = None if event.ip is None else event.ip.strip(" \t")
+            if told is not None or (withheld and policy.ip_mode(mode, True) != mode):
+                values[_IP] = stored_ip(told or address, policy.ip_mode(mode, withheld), salt)
             hit = Hit(*values)
             if event.ua is not None:
                 set_user_agent(hit, event.ua)
             if server:  # the client's agent and address if told, never the back end's own
-                told = classify(
+                verdict = classify(
                     method="POST",
                     ua=hit.ua if event.ua else None,
                     kind="event",
-                    ip=None if event.ip is None else event.ip.strip(" \t"),
+                    ip=told,
                     vouched=True,
-                    networks=self.rt.networks,
+                    networks=rt.networks,
                 )
-                set_traffic(hit, told)
+                set_traffic(hit, verdict)
+            if rt.settings.visitor_hash:
+                set_visitor(hit, salt, told or address, event.ua if server else hit.ua)
+            if withheld:
+                policy.scrub(hit)
             hits.append(hit)
         return hits
 

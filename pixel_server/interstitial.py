@@ -15,15 +15,13 @@ import html
 from starlette.types import Send
 
 from .revocations import host_of
+from .secheaders import PAGE_HEADERS
 
-CSP = b"default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 HEADERS: list[tuple[bytes, bytes]] = [
     (b"content-type", b"text/html; charset=utf-8"),
     (b"cache-control", b"no-store"),
-    (b"referrer-policy", b"no-referrer"),
-    (b"x-content-type-options", b"nosniff"),
+    *PAGE_HEADERS,
     (b"x-robots-tag", b"noindex"),
-    (b"content-security-policy", CSP),
 ]
 EXPIRED = "This link has expired"
 REVOKED = "This link is no longer available"

@@ -82,6 +82,18 @@ class Metrics:
             ["token", "reason"],
             registry=registry,
         )
+        self.auth_failures = Counter(
+            "pixel_auth_failures",
+            "Wrong keys or tokens sent, by surface (api, events, dashboard, metrics).",
+            ["surface"],
+            registry=registry,
+        )
+        self.auth_limited = Counter(
+            "pixel_auth_limited",
+            "Attempts refused with 429: their network sent too many wrong keys (authlimit.py).",
+            ["surface"],
+            registry=registry,
+        )
         self.redirects_refused = Counter(
             "pixel_redirect_targets_refused",
             "Validly signed redirect targets refused now.",

@@ -38,6 +38,14 @@ def _error(description: str) -> dict[str, Any]:
     return _json(_ref("Error"), description)
 
 
+def _too_many() -> dict[str, Any]:
+    """429: the network sent too many wrong secrets (authlimit.py)."""
+    return {
+        **_error("This network sent too many wrong keys or tokens: retry after Retry-After s."),
+        "headers": {"Retry-After": {"schema": {"type": "string"}}},
+    }
+
+
 def _hit_schema() -> dict[str, Any]:
     properties: dict[str, Any] = {"time": {"type": "string", "format": "date-time"}}
     for column in ("id", *COLUMNS):
@@ -263,6 +271,7 @@ def _revocations_path() -> dict[str, Any]:
     errors = {
         "401": _error("No valid token or API key."),
         "403": _error("The API is disabled, or the key lacks the admin scope."),
+        "429": _too_many(),
         "503": _error("The store cannot be read or written now."),
     }
     bad = {
@@ -336,6 +345,7 @@ READ_ERRORS = {
     "400": _error("A filter, cursor or limit that cannot be read."),
     "401": _error("No valid token or API key."),
     "403": _error("The API is disabled, or the key lacks the read scope."),
+    "429": _too_many(),
     "503": _error("The store cannot be read now."),
 }
 
@@ -447,6 +457,7 @@ def document() -> dict[str, Any]:
                         "400": _error("Not a batch of events (not JSON, empty)."),
                         "401": _error("An Authorization that is not a live API key."),
                         "403": _error("A key without the ingest scope, or an origin not allowed."),
+                        "429": _too_many(),
                         "413": _error("The body, unpacked, or the batch is too large."),
                         "415": _error("Another Content-Type or Content-Encoding."),
                         "503": {
@@ -524,6 +535,60 @@ def document() -> dict[str, Any]:
             },
             "/api/stats.csv": _stats_path("CSV", "text/csv"),
             "/api/revocations": _revocations_path(),
+            **_privacy_paths(),
+        },
+    }
+
+
+def _privacy_paths() -> dict[str, Any]:
+    """A data subject's export and erasure, the admin log (docs/privacy.md): admin scope."""
+    errors = {
+        "401": _error("No valid token or API key."),
+        "403": _error("The API is disabled, or the key lacks the admin scope."),
+        "429": _too_many(),
+        "503": _error("The store cannot be read or written now."),
+    }
+    uid = {
+        "name": "uid",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "minLength": 1, "maxLength": 512},
+        "description": "the data subject's uid (also found as a parameter or query value)",
+    }
+    subject_errors = {"400": _error("Not a uid (empty, too long, not printable)."), **errors}
+    anything = {"application/json": {"schema": {"type": "object"}}}
+    return {
+        "/api/subjects/{uid}": {
+            "get": {
+                "summary": "Everything stored about a uid (a subject access request)",
+                "security": [{"bearer": []}],
+                "parameters": [uid],
+                "responses": {
+                    "200": {"description": "The uid and its hits.", "content": anything},
+                    **subject_errors,
+                },
+            },
+            "delete": {
+                "summary": "Erase every trace of a uid (hits, journals, rollups, bytes)",
+                "security": [{"bearer": []}],
+                "parameters": [uid],
+                "responses": {
+                    "200": {"description": "What was erased.", "content": anything},
+                    **subject_errors,
+                },
+            },
+        },
+        "/api/admin-log": {
+            "get": {
+                "summary": "Keys made and revoked, purges, erasures, subject exports",
+                "security": [{"bearer": []}],
+                "parameters": [_query("since", "default 30d"), _query("until", "default now")],
+                "responses": {
+                    "200": {"description": "The entries, oldest first.", "content": anything},
+                    "400": _error("A since or until that cannot be read."),
+                    **errors,
+                },
+            }
         },
     }
 

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .api import ApiError, check_token, error_response
+from .api import ApiError, attempt, check_token, error_response
 from .loss import DAY_MS, day_span, total
 from .runtime import Runtime
 from .store.base import Store
@@ -67,8 +67,15 @@ class Ops:
     async def metrics(self, request: Request) -> Response:
         token = self.rt.settings.metrics_token
         if token:
+            given = request.headers.get("authorization")
             try:
-                check_token(request, (token,))
+                network = attempt(self.rt, "metrics", request) if given else None
+                try:
+                    check_token(request, (token,))
+                except ApiError:
+                    if given:
+                        self.rt.attempt_failed("metrics", network)
+                    raise
             except ApiError as exc:
                 return error_response(exc.status, exc.code, exc.message, exc.headers)
         self._refresh_loss()

@@ -9,8 +9,6 @@ the last FLUSH_S seconds of this count (never a hit: these requests stored nothi
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections import Counter
@@ -18,6 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
+from .background import every, running
 from .loss import DAY_MS
 
 if TYPE_CHECKING:
@@ -43,16 +42,8 @@ async def flush(rt: Runtime, store: Store) -> None:
 async def flushing(rt: Runtime, store: Store) -> AsyncIterator[None]:
     """Flush every FLUSH_S seconds while the block runs, and once at its end."""
 
-    async def loop() -> None:
-        while True:
-            await asyncio.sleep(FLUSH_S)
-            await flush(rt, store)
-
-    task = asyncio.create_task(loop())
     try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        async with running(every(FLUSH_S, lambda: flush(rt, store)), "refused-flush"):
+            yield
+    finally:  # once the loop has stopped: the last counts
         await flush(rt, store)

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 from starlette.types import Send
 
+from .secheaders import PAGE_HEADERS
+
 # The 43-byte transparent 1x1 GIF89a, byte-identical to nginx's empty_gif.
 GIF = (
     b"GIF89a\x01\x00\x01\x00\x80\x01\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x01\x00"
@@ -55,8 +57,7 @@ BLANK_HEADERS: list[tuple[bytes, bytes]] = [
     (b"content-type", b"text/html; charset=utf-8"),
     (b"content-length", b"%d" % len(BLANK)),
     (b"cache-control", b"no-store"),
-    (b"referrer-policy", b"no-referrer"),
-    (b"x-content-type-options", b"nosniff"),
+    *PAGE_HEADERS,
     (b"x-robots-tag", b"noindex"),
 ]
 
@@ -79,8 +80,7 @@ async def send_page(
         (b"content-type", b"text/html; charset=utf-8"),
         (b"content-length", b"%d" % len(body)),
         (b"cache-control", b"no-store"),
-        (b"referrer-policy", b"no-referrer"),
-        (b"x-content-type-options", b"nosniff"),
+        *PAGE_HEADERS,
         *extra,
     ]
     await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -18,8 +18,8 @@ start of its span in UTC minutes. Every counted hit adds to
 A cell holds:
 
 * ``n``: the counted hits;
-* a HyperLogLog sketch of their ``uid`` values (sketch.py; hits without a uid are not in it,
-  the totals.py definition of unique opens and clicks);
+* a HyperLogLog sketch of who made them (sketch.py): a hit's ``uid``, else its daily
+  ``visitor`` hash (salts.py; a hit with neither is not in it);
 * per numeric parameter declared for the event (``number``, ``integer``): the sum of its
   values and how many hits had one (``rollup_sums``), for sums and averages.
 
@@ -81,6 +81,9 @@ TS, KIND, EVENT, CID, UID, URL, REF = (
 UTM = tuple(_I[c] for c in DIMENSIONS[:5])
 REFERER, BROWSER, OS, DEVICE = (_I[c] for c in ("referer", "browser", "os", "device"))
 PARAMS, METHOD, TRAFFIC = (_I[c] for c in ("params", "method", "traffic"))
+VISITOR = _I["visitor"]
+# a hit without a uid counts as its daily visitor hash (salts.py), marked apart from uids
+VISITOR_MARK = "\x1fv:"
 
 # (slot, cid, kind, event, traffic, dim, value)
 Key = tuple[int, str, str, str, str, str, str]
@@ -285,6 +288,8 @@ class Accumulator:
         uid = row[offset + UID]
         if uid is not None:
             entry[1].add(uid)
+        elif row[offset + VISITOR] is not None:
+            entry[1].add(VISITOR_MARK + row[offset + VISITOR])
 
     def cells(self) -> dict[Key, Cell]:
         """The cells of every hit added."""
@@ -369,6 +374,14 @@ class Recount:
     span: tuple[int, int]
     hours: tuple[int, ...]
     days: tuple[int, ...]
+
+
+def after(cells: dict[Key, Cell], hour: int, day: int) -> dict[Key, Cell]:
+    """The ``cells`` at or after hourly slot ``hour`` and daily slot ``day`` (a rebuild under a
+    purge's horizon: retention.py; the cells before it stay as they are)."""
+    if not hour and not day:
+        return cells
+    return {k: c for k, c in cells.items() if k[0] >= (hour if k[5] == HOURLY else day)}
 
 
 def recounts(spec: Spec, hits: Iterable[tuple[int, str | None, str]]) -> list[Recount]:

@@ -16,16 +16,20 @@ from starlette.applications import Starlette
 from starlette.types import Scope
 
 from .apikeys import ApiKey, KeyCache
+from .authlimit import FailureLimit, TooManyFailures
 from .burstpass import burst_pass
-from .clientip import ClientIP, Networks
+from .clientip import ClientIP, Networks, anonymise
 from .config import Settings
 from .eventsink import EventSink
-from .hits import Limits, build_hit, request_headers
+from .hits import Limits, build_hit, request_address, request_headers
 from .keys import Keyring
 from .metrics import Metrics
 from .networks import load as load_networks
+from .privacy import Policy
 from .refused import flushing
+from .retention import purging
 from .revocations import NOTHING_REVOKED, Revoked
+from .salts import DaySalts, rotating
 from .signing import PIXEL_SALT, REDIRECT_SALT, TokenSigner
 from .snapshot import Snapshot
 from .spill import Spill
@@ -53,6 +57,9 @@ class Runtime:
         s = self.settings
         self.limits = Limits(s.max_query_bytes, s.max_params, s.max_value_chars)
         self.client_ip = ClientIP(s.ip_mode, s.trusted_proxies)
+        self.privacy = Policy.from_settings(s)
+        self.failures = FailureLimit(s.auth_failures)  # wrong secrets, per network
+        self.salts = DaySalts(s.report_zone)  # the visitor hash's and PIXEL_IP_MODE=hash's
         self.networks = load_networks(s.networks)  # known networks, for traffic classes
         self.pixel_tokens = TokenSigner(self.keyring, PIXEL_SALT, s.max_token_bytes)
         self.link_tokens = TokenSigner(self.keyring, REDIRECT_SALT, s.max_token_bytes)
@@ -69,15 +76,31 @@ class Runtime:
             self.metrics.revocations_stale.inc()
             raise
 
+    def address_of(self, scope: Scope) -> str | None:
+        """The request's client address, full (not yet anonymised)."""
+        client = scope.get("client")
+        return request_address(
+            request_headers(scope["headers"]), client[0] if client else None, self.client_ip
+        )
+
     def is_excluded(self, scope: Scope) -> bool:
         """Whether the request comes from PIXEL_EXCLUDE_NETWORKS (by its full address)."""
-        client = scope.get("client")
-        forwarded = request_headers(scope["headers"]).get(b"x-forwarded-for")
-        address = self.client_ip.resolve(
-            client[0] if client else None,
-            None if forwarded is None else forwarded.decode("latin-1"),
-        )
-        return address in self.excluded
+        return self.address_of(scope) in self.excluded
+
+    def may_attempt(self, surface: str, scope: Scope) -> str | None:
+        """The request's network, if it may try a secret now; TooManyFailures otherwise."""
+        address = self.address_of(scope)
+        network = None if address is None else anonymise(address, "truncate")
+        try:
+            self.failures.check(network)
+        except TooManyFailures:
+            self.metrics.auth_limited.labels(surface).inc()
+            raise
+        return network
+
+    def attempt_failed(self, surface: str, network: str | None) -> None:
+        self.metrics.auth_failures.labels(surface).inc()
+        self.failures.failed(network)
 
     async def _load_keys(self) -> list[ApiKey]:
         assert self.store is not None, "lifespan has not started"
@@ -113,6 +136,9 @@ class Runtime:
             sent=send[0],
             msg=send[1],
             verdict=verdict,
+            policy=self.privacy,
+            salts=self.salts,
+            visitors=self.settings.visitor_hash,
         )
         assert self.writer is not None, "lifespan has not started"
         future = self.writer.submit(hit)
@@ -168,6 +194,8 @@ async def lifespan(rt: Runtime) -> AsyncIterator[None]:
             EventSink(store, s.batch_max) as events,
             burst_pass(store, s, rt.metrics),
             flushing(rt, store),
+            rotating(rt.salts, store),
+            purging(s, store),
         ):
             rt.writer, rt.events = writer, events
             log.info("serving; store=%s", shown)

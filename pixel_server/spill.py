@@ -31,8 +31,10 @@ read a line as ``Hit(*tuple(json.loads(line)))``, which turns a two-key object i
 ``ts="v"``, stores it and deletes the journal. A flat record has more keys (30) than their hit
 has fields (29), so they refuse it instead and keep the journal for a release that reads it.
 
-A torn last line, left by a crash in the middle of an append, was never acknowledged (the fsync
-had not returned) and is skipped; a failed append in a live process is truncated away at once.
+A line of spaces is a hit erased in place (erasure.py: same length, so offsets hold) and is
+skipped. A torn last line, left by a crash in the middle of an append, was never acknowledged
+(the fsync had not returned) and is skipped; a failed append in a live process is truncated
+away at once.
 """
 
 from __future__ import annotations
@@ -174,6 +176,9 @@ class Journal:
                     # never acknowledged (its fsync had not returned): step over it
                     offset += len(line)
                     break
+                if not line.strip():  # a hit erased in place (erasure.py)
+                    offset += len(line)
+                    continue
                 try:
                     hits.append(decode(line, dropped))
                 except ValueError as exc:  # BadRecord, or not JSON at all

@@ -6,8 +6,9 @@ The metrics (docs/stats.md), over the hits that count by totals.py's rules (no H
 mail-proxy repeat; machine classes only with ``machines=1``):
 
 * ``hits`` every counted hit; ``views``, ``opens``, ``clicks``, ``events`` those of each kind;
-* ``uniques`` the distinct uids among them; ``unique_opens``, ``unique_clicks`` among the
-  opens, the clicks (totals.py's unique opens and clicks: hits without a uid are not in them);
+* ``uniques`` the distinct visitors among them (a hit's uid, else its daily visitor hash:
+  salts.py); ``unique_opens``, ``unique_clicks`` among the opens, the clicks (with a uid on
+  each, totals.py's unique opens and clicks);
 * ``ctor`` unique clickers / (unique openers + recipients who clicked without an open) =
   ``|C| / |O or C|``, totals.py's click-to-open rate; None when nobody opened or clicked;
 * ``sum:<p>``, ``avg:<p>`` the sum and the mean of a numeric event parameter declared in the

@@ -235,6 +235,42 @@ def metrics_token(value: str) -> None:
     api_tokens(value)
 
 
+SIGNAL_NAMES = ("gpc", "dnt")
+# parameter names that commonly carry a person's identity (PIXEL_IDENTIFIER_PARAMS' default)
+IDENTIFIER_PARAMS = (
+    "uid,sid,email,e_mail,mail,user,user_id,userid,username,login,recipient,recipient_id,rid,"
+    "subscriber,subscriber_id,contact,contact_id,customer,customer_id,client_id,visitor,"
+    "visitor_id,vid,session,session_id,phone,mobile,ip"
+)
+_PARAM_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+
+
+def honour_signals(value: str) -> None:
+    """PIXEL_HONOUR_SIGNALS: gpc and/or dnt, or none."""
+    items = [item.lower() for item in split_list(value)]
+    if items == ["none"]:
+        return
+    unknown = [item for item in items if item not in SIGNAL_NAMES]
+    if unknown or not items:
+        raise ValueError(f"{', '.join(unknown) or 'nothing'} is not a signal (gpc, dnt, none)")
+
+
+RAW_FIELD_NAMES = ("ua", "referer", "params", "url", "ref", "ip", "uid", "sid", "msg", "visitor")
+
+
+def raw_fields(value: str) -> None:
+    """PIXEL_RETAIN_RAW_FIELDS: hit fields a raw retention may clear (retention.py)."""
+    unknown = [item for item in split_list(value) if item not in RAW_FIELD_NAMES]
+    if unknown:
+        raise ValueError(f"{', '.join(unknown)} cannot be cleared")
+
+
+def identifier_params(value: str) -> None:
+    for item in split_list(value):
+        if not _PARAM_NAME.fullmatch(item):
+            raise ValueError(f"{item!r} is not a parameter name")
+
+
 def split_list(raw: str) -> tuple[str, ...]:
     """The entries of a comma-separated setting, stripped, blanks dropped."""
     return tuple(item.strip() for item in raw.split(",") if item.strip())

@@ -182,6 +182,13 @@ def store_cli_env(settings: Settings) -> dict[str, str]:
     return {"PIXEL_DB": settings.sqlite_path}
 
 
+def run_cli_env(settings: Settings, **env: str) -> dict[str, str]:
+    """:func:`run_cli`'s env for the settings' store (its PIXEL_DB default unset for
+    PostgreSQL), plus ``env``."""
+    found = {**store_cli_env(settings), **env}
+    return {**found, "PIXEL_DB": ""} if settings.sqlite_path is None else found
+
+
 @contextlib.contextmanager
 def store_locked(where: Settings | ServerProcess) -> Iterator[None]:
     """Another program holds the store's write lock for the block: an exclusive transaction

@@ -152,7 +152,7 @@ def paths(routes: list[BaseRoute], prefix: str = "") -> list[str]:
 def test_no_router_in_the_app_redirects_slashes(make_settings: Callable[..., Settings]) -> None:
     """Starlette's trailing-slash 307 is off in the app's router and in every Mount's router."""
     app = create_app(make_settings())
-    found = routers(app.app.router)
+    found = routers(app.starlette.router)
     assert len(found) >= 2  # the app and /api
     assert [r for r in found if r.redirect_slashes] == []
 
@@ -166,7 +166,7 @@ async def test_no_route_redirects_for_any_slash_variant(harness: Harness) -> Non
     """Every route, with a slash added, removed or doubled and a hostile Host, answers without a
     Location header (the only redirects are signed /r/ tokens, and k1.abc is not one), but
     for the dashboard's fixed paths to its login page and back."""
-    route_paths = paths(harness.app.app.router.routes)
+    route_paths = paths(harness.app.starlette.router.routes)
     assert len(route_paths) >= 9  # three pixel routes, three ops routes, three API routes
     for path in route_paths:
         for variant in (path + "/", path.rstrip("/"), "/" + path, path.replace("/", "//", 2)):

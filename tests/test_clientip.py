@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import re
 
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from pixel_server.clientip import ClientIP, anonymise, parse_ip
+from pixel_server.clientip import ClientIP, anonymise, parse_ip, stored_ip
 from pixel_server.hits import request_headers
 
 # IPv6 ranges that carry an IPv4 address (RFC 3056, RFC 4380, RFC 6052)
@@ -240,3 +241,30 @@ def test_an_untrusted_peer_cannot_choose_its_address(forged: list[str], peer: st
     assert resolve(peer, headers[b"x-forwarded-for"].decode("latin-1")) == anonymise(
         peer, "truncate"
     )
+
+
+SALT = bytes(range(16))
+
+
+@given(
+    st.lists(attacker_text, max_size=5),
+    untrusted_hops,
+    st.lists(trusted_hops, max_size=3),
+    trusted_hops,
+)
+def test_hash_mode_stores_a_keyed_hash_of_the_clients_own_address(
+    forged: list[str], client: str, proxies: list[str], peer: str
+) -> None:
+    """PIXEL_IP_MODE=hash: the stored value is "hash:" and 16 hex digits, never holds the
+    address, is the hash of the client's own address (not of what it forged to its left), and
+    changes with the day's salt."""
+    chain = ", ".join([*forged, client, *proxies])
+    stored = ClientIP("hash", TRUSTED)(peer, chain, SALT)
+    assert stored is not None
+    assert re.fullmatch(r"hash:[0-9a-f]{16}", stored)
+    assert stored == stored_ip(client, "hash", SALT)
+    assert str(parse_ip(client)) not in stored
+    assert stored != stored_ip(client, "hash", bytes(16))
+    for hop in forged:
+        if parse_ip(hop) is not None and parse_ip(hop) != parse_ip(client):
+            assert stored != stored_ip(hop, "hash", SALT)

@@ -46,6 +46,8 @@ def test_params_are_checked_against_their_event(tmp_path: Path) -> None:
         assert problem.reason == reason, params
         assert problem.message
     assert r.check("open", {"anything": 1}) is None  # additional defaults to true
+    # the consent parameter (privacy.py) is always allowed
+    assert r.check("purchase", {**good, "consent": "denied"}) is None
     assert r.check("never_declared", {}) is None  # unknown_events defaults to accept
 
 

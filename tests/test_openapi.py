@@ -90,4 +90,8 @@ def test_the_server_keeps_to_its_document(
     # refused (400, naming the parameter); its 5xx and schema checks stand
     if case.path.startswith(("/api/stats", "/api/audit")):
         excluded.append(positive_data_acceptance)
+    # a uid must be printable (str.isprintable: no control, format or unassigned character),
+    # which no JSON Schema pattern says exactly; the admin log's since and until are free text
+    if case.path.startswith(("/api/subjects", "/api/admin-log")):
+        excluded.append(positive_data_acceptance)
     case.call_and_validate(base_url=server.url, excluded_checks=excluded)

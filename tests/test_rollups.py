@@ -222,9 +222,10 @@ async def test_rollups_are_incomplete_for_hits_stored_before_them_until_rebuilt(
         conn.executescript(script)
     conn.execute("PRAGMA user_version = 11")
     hit = Hit(ts=BASE, kind="view", cid="spring")
-    names = ", ".join(COLUMNS)
-    marks = ", ".join("?" * len(COLUMNS))
-    conn.execute(f"INSERT INTO hits ({names}) VALUES ({marks})", hit.row())  # noqa: S608
+    then = [c for c in COLUMNS if c != "visitor"]  # the columns of schema version 11
+    names, marks = ", ".join(then), ", ".join("?" * len(then))
+    values = [getattr(hit, c) for c in then]
+    conn.execute(f"INSERT INTO hits ({names}) VALUES ({marks})", values)  # noqa: S608
     conn.commit()
     conn.close()
     async with opened(SQLiteStore(str(path))) as store:

@@ -49,7 +49,10 @@ BAD: dict[str, tuple[str, ...]] = {
         ":0123456789abcdef",
     ),
     "api_tokens": ("Xq7tiny", "has a space-0123456789", "tökenwithumlaut1", "long-enough,Xq7"),
-    "ip_mode": ("partial", "truncated"),
+    "ip_mode": ("partial", "truncated", "hashed"),
+    "honour_signals": ("sec-gpc", "gpc,none", "gpc;dnt", ","),
+    "consent": ("yes", "granted"),
+    "identifier_params": ("e mail", "uid,a/b", "x" * 129),
     "trusted_proxies": ("notanip", "10.0.0.0/33", "10.0.0.1,bogus", "10.0.0.1:80"),
     "redirect_hosts": (
         "http://bad",
@@ -63,6 +66,12 @@ BAD: dict[str, tuple[str, ...]] = {
         "[not-ipv6]",
     ),
     "redirect_allow_ip": ("maybe", "2"),
+    "hsts_seconds": ("-1", "63072001", "1y"),
+    "auth_failures": ("0", "ten", "100001"),
+    "visitor_hash": ("maybe", "2"),
+    "retain_days": ("-1", "36501", "1y"),
+    "retain_raw_days": ("-1", "thirty"),
+    "retain_raw_fields": ("ts", "ua,cid", "browser"),
     "queue_max": ("0", "10000001", "many"),
     "batch_max": ("0", "100001"),
     "ack_timeout": ("0", "-1", "nan", "inf", "3601"),
@@ -133,6 +142,10 @@ COMMAND_ARGS: dict[str, tuple[str, ...]] = {
     "stats": (),
     "rollups rebuild": (),
     "audit": (),
+    "purge": (),
+    "admin-log": (),
+    "erase": ("--uid", "r-1042"),
+    "subject-export": ("--uid", "r-1042"),
 }
 SETTINGS_FREE: set[str] = set()
 

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..adminlog import AdminEntry
 from ..apikeys import ApiKey
 from ..bursts import Relabel, Seen
 from ..hits import COLUMNS, Hit
@@ -24,6 +25,7 @@ from ..loss import LossRow
 from ..outage import StoreError as StoreError
 from ..outage import StoreUnavailable as StoreUnavailable
 from ..query import HitQuery
+from ..retention import Plan, Report
 from ..revocations import Revocation
 from ..rollup import CellAnswer, CellQuery, Spec
 from ..totals import Campaign
@@ -178,6 +180,29 @@ class Store(Protocol):
     async def rejects(self, days: tuple[int, int]) -> list[tuple[int, str, str, int]]:
         """The refused requests of the UTC days in ``[days[0], days[1])``: rows of
         ``(day, kind, reason, n)``."""
+
+    async def day_salt(self, day: int, offered: bytes, keep_from: int) -> bytes:
+        """The salt of ``day`` (salts.py): ``offered`` if the store had none, else the one it
+        has; the salts of days before ``keep_from`` destroyed, their bytes gone from the
+        files where the store can do that (docs/privacy.md)."""
+
+    async def purge(self, plan: Plan) -> Report:
+        """Delete the hits and clear the raw fields ``plan`` says (retention.py), and give the
+        space back; RollupsIncomplete (unless dry) when the rollups do not cover every hit."""
+
+    async def log_admin(self, ts: int, action: str, actor: str, detail: dict[str, Any]) -> None:
+        """Add an entry to the admin log (adminlog.py)."""
+
+    async def admin_log(self, span: tuple[int, int], limit: int) -> list[AdminEntry]:
+        """The admin log's entries in ``span`` (epoch ms), oldest first, at most ``limit``."""
+
+    async def subject_hits(self, uid: str) -> list[dict[str, Any]]:
+        """Every hit of the data subject ``uid`` (erasure.py), oldest first, as :meth:`query`'s."""
+
+    async def erase_subject(self, uid: str) -> tuple[int, int]:
+        """Delete every hit of the data subject ``uid``, replace it where other hits mention
+        it, and recompute the rollup cells of both, in one transaction; then leave no bytes
+        of it in the files where the store can (docs/privacy.md). (deleted, redacted)."""
 
     async def schema_version(self) -> int:
         """The version of the store's schema (its migrations applied)."""

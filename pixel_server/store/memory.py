@@ -11,11 +11,14 @@ from dataclasses import replace
 from operator import itemgetter
 from typing import Any
 
+from ..adminlog import AdminEntry
 from ..apikeys import ApiKey
 from ..bursts import SEEN_COLUMNS, Relabel, Seen
+from ..erasure import Subject
 from ..hits import COLUMNS, Hit
 from ..loss import DAY_MS, LossRow, duplicate_counts, merge
 from ..query import HitQuery
+from ..retention import Plan, Report
 from ..revocations import Revocation
 from ..rollup import Cell, CellAnswer, CellQuery, Key, Spec, answer, counting
 from ..totals import KINDS, Campaign, group_rows
@@ -50,6 +53,8 @@ class MemoryStore:
         self.revoked: dict[str, Revocation] = {}
         self.spec = Spec()
         self.refused: Counter[tuple[int, str, str]] = Counter()
+        self.salts: dict[int, bytes] = {}
+        self.admin: list[AdminEntry] = []
 
     async def open(self) -> None:
         return None
@@ -111,6 +116,43 @@ class MemoryStore:
         return sorted(
             (d, k, r, n) for (d, k, r), n in self.refused.items() if days[0] <= d < days[1]
         )
+
+    async def purge(self, plan: Plan) -> Report:
+        report = Report(plan.dry_run, hits_before=plan.hits_before, raw_before=plan.raw_before)
+        old = [r for r in self.rows if plan.hits_before is not None and r["ts"] < plan.hits_before]
+        report.hits_deleted = len(old)
+        raw = [r for r in self.rows if plan.raw_before is not None and r["ts"] < plan.raw_before]
+        raw = [r for r in raw if r not in old and any(r[f] is not None for f in plan.fields)]
+        report.hits_cleared = len(raw)
+        if not plan.dry_run:
+            self.rows = [r for r in self.rows if r not in old]
+            for row in raw:
+                row.update(dict.fromkeys(plan.fields))
+        return report
+
+    async def subject_hits(self, uid: str) -> list[dict[str, Any]]:
+        subject = Subject(uid)
+        rows = [r for r in self.rows if subject.matches(Hit(*(r[c] for c in COLUMNS)))]
+        return sorted(rows, key=itemgetter("ts", "id"))
+
+    async def erase_subject(self, uid: str) -> tuple[int, int]:
+        found = await self.subject_hits(uid)
+        self.rows = [r for r in self.rows if r not in found]
+        return len(found), 0
+
+    async def log_admin(self, ts: int, action: str, actor: str, detail: dict[str, Any]) -> None:
+        self.admin.append(AdminEntry(ts, action, actor, detail))
+
+    async def admin_log(self, span: tuple[int, int], limit: int) -> list[AdminEntry]:
+        return [e for e in self.admin if span[0] <= e.ts < span[1]][:limit]
+
+    async def day_salt(self, day: int, offered: bytes, keep_from: int) -> bytes:
+        if self.down:
+            raise StoreUnavailable("memory store is down")
+        salt = self.salts.setdefault(day, offered)
+        for old in [d for d in self.salts if d < keep_from]:
+            del self.salts[old]
+        return salt
 
     async def rollups_complete(self) -> bool:
         return True  # computed from the rows at each read

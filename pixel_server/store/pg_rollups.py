@@ -14,6 +14,7 @@ from typing import Any
 
 from .. import sketch
 from ..hits import COLUMNS
+from ..retention import MINUTE_MS, frozen
 from ..rollup import (
     CID,
     HOURLY,
@@ -27,6 +28,7 @@ from ..rollup import (
     ProxyMemory,
     Recount,
     Spec,
+    after,
     candidate,
     counted,
     key_of,
@@ -73,7 +75,9 @@ DELETE_SQL = (
     "DELETE FROM {table} WHERE dim = ANY($1::text[]) AND cid = $2"
     " AND slot = ANY($3::integer[]) AND kind = $4"
 )
-ALL_HITS_SQL = f"SELECT {_SELECT} FROM hits ORDER BY id"  # noqa: S608
+ALL_HITS_SQL = f"SELECT {_SELECT} FROM hits WHERE ts >= $1 ORDER BY id"  # noqa: S608
+# the cells a rebuild recounts: those at or after the purge's horizon (all, without one)
+THAW_SQL = "DELETE FROM {table} WHERE (dim = '' AND slot >= $1) OR (dim <> '' AND slot >= $2)"
 REBUILD_CHUNK = 20_000
 STATEMENT_CELLS = 2_000
 
@@ -170,21 +174,23 @@ async def recompute(conn: Any, spec: Spec, recounts: Iterable[Recount], timeout:
 
 async def rebuild(conn: Any, spec: Spec) -> int:
     """Every cell anew from every stored hit, in stored (id) order, in the caller's
-    transaction; the rollups are then complete. The number of hits read."""
-    await conn.execute("DELETE FROM rollups")
-    await conn.execute("DELETE FROM rollup_sums")
+    transaction; the rollups are then complete. The number of hits read. Under a purge's
+    horizon (retention.py) the cells before it are kept and the hits before it not read."""
+    hour, day = frozen(await conn.fetchval("SELECT horizon FROM retention_state"))
+    for table in ("rollups", "rollup_sums"):
+        await conn.execute(THAW_SQL.format(table=table), hour, day)
     memory = ProxyMemory()
     acc = Accumulator(spec)
     read = 0
-    async for row in conn.cursor(ALL_HITS_SQL, prefetch=REBUILD_CHUNK):
+    async for row in conn.cursor(ALL_HITS_SQL, hour * MINUTE_MS, prefetch=REBUILD_CHUNK):
         read += 1
         if row[METHOD] == "HEAD" or memory.repeat(row):
             continue
         acc.add(row)
         if read % REBUILD_CHUNK == 0:
-            await write_cells(conn, acc.cells(), 600.0)
+            await write_cells(conn, after(acc.cells(), hour, day), 600.0)
             acc = Accumulator(spec)
-    await write_cells(conn, acc.cells(), 600.0)
+    await write_cells(conn, after(acc.cells(), hour, day), 600.0)
     await conn.execute("UPDATE rollup_state SET complete = true, zone = $1", spec.zone)
     # the planner's statistics of tables just rewritten whole: without them it reads a
     # report's few thousand cells by scanning millions (autovacuum comes later)

@@ -160,6 +160,21 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (day, kind, reason)
     );
     """,
+    # 12: privacy, as SQLite's migration 14: the daily visitor hash, the daily salts, the
+    # purge's progress, the admin log
+    """
+    ALTER TABLE hits ADD COLUMN visitor text;
+    CREATE TABLE salts (day integer PRIMARY KEY, salt bytea NOT NULL);
+    CREATE TABLE retention_state (
+        hits_before bigint, raw_before bigint, raw_fields text, horizon bigint
+    );
+    INSERT INTO retention_state (hits_before) VALUES (NULL);
+    CREATE TABLE admin_log (
+        id bigserial PRIMARY KEY, ts bigint NOT NULL, action text NOT NULL,
+        actor text NOT NULL, detail text NOT NULL
+    );
+    CREATE INDEX admin_log_ts ON admin_log (ts);
+    """,
 )
 
 CREATE_VERSION_TABLE = (

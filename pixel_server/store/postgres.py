@@ -31,18 +31,22 @@ from typing import Any
 
 import asyncpg
 
+from .. import adminlog
+from ..adminlog import AdminEntry
 from ..apikeys import ApiKey
 from ..bursts import Relabel, Seen
 from ..hits import COLUMNS, Hit
 from ..loss import LossRow, duplicate_counts, merge
 from ..query import HitQuery
+from ..retention import Plan, Report
 from ..revocations import Revocation
 from ..rollup import CellAnswer, CellQuery, Spec, recounts
 from ..totals import Campaign, from_rows
-from . import pg_rollups
+from . import pg_privacy, pg_purge, pg_rollups
 from . import sql as sql_text
 from .base import ROW_KEYS, ROW_KIND, CopyPosition, PositionMoved, Row, StoreUnavailable
 from .pgschema import ensure_partitions, migrate, months_spanned
+from .privacy_sql import purge_sql, subject_where
 from .rollup_sql import cell_reads
 from .sql import (
     KEY_COLUMNS,
@@ -142,6 +146,7 @@ KEY_REVOKE_SQL = "UPDATE api_keys SET revoked_ms = $1 WHERE id = $2 AND revoked_
 KEY_SQL = f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1"  # noqa: S608
 REVOCATION_UPSERT_SQL, REVOCATIONS_SQL, REVOCATION_DELETE_SQL = revocation_sql(sql_text.numbered)
 REJECTS_ADD, REJECTS_READ = sql_text.rejects_sql(sql_text.numbered)
+PURGE = purge_sql(sql_text.numbered)
 OUTCOME_SQL = "SELECT added FROM write_batches WHERE id = $1"
 BACKEND_GONE_SQL = "SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $1"
 TERMINATE_SQL = (
@@ -597,8 +602,9 @@ class PostgresStore:
             async with conn.transaction():
                 touched = await conn.fetch(TOUCHED_SQL, ids, stamps)
                 changed = int((await conn.execute(RELABEL_SQL, *columns)).split()[-1])
-                if changed:
-                    hits = [(int(ts), cid, kind) for ts, cid, kind in touched]
+                if changed:  # not the cells before a purge's horizon (retention.py)
+                    since = await conn.fetchval("SELECT coalesce(horizon, 0) FROM retention_state")
+                    hits = [(int(ts), cid, kind) for ts, cid, kind in touched if ts >= since]
                     await pg_rollups.recompute(
                         conn, self.spec, recounts(self.spec, hits), READ_TIMEOUT
                     )
@@ -614,6 +620,46 @@ class PostgresStore:
     async def rejects(self, days: tuple[int, int]) -> list[tuple[int, str, str, int]]:
         rows = await self._read(lambda conn: conn.fetch(REJECTS_READ, *days))
         return [(int(d), str(k), str(r), int(n)) for d, k, r, n in rows]
+
+    async def purge(self, plan: Plan) -> Report:
+        async def run(conn: Any) -> Report:
+            await conn.execute("SET statement_timeout = 0")  # a month's count, a VACUUM
+            try:
+                return await pg_purge.purge(conn, plan)
+            finally:
+                await conn.execute("RESET statement_timeout")
+
+        result: Report = await self._admin(run)
+        return result
+
+    async def log_admin(self, ts: int, action: str, actor: str, detail: dict[str, Any]) -> None:
+        encoded = adminlog.encode(detail)
+        await self._admin(lambda conn: conn.execute(PURGE.log_add, ts, action, actor, encoded))
+
+    async def admin_log(self, span: tuple[int, int], limit: int) -> list[AdminEntry]:
+        rows = await self._read(lambda conn: conn.fetch(PURGE.log_read, *span, limit))
+        return [adminlog.entry(row) for row in rows]
+
+    async def subject_hits(self, uid: str) -> list[dict[str, Any]]:
+        where, args = subject_where(uid, sql_text.numbered, sqlite=False)
+        sql = f"SELECT {sql_text.SELECT_COLUMNS} FROM hits WHERE {where} ORDER BY ts, id"  # noqa: S608
+        rows = await self._read(lambda conn: conn.fetch(sql, *args))
+        return [dict(zip(ROW_KEYS, row, strict=True)) for row in rows]
+
+    async def erase_subject(self, uid: str) -> tuple[int, int]:
+        where, args = subject_where(uid, sql_text.numbered, sqlite=False)
+
+        async def run(conn: Any) -> tuple[int, int]:
+            return await pg_privacy.erase_subject(conn, uid, where, args, self.spec, READ_TIMEOUT)
+
+        counts: tuple[int, int] = await self._admin(run)
+        return counts
+
+    async def day_salt(self, day: int, offered: bytes, keep_from: int) -> bytes:
+        result: bytes = await self._admin(
+            lambda conn: pg_privacy.day_salt(conn, day, offered, keep_from)
+        )
+        return result
 
     async def rebuild_rollups(self) -> int:
         async def rebuild(conn: Any) -> int:

@@ -160,6 +160,24 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (day, kind, reason)
     ) WITHOUT ROWID;
     """,
+    # 14: privacy (privacy.py, salts.py, retention.py, adminlog.py): each hit's daily
+    # visitor hash; the daily salts, by the first UTC minute of their day in the report zone,
+    # deleted once it is over; how far the purge has come (hits deleted before `hits_before`,
+    # `raw_fields` cleared before `raw_before`; rollup cells before the day starting at
+    # `horizon` stay as they are); the admin log
+    """
+    ALTER TABLE hits ADD COLUMN visitor TEXT;
+    CREATE TABLE salts (day INTEGER PRIMARY KEY, salt BLOB NOT NULL);
+    CREATE TABLE retention_state (
+        hits_before INTEGER, raw_before INTEGER, raw_fields TEXT, horizon INTEGER
+    );
+    INSERT INTO retention_state (hits_before) VALUES (NULL);
+    CREATE TABLE admin_log (
+        id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, action TEXT NOT NULL,
+        actor TEXT NOT NULL, detail TEXT NOT NULL
+    );
+    CREATE INDEX admin_log_ts ON admin_log (ts);
+    """,
 )
 
 

@@ -22,18 +22,24 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
+from .. import adminlog
+from ..adminlog import AdminEntry
 from ..apikeys import ApiKey
 from ..bursts import Relabel, Seen
 from ..files import ensure_private_file
 from ..hits import COLUMNS, Hit
 from ..loss import LossRow, duplicate_counts, merge
 from ..query import HitQuery
+from ..retention import Plan, Report
 from ..revocations import Revocation
 from ..rollup import KIND, CellAnswer, CellQuery, Spec, recounts
 from ..totals import Campaign, from_rows
 from . import sql as sql_text
+from . import sqlite_privacy as privacy
+from . import sqlite_purge
 from . import sqlite_rollups as rollups
 from .base import ROW_KEYS, CopyPosition, PositionMoved, Row, StoreUnavailable
+from .privacy_sql import purge_sql, redactions, subject_where
 from .rollup_sql import cell_reads
 from .schema import begin_immediate, migrate, schema_version
 from .sql import (
@@ -76,6 +82,7 @@ _NONES = (None,) * len(COLUMNS)
 EID = COLUMNS.index("eid")
 REVOCATION_UPSERT_SQL, REVOCATIONS_SQL, REVOCATION_DELETE_SQL = revocation_sql()
 REJECTS_ADD, REJECTS_READ = sql_text.rejects_sql()
+PURGE = purge_sql()
 # compare and set: `IS` matches a NULL class too (a hit stored before migration 8)
 RELABEL_SQL = (
     "UPDATE hits SET traffic = ?, traffic_reasons = ?, traffic_rules = ?, is_bot = ?"
@@ -157,8 +164,11 @@ def connect(
     """
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA busy_timeout = 0")
+    if conn.execute("PRAGMA page_count").fetchone()[0] == 0:  # a new file: set before tables
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # a purge can return space (retention)
     _enable_wal(conn, deadline=time.monotonic() + max(busy_timeout_ms, 5_000) / 1000)
     conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+    conn.execute("PRAGMA secure_delete = ON")  # deleted bytes are zeroed (sqlite_privacy.py)
     return conn
 
 
@@ -441,8 +451,10 @@ class SQLiteStore:
                 for row_id in ids
             ]
             changed: int = conn.executemany(RELABEL_SQL, args).rowcount
-            if changed:
-                rollups.recompute(conn, self.spec, recounts(self.spec, [t for t in touched if t]))
+            if changed:  # not the cells before a purge's horizon: they stay (retention.py)
+                since = rollups.horizon(conn)
+                hits = [t for t in touched if t and t[0] >= since]
+                rollups.recompute(conn, self.spec, recounts(self.spec, hits))
             return changed
 
         result: int = await self._run(self._transaction, work)
@@ -456,6 +468,58 @@ class SQLiteStore:
         assert self._reader is not None, "store is not open"
         rows = await self._reader.execute_fetchall(REJECTS_READ, days)
         return [(int(d), str(k), str(r), int(n)) for d, k, r, n in rows]
+
+    async def day_salt(self, day: int, offered: bytes, keep_from: int) -> bytes:
+        salt, destroyed = await self._run(
+            self._transaction, lambda conn: privacy.day_salt(conn, day, offered, keep_from)
+        )
+        if destroyed:
+            await self._run(privacy.truncate_wal, self._connection)
+        result: bytes = salt
+        return result
+
+    async def purge(self, plan: Plan) -> Report:
+        report: Report = await self._run(
+            sqlite_purge.purge, self._transaction, self._connection, self.path, plan
+        )
+        return report
+
+    async def log_admin(self, ts: int, action: str, actor: str, detail: dict[str, Any]) -> None:
+        args = (ts, action, actor, adminlog.encode(detail))
+        await self._run(self._transaction, lambda conn: conn.execute(PURGE.log_add, args))
+
+    async def admin_log(self, span: tuple[int, int], limit: int) -> list[AdminEntry]:
+        assert self._reader is not None, "store is not open"
+        rows = await self._reader.execute_fetchall(PURGE.log_read, (*span, limit))
+        return [adminlog.entry(row) for row in rows]
+
+    async def subject_hits(self, uid: str) -> list[dict[str, Any]]:
+        assert self._reader is not None, "store is not open"
+        where, args = subject_where(uid, sql_text.qmark, sqlite=True)
+        sql = f"SELECT {sql_text.SELECT_COLUMNS} FROM hits WHERE {where} ORDER BY ts, id"  # noqa: S608
+        rows = await self._reader.execute_fetchall(sql, args)
+        return [dict(zip(ROW_KEYS, row, strict=True)) for row in rows]
+
+    async def erase_subject(self, uid: str) -> tuple[int, int]:
+        where, args = subject_where(uid, sql_text.qmark, sqlite=True)
+
+        def work(conn: sqlite3.Connection) -> tuple[int, int]:
+            found = conn.execute(f"SELECT ts, cid, kind FROM hits WHERE {where}", args).fetchall()  # noqa: S608
+            conn.execute(f"DELETE FROM hits WHERE {where}", args)  # noqa: S608
+            mentioned: set[tuple[Any, ...]] = set()
+            for select, update, values in redactions(uid, sqlite=True):
+                mentioned.update(conn.execute(select, values[:1]).fetchall())
+                conn.execute(update, values)
+            since = rollups.horizon(conn)
+            hits = [t for t in [*found, *mentioned] if t[0] >= since]
+            if hits:
+                rollups.recompute(conn, self.spec, recounts(self.spec, hits))
+            return len(found), len(mentioned)
+
+        counts: tuple[int, int] = await self._run(self._transaction, work)
+        if any(counts):  # secure_delete zeroed the old bytes; now out of the WAL too
+            await self._run(privacy.truncate_wal, self._connection)
+        return counts
 
     async def rebuild_rollups(self) -> int:
         result: int = await self._run(

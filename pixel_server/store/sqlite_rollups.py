@@ -13,6 +13,7 @@ from typing import Any
 
 from .. import sketch
 from ..hits import COLUMNS
+from ..retention import MINUTE_MS, frozen
 from ..rollup import (
     CID,
     HOURLY,
@@ -27,6 +28,7 @@ from ..rollup import (
     ProxyMemory,
     Recount,
     Spec,
+    after,
     candidate,
     counted,
     recounted,
@@ -62,7 +64,9 @@ SPAN_HITS_NO_CID_SQL = (
 )
 DELETE_HOURLY_SQL = "DELETE FROM {table} WHERE cid = ? AND dim = '' AND slot = ? AND kind = ?"
 DELETE_DAILY_SQL = "DELETE FROM {table} WHERE cid = ? AND dim = ? AND slot = ? AND kind = ?"
-CHUNK_SQL = f"SELECT id, {_SELECT} FROM hits WHERE id > ? ORDER BY id LIMIT ?"  # noqa: S608
+CHUNK_SQL = f"SELECT id, {_SELECT} FROM hits WHERE id > ? AND ts >= ? ORDER BY id LIMIT ?"  # noqa: S608
+# the cells a rebuild recounts: those at or after the purge's horizon (all, without one)
+THAW_SQL = "DELETE FROM {table} WHERE (dim = '' AND slot >= ?) OR (dim <> '' AND slot >= ?)"
 REBUILD_CHUNK = 50_000
 
 
@@ -132,13 +136,15 @@ def recompute(conn: sqlite3.Connection, spec: Spec, recounts: Iterable[Recount])
 
 def rebuild(conn: sqlite3.Connection, spec: Spec) -> int:
     """Every cell anew from every stored hit, in stored order (the caller's transaction);
-    the rollups are then complete. The number of hits read."""
-    conn.execute("DELETE FROM rollups")
-    conn.execute("DELETE FROM rollup_sums")
+    the rollups are then complete. The number of hits read. Under a purge's horizon
+    (retention.py) the cells before it are kept and the hits before it not read."""
+    hour, day = frozen(conn.execute("SELECT horizon FROM retention_state").fetchone()[0])
+    for table in ("rollups", "rollup_sums"):
+        conn.execute(THAW_SQL.format(table=table), (hour, day))
     memory = ProxyMemory()
     last, read = 0, 0
     while True:
-        rows = conn.execute(CHUNK_SQL, (last, REBUILD_CHUNK)).fetchall()
+        rows = conn.execute(CHUNK_SQL, (last, hour * MINUTE_MS, REBUILD_CHUNK)).fetchall()
         if not rows:
             break
         acc = Accumulator(spec)
@@ -146,10 +152,16 @@ def rebuild(conn: sqlite3.Connection, spec: Spec) -> int:
             if row[1 + METHOD] == "HEAD" or memory.repeat(row, 1):
                 continue
             acc.add(row, 1)
-        write_cells(conn, acc.cells())
+        write_cells(conn, after(acc.cells(), hour, day))
         last, read = rows[-1][0], read + len(rows)
     conn.execute("UPDATE rollup_state SET complete = 1, zone = ?", (spec.zone,))
     return read
+
+
+def horizon(conn: sqlite3.Connection) -> int:
+    """The purge's horizon (retention.py), 0 if none: no cell before it is recounted."""
+    value = conn.execute("SELECT horizon FROM retention_state").fetchone()[0]
+    return int(value or 0)
 
 
 def check_zone(conn: sqlite3.Connection, zone: str) -> None:
