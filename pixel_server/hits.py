@@ -100,7 +100,8 @@ class Hit:
     # a wrapped email's send (payload.py ``s``, ``m``): when it was sent (epoch ms) and its id
     sent_ts: int | None = None
     msg: str | None = None
-    # the day's visitor hash (salts.py): address network, user agent, campaign or site
+    # the day's visitor hash (salts.py: address network, user agent, campaign or site), for a
+    # hit that keeps no uid: the reports count it where they would count the uid
     visitor: str | None = None
 
     def row(self) -> tuple[Any, ...]:
@@ -288,7 +289,7 @@ def build_hit(
     mode = client_ip.mode if policy is None else policy.ip_mode(client_ip.mode, withheld)
     salt = b"" if salts is None else salts.salt(now_ms)
     hit.ip = stored_ip(address, mode, salt)
-    if visitors and salts is not None:
+    if visitors and salts is not None and (withheld or hit.uid is None):  # the uid counts else
         set_visitor(hit, salt, address, hit.ua)
     if withheld:
         assert policy is not None

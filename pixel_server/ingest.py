@@ -347,7 +347,7 @@ class EventsEndpoint:
                     networks=rt.networks,
                 )
                 set_traffic(hit, verdict)
-            if rt.settings.visitor_hash:
+            if rt.settings.visitor_hash and (withheld or hit.uid is None):  # else the uid counts
                 set_visitor(hit, salt, told or address, event.ua if server else hit.ua)
             if withheld:
                 policy.scrub(hit)
