@@ -52,16 +52,21 @@ def purge(dry_run: bool, output: str, **options: Any) -> None:
         click.echo(json.dumps(report.as_dict()))
         return
     verb = ("would delete", "would clear") if dry_run else ("deleted", "cleared")
-    click.echo(f"{verb[0]} {report.hits_deleted} hits older than {_day(report.hits_before)}")
+    click.echo(f"{verb[0]} {_n(report.hits_deleted, 'hit')} older than {_day(report.hits_before)}")
     if report.raw_before is not None:
         fields = ", ".join(report.fields)
         click.echo(
-            f"{verb[1]} {fields} of {report.hits_cleared} hits older than {_day(report.raw_before)}"
+            f"{verb[1]} {fields} of {_n(report.hits_cleared, 'hit')} older than"
+            f" {_day(report.raw_before)}"
         )
     if report.partitions_dropped:
         click.echo(f"partitions dropped: {', '.join(report.partitions_dropped)}")
     if not dry_run and report.bytes_before is not None and report.bytes_after is not None:
         click.echo(f"store size {report.bytes_before} -> {report.bytes_after} bytes")
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _day(ms: int | None) -> str:
@@ -133,7 +138,8 @@ def erase(uid: str, **options: Any) -> None:
 
     result = asyncio.run(work())
     click.echo(
-        f"erased {result.hits_deleted} hits and {result.journal_lines} spill journal lines"
+        f"erased {_n(result.hits_deleted, 'hit')}, redacted {_n(result.hits_redacted, 'other')}"
+        f" that mentioned it, blanked {_n(result.journal_lines, 'spill journal line')}"
         f" (admin log subject {result.subject})"
     )
 
