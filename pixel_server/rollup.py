@@ -384,13 +384,18 @@ def after(cells: dict[Key, Cell], hour: int, day: int) -> dict[Key, Cell]:
     return {k: c for k, c in cells.items() if k[0] >= (hour if k[5] == HOURLY else day)}
 
 
-def recounts(spec: Spec, hits: Iterable[tuple[int, str | None, str]]) -> list[Recount]:
+def recounts(
+    spec: Spec, hits: Iterable[tuple[int, str | None, str]], since: int = 0
+) -> list[Recount]:
     """What to recompute when the hits given as ``(ts, cid, kind)`` change class: the days
     (report zone) of their campaign and kind, and of the moment PROXY_REPEAT_MS later (a
-    repeat there may change); their hours are inside them."""
+    repeat there may change); their hours are inside them. Hits before ``since`` (a purge's
+    horizon, retention.py: a day start) are left out: their cells stay as they are."""
     slots = Slots(spec.zone)
     days: dict[tuple[str, str], set[int]] = defaultdict(set)
     for ts, cid, kind in hits:
+        if ts < since:
+            continue
         for moment in (ts, ts + PROXY_REPEAT_MS):
             days[(cid or "", kind)].add(slots(moment)[1])
     out = []

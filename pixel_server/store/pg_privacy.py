@@ -46,11 +46,9 @@ async def erase_subject(
         for select, update, values in redactions(uid, sqlite=False):
             mentioned.update(tuple(row) for row in await conn.fetch(select, values[0]))
             await conn.execute(update, *values)
-        since = await conn.fetchval("SELECT coalesce(horizon, 0) FROM retention_state")
         touched = [(int(ts), cid, kind) for ts, cid, kind in [*found, *mentioned]]
-        hits = [t for t in touched if t[0] >= since]
-        if hits:
-            await pg_rollups.recompute(conn, spec, recounts(spec, hits), timeout)
+        since = await pg_rollups.horizon(conn)
+        await pg_rollups.recompute(conn, spec, recounts(spec, touched, since), timeout)
     if touched:
         names = [row[0] for row in await conn.fetch(PARTITIONS_SQL)]
         stamps = [ts for ts, _, _ in touched]

@@ -36,6 +36,7 @@ from ..rollup import (
 )
 from ..sketch import Sketches
 from ..totals import PROXY, PROXY_REPEAT_MS
+from .rollup_sql import HORIZON_SQL
 
 _KEY = "slot, cid, kind, event, traffic, dim, value"
 _KEY_TYPES = "$1::integer[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]"
@@ -176,7 +177,7 @@ async def rebuild(conn: Any, spec: Spec) -> int:
     """Every cell anew from every stored hit, in stored (id) order, in the caller's
     transaction; the rollups are then complete. The number of hits read. Under a purge's
     horizon (retention.py) the cells before it are kept and the hits before it not read."""
-    hour, day = frozen(await conn.fetchval("SELECT horizon FROM retention_state"))
+    hour, day = frozen(await horizon(conn))
     for table in ("rollups", "rollup_sums"):
         await conn.execute(THAW_SQL.format(table=table), hour, day)
     memory = ProxyMemory()
@@ -197,6 +198,11 @@ async def rebuild(conn: Any, spec: Spec) -> int:
     await conn.execute("ANALYZE rollups")
     await conn.execute("ANALYZE rollup_sums")
     return read
+
+
+async def horizon(conn: Any) -> int:
+    """The purge's horizon (retention.py), 0 if none: no cell before it is recounted."""
+    return int(await conn.fetchval(HORIZON_SQL))
 
 
 async def check_zone(conn: Any, zone: str) -> None:

@@ -603,10 +603,10 @@ class PostgresStore:
                 touched = await conn.fetch(TOUCHED_SQL, ids, stamps)
                 changed = int((await conn.execute(RELABEL_SQL, *columns)).split()[-1])
                 if changed:  # not the cells before a purge's horizon (retention.py)
-                    since = await conn.fetchval("SELECT coalesce(horizon, 0) FROM retention_state")
-                    hits = [(int(ts), cid, kind) for ts, cid, kind in touched if ts >= since]
+                    hits = [(int(ts), cid, kind) for ts, cid, kind in touched]
+                    since = await pg_rollups.horizon(conn)
                     await pg_rollups.recompute(
-                        conn, self.spec, recounts(self.spec, hits), READ_TIMEOUT
+                        conn, self.spec, recounts(self.spec, hits, since), READ_TIMEOUT
                     )
                 return changed
 

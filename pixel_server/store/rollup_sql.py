@@ -12,6 +12,8 @@ from ..rollup import MACHINE_CELL, SELECTABLE, CellQuery
 from ..traffic import MACHINE
 from .sql import Placeholder, qmark, storable
 
+# the purge's horizon (retention.py), 0 without one: no cell before it is recounted
+HORIZON_SQL = "SELECT coalesce(horizon, 0) FROM retention_state"
 MACHINES = ", ".join(f"'{name}'" for name in sorted({*MACHINE, MACHINE_CELL}))
 
 

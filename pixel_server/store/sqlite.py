@@ -452,9 +452,8 @@ class SQLiteStore:
             ]
             changed: int = conn.executemany(RELABEL_SQL, args).rowcount
             if changed:  # not the cells before a purge's horizon: they stay (retention.py)
-                since = rollups.horizon(conn)
-                hits = [t for t in touched if t and t[0] >= since]
-                rollups.recompute(conn, self.spec, recounts(self.spec, hits))
+                hits = [t for t in touched if t]
+                rollups.recompute(conn, self.spec, recounts(self.spec, hits, rollups.horizon(conn)))
             return changed
 
         result: int = await self._run(self._transaction, work)
@@ -511,9 +510,7 @@ class SQLiteStore:
                 mentioned.update(conn.execute(select, values[:1]).fetchall())
                 conn.execute(update, values)
             since = rollups.horizon(conn)
-            hits = [t for t in [*found, *mentioned] if t[0] >= since]
-            if hits:
-                rollups.recompute(conn, self.spec, recounts(self.spec, hits))
+            rollups.recompute(conn, self.spec, recounts(self.spec, [*found, *mentioned], since))
             return len(found), len(mentioned)
 
         counts: tuple[int, int] = await self._run(self._transaction, work)

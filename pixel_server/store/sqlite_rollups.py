@@ -35,6 +35,7 @@ from ..rollup import (
 )
 from ..sketch import Sketches
 from ..totals import PROXY, PROXY_REPEAT_MS
+from .rollup_sql import HORIZON_SQL
 
 UPSERT_SQL = (
     "INSERT INTO rollups (slot, cid, kind, event, traffic, dim, value, n, uniques)"
@@ -138,7 +139,7 @@ def rebuild(conn: sqlite3.Connection, spec: Spec) -> int:
     """Every cell anew from every stored hit, in stored order (the caller's transaction);
     the rollups are then complete. The number of hits read. Under a purge's horizon
     (retention.py) the cells before it are kept and the hits before it not read."""
-    hour, day = frozen(conn.execute("SELECT horizon FROM retention_state").fetchone()[0])
+    hour, day = frozen(horizon(conn))
     for table in ("rollups", "rollup_sums"):
         conn.execute(THAW_SQL.format(table=table), (hour, day))
     memory = ProxyMemory()
@@ -160,8 +161,7 @@ def rebuild(conn: sqlite3.Connection, spec: Spec) -> int:
 
 def horizon(conn: sqlite3.Connection) -> int:
     """The purge's horizon (retention.py), 0 if none: no cell before it is recounted."""
-    value = conn.execute("SELECT horizon FROM retention_state").fetchone()[0]
-    return int(value or 0)
+    return int(conn.execute(HORIZON_SQL).fetchone()[0])
 
 
 def check_zone(conn: sqlite3.Connection, zone: str) -> None:
