@@ -312,11 +312,7 @@ class EventsEndpoint:
         template = base.row()
         policy, salt, mode = rt.privacy, rt.salts.salt(now_ms), rt.client_ip.mode
         # the request's own address, for a browser's events (a server call's is the back end)
-        address = (
-            None
-            if server
-            else request_address(headers, client[0] if client else None, rt.client_ip)
-        )
+        address = None if server else request_address(headers, peer, rt.client_ip)
         hits = []
         for event in events:
             values = list(template)
