@@ -36,6 +36,7 @@ from .fields import MAX_KEY_CHARS as MAX_KEY_CHARS
 from .fields import UTM_KEYS as UTM_KEYS
 from .networks import Networks
 from .privacy import CONSENT, Policy
+from .revocations import host_of
 from .salts import DaySalts, visitor_hash
 from .traffic import MACHINE, UNKNOWN_DEVICE, Verdict, classify
 from .useragent import parse_user_agent
@@ -316,12 +317,6 @@ def set_visitor(hit: Hit, salt: bytes, address: str | None, ua: str | None) -> N
 
 
 def _site(hit: Hit) -> str | None:
-    """The host of the hit's page (``url``, else its Referer), lower case; None if none."""
+    """The host of the hit's page (``url``, else its Referer); None if none."""
     page = hit.url or hit.referer
-    if not page:
-        return None
-    start = page.find("//")
-    if start < 0:
-        return None
-    host = page[start + 2 :].split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
-    return host.rsplit("@", 1)[-1].lower() or None
+    return (host_of(page) or None) if page else None
