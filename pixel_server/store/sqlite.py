@@ -164,20 +164,22 @@ def connect(
     """
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA busy_timeout = 0")
-    if conn.execute("PRAGMA page_count").fetchone()[0] == 0:  # a new file: set before tables
-        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # a purge can return space (retention)
-    _enable_wal(conn, deadline=time.monotonic() + max(busy_timeout_ms, 5_000) / 1000)
+    _prepare_file(conn, deadline=time.monotonic() + max(busy_timeout_ms, 5_000) / 1000)
     conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
     conn.execute("PRAGMA secure_delete = ON")  # deleted bytes are zeroed (sqlite_privacy.py)
     return conn
 
 
-def _enable_wal(conn: sqlite3.Connection, deadline: float) -> None:
-    """Switch to WAL, retrying: when several processes open a new file at once, SQLite can
-    answer "database is locked" at once, without its busy handler (measured: about 1 start in
-    150 with 8 processes), and a worker must not fail to start for that."""
+def _prepare_file(conn: sqlite3.Connection, deadline: float) -> None:
+    """Give a new file incremental auto-vacuum (a purge can return space, retention.py; it
+    must be set before the first table) and switch to WAL, retrying both: when several
+    processes open a new file at once, SQLite can answer "database is locked" at once,
+    without its busy handler, to the page count read as well as to the WAL switch (measured:
+    about 1 start in 150 with 8 processes), and a worker must not fail to start for that."""
     while True:
         try:
+            if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
+                conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
             conn.execute("PRAGMA journal_mode = WAL")
             return
         except sqlite3.OperationalError as exc:
@@ -235,10 +237,11 @@ class SQLiteStore:
             )
             await self._run(migrate, self._conn)
             rollups.register(self._conn)
-            await self._run(rollups.check_zone, self._conn, self.spec.zone)
+            zone = self.spec.zone  # it may write: under the lock, as every write is
+            await self._run(self._transaction, lambda conn: rollups.check_zone(conn, zone))
             self._reader = await aiosqlite.connect(self.path)
             await self._reader.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
-        except sqlite3.OperationalError as exc:  # locked past the timeout, read-only, I/O
+        except (sqlite3.OperationalError, StoreUnavailable) as exc:  # locked, read-only, I/O
             await self.aclose()
             raise StoreUnavailable(f"SQLite: {exc}") from exc
 
