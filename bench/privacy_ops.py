@@ -1,10 +1,11 @@
-"""How long retention and erasure take on a large SQLite hit log (issue 11).
+"""How long retention and erasure take on a large hit log, SQLite and PostgreSQL (issue 11).
 
-Usage: .venv/bin/python bench/privacy_ops.py [--hits 2000000]
+Usage: .venv/bin/python bench/privacy_ops.py [--hits 2000000] [--store sqlite,postgresql]
 
-Builds the export-2m database (bigdb.py: 12 campaigns and site views over 90 days from
-2026-01-01), rebuilds its rollups (a purge needs them complete), then times through the
-store, as the server and the CLI run them:
+Builds the export-2m hits (bigdb.py: 12 campaigns and site views over 90 days from
+2026-01-01) in each store (SQLite: a file, as bigdb builds it; PostgreSQL: a database of its
+own at PIXEL_BENCH_POSTGRES, loaded with COPY, dropped after), rebuilds its rollups (a purge
+needs them complete), then times through the store, as the server and the CLI run them:
 
 1. a dry-run purge (counting only);
 2. the erasure of one recipient (``DELETE /api/subjects/<uid>``'s work: a scan of every hit
@@ -13,7 +14,8 @@ store, as the server and the CLI run them:
    the end of the 90 days: about half the hits deleted, a sixth cleared; then the space given
    back (incremental vacuum) and the WAL truncated.
 
-Printed: one JSON line per step (seconds, hits per second, the file's bytes before and after).
+Printed: one JSON line per step and store (seconds, hits per second, the store's bytes before
+and after: the SQLite file; PostgreSQL's hits partitions with their indexes).
 """
 
 from __future__ import annotations
@@ -26,10 +28,15 @@ import time
 from pathlib import Path
 
 import bigdb
+import pg
 
 from pixel_server.erasure import Subject, erase
 from pixel_server.retention import DAY_MS, Plan, cutoff, purge
+from pixel_server.store import Store
+from pixel_server.store.postgres import PostgresStore
 from pixel_server.store.sqlite import SQLiteStore
+
+STORES = ("sqlite", "postgresql")
 
 
 def plan_at(now_ms: int, dry_run: bool) -> Plan:
@@ -40,9 +47,8 @@ def plan_at(now_ms: int, dry_run: bool) -> Plan:
     return Plan(hits[0], raw[0], ("ua", "referer", "params"), raw[1], dry_run=dry_run)
 
 
-async def measure(path: Path, total: int) -> list[dict[str, object]]:
+async def measure(store: Store, total: int) -> list[dict[str, object]]:
     steps: list[dict[str, object]] = []
-    store = SQLiteStore(str(path))
     await store.open()
     try:
         t0 = time.perf_counter()
@@ -88,16 +94,46 @@ async def measure(path: Path, total: int) -> list[dict[str, object]]:
     return steps
 
 
+def on_sqlite(total: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="pixel-privacy-") as work:
+        path = Path(work) / "big.db"
+        seconds = bigdb.build(path, total)
+        show("sqlite", [{"step": "build", "seconds": round(seconds, 1)}])
+        show("sqlite", asyncio.run(measure(SQLiteStore(str(path)), total)))
+
+
+def on_postgresql(total: int) -> None:
+    reason = pg.unavailable_reason()
+    if reason is not None:
+        show("postgresql", [{"skipped": reason}])
+        return
+    database = pg.Database.create()
+    try:
+        span = (bigdb.START_MS, bigdb.START_MS + bigdb.SPAN_MS)
+        t0 = time.perf_counter()
+        asyncio.run(pg.copy_hits(database.url, bigdb.rows(total), span))
+        show("postgresql", [{"step": "load (COPY)", "seconds": round(time.perf_counter() - t0, 1)}])
+        show("postgresql", asyncio.run(measure(PostgresStore(database.url), total)))
+    finally:
+        database.drop()
+
+
+def show(store: str, steps: list[dict[str, object]]) -> None:
+    for step in steps:
+        print(json.dumps({"store": store, **step}), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hits", type=int, default=bigdb.minimum_hits())
+    parser.add_argument("--store", default=",".join(STORES), help="sqlite, postgresql or both")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="pixel-privacy-") as work:
-        path = Path(work) / "big.db"
-        seconds = bigdb.build(path, max(args.hits, bigdb.minimum_hits()))
-        print(json.dumps({"step": "build", "seconds": round(seconds, 1)}), flush=True)
-        for step in asyncio.run(measure(path, args.hits)):
-            print(json.dumps(step), flush=True)
+    total = max(args.hits, bigdb.minimum_hits())
+    chosen = args.store.split(",")
+    if "sqlite" in chosen:
+        on_sqlite(total)
+    if "postgresql" in chosen:
+        on_postgresql(total)
 
 
 if __name__ == "__main__":

@@ -34,9 +34,9 @@ import pg
 
 from pixel_server import stats
 from pixel_server.eventschema import EventSchema, Registry
-from pixel_server.hits import COLUMNS, Hit
+from pixel_server.hits import Hit
 from pixel_server.rollup import Spec
-from pixel_server.store import Store, opened
+from pixel_server.store import Store
 from pixel_server.store.postgres import PostgresStore
 from pixel_server.store.sqlite import SQLiteStore
 
@@ -51,7 +51,6 @@ BIG = "spring-sale-2026"
 RECIPIENTS = 400_000
 TARGET_MS = 200.0
 REPEATS = 7
-COPY_ROWS = 100_000
 SPEC = Spec.from_registry(
     Registry({"purchase_completed": EventSchema({"total_value": "number"}, {"plan": "string"})})
 )
@@ -157,25 +156,6 @@ def sqlite_figures(work: Path, total: int, say: Callable[[str], None]) -> dict[s
     return figures
 
 
-async def _copy(url: str, total: int) -> None:
-    store = PostgresStore(url, spec=SPEC)
-    async with opened(store):
-        await store.prepare_span(START_MS, END_MS)
-    conn = await pg._connect(url)
-    try:
-        batch: list[tuple[Any, ...]] = []
-        for row in rows(total):
-            batch.append(row)
-            if len(batch) == COPY_ROWS:
-                await conn.copy_records_to_table("hits", records=batch, columns=COLUMNS)
-                batch = []
-        if batch:
-            await conn.copy_records_to_table("hits", records=batch, columns=COLUMNS)
-        await conn.execute("ANALYZE hits")
-    finally:
-        await conn.close()
-
-
 def postgres_figures(total: int, say: Callable[[str], None]) -> dict[str, Any]:
     reason = pg.unavailable_reason()
     if reason is not None:
@@ -187,7 +167,7 @@ def postgres_figures(total: int, say: Callable[[str], None]) -> dict[str, Any]:
     try:
         say(f"{NAME}: loading {total:,} hits into PostgreSQL ({database.name})")
         started = time.perf_counter()
-        loop.run_until_complete(_copy(database.url, total))
+        loop.run_until_complete(pg.copy_hits(database.url, rows(total), (START_MS, END_MS), SPEC))
         load_s = time.perf_counter() - started
         store = PostgresStore(database.url, spec=SPEC)
         loop.run_until_complete(store.open())
