@@ -23,15 +23,13 @@ come from the daily report (stats.py, the rollups).
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from . import buckets
+from . import buckets, jsonfile
 from .eventschema import Registry
 from .fields import COLUMN_KEYS
 from .loss import DAY_MS
@@ -40,7 +38,6 @@ from .rollup import params_of
 from .store.base import ROW_KEYS, Store
 from .traffic import MACHINE
 
-MAX_FILE_BYTES = 1 << 20
 PAGE = 5000
 TOP = 20  # names listed per check
 DEFAULT_THRESHOLDS: dict[str, float | None] = {
@@ -96,19 +93,7 @@ class AuditConfig:
 
 def load_config(path: str) -> AuditConfig:
     """The config in the file at ``path``; AuditConfigError (one line) if it cannot be used."""
-    file = Path(path)
-    try:
-        if file.stat().st_size > MAX_FILE_BYTES:
-            raise AuditConfigError(f"{path}: larger than {MAX_FILE_BYTES} bytes")
-        document = json.loads(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise AuditConfigError(f"{path}: {exc.strerror or exc}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise AuditConfigError(f"{path}: not JSON ({exc})") from None
-    try:
-        return _config(document)
-    except AuditConfigError as exc:
-        raise AuditConfigError(f"{path}: {exc}") from None
+    return jsonfile.load(path, _config, AuditConfigError)
 
 
 def _config(document: Any) -> AuditConfig:

@@ -30,16 +30,15 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from . import jsonfile
 from .privacy import CONSENT
 
 TYPES = ("string", "number", "integer", "boolean")
 UNKNOWN_POLICIES = ("accept", "flag", "reject")
 VIOLATION_POLICIES = ("reject", "flag")
 NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
-MAX_FILE_BYTES = 1 << 20
 
 
 class SchemaFileError(ValueError):
@@ -109,19 +108,7 @@ def _is(value: object, kind: str) -> bool:
 
 def load(path: str) -> Registry:
     """The registry in the file at ``path``; SchemaFileError (one line) if it cannot be used."""
-    file = Path(path)
-    try:
-        if file.stat().st_size > MAX_FILE_BYTES:
-            raise SchemaFileError(f"{path}: larger than {MAX_FILE_BYTES} bytes")
-        document = json.loads(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SchemaFileError(f"{path}: {exc.strerror or exc}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SchemaFileError(f"{path}: not JSON ({exc})") from None
-    try:
-        return _registry(document)
-    except SchemaFileError as exc:
-        raise SchemaFileError(f"{path}: {exc}") from None
+    return jsonfile.load(path, _registry, SchemaFileError)
 
 
 def _registry(document: Any) -> Registry:
