@@ -49,6 +49,18 @@ RAW_FIELDS = RAW_FIELD_NAMES
 class RollupsIncomplete(RuntimeError):
     """A purge would lose counts: the rollups do not cover every stored hit yet."""
 
+    def __init__(self) -> None:
+        super().__init__(
+            "the rollups do not cover every stored hit: run `pixel-server rollups rebuild`"
+            " first, or the purged hits would leave the reports"
+        )
+
+
+def window_end(first: int, hi: int) -> int:
+    """Where a purge window that starts at the hit at ``first`` (ms) ends: at the end of its
+    UTC hour, at most ``hi`` — an hour of hits a transaction, so writers wait milliseconds."""
+    return min(hi, first // HOUR_MS * HOUR_MS + HOUR_MS)
+
 
 @dataclass(frozen=True)
 class Plan:

@@ -13,7 +13,15 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..retention import HOUR_MS, Plan, Report, RollupsIncomplete, State, next_state, raw_start
+from ..retention import (
+    Plan,
+    Report,
+    RollupsIncomplete,
+    State,
+    next_state,
+    raw_start,
+    window_end,
+)
 from .pgschema import month_start_ms
 from .privacy_sql import PurgeSQL, purge_sql
 from .sql import numbered
@@ -50,7 +58,7 @@ async def windows(conn: Any, lo: int, hi: int) -> list[tuple[int, int]]:
         first = await conn.fetchval(SQL.first_ts, lo, hi)
         if first is None:
             break
-        end = min(hi, int(first) // HOUR_MS * HOUR_MS + HOUR_MS)
+        end = window_end(int(first), hi)
         found.append((int(first), end))
         lo = end
     return found
@@ -63,10 +71,7 @@ async def purge(conn: Any, plan: Plan) -> Report:
     report.bytes_before = int(await conn.fetchval(SIZE_SQL))
     complete = await conn.fetchval("SELECT bool_or(complete) FROM rollup_state")
     if not complete and not plan.dry_run:
-        raise RollupsIncomplete(
-            "the rollups do not cover every stored hit: run `pixel-server rollups rebuild`"
-            " first, or the purged hits would leave the reports"
-        )
+        raise RollupsIncomplete
     found: State = tuple(await conn.fetchrow(SQL.state))
     touched: set[str] = set()
     partitions = spans([row[0] for row in await conn.fetch(PARTITIONS_SQL)])

@@ -13,7 +13,15 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from ..retention import HOUR_MS, Plan, Report, RollupsIncomplete, State, next_state, raw_start
+from ..retention import (
+    Plan,
+    Report,
+    RollupsIncomplete,
+    State,
+    next_state,
+    raw_start,
+    window_end,
+)
 from .privacy_sql import PurgeSQL, purge_sql
 from .sqlite_privacy import truncate_wal
 
@@ -35,7 +43,7 @@ def windows(conn: sqlite3.Connection, lo: int, hi: int) -> Iterator[tuple[int, i
         first = conn.execute(SQL.first_ts, (lo, hi)).fetchone()[0]
         if first is None:
             return
-        end = min(hi, first // HOUR_MS * HOUR_MS + HOUR_MS)
+        end = window_end(first, hi)
         yield first, end
         lo = end
 
@@ -47,10 +55,7 @@ def purge(transaction: Transaction[Any], conn: sqlite3.Connection, path: str, pl
     report.bytes_before = file_bytes(path)
     complete = any(row[0] for row in conn.execute("SELECT complete FROM rollup_state"))
     if not complete and not plan.dry_run:
-        raise RollupsIncomplete(
-            "the rollups do not cover every stored hit: run `pixel-server rollups rebuild`"
-            " first, or the purged hits would leave the reports"
-        )
+        raise RollupsIncomplete
     found: State = tuple(conn.execute(SQL.state).fetchone())
     if plan.hits_before is not None:
         if plan.dry_run:
