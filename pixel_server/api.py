@@ -102,7 +102,13 @@ def attempt(rt: Runtime, surface: str, request: Request) -> str | None:
 
 async def _authorize(rt: Runtime, request: Request, authorization: str, scope: str) -> None:
     if split_key(authorization.partition(" ")[2].strip()) is None:
-        check_token(request, rt.settings.api_token_list, keys=True)
+        tokens = rt.settings.api_token_list
+        if not tokens:  # only keys can open it: say how to get one, whatever was sent
+            raise _unauthorized(
+                f"send an API key with the {scope} scope (`pixel-server keys create --scope"
+                f" {scope}`); PIXEL_API_TOKENS is not set, so no other token is accepted"
+            )
+        check_token(request, tokens)
         return
     try:
         await check_key(rt.api_keys, authorization, scope)
@@ -123,12 +129,8 @@ def _unauthorized(why: str = "") -> ApiError:
     )
 
 
-def check_token(request: Request, tokens: tuple[str, ...], keys: bool = False) -> None:
-    if not tokens:
-        enable = "set PIXEL_API_TOKENS"
-        if keys:
-            enable += " or send an API key (`pixel-server keys create --scope read`)"
-        raise ApiError(403, "api_disabled", f"The read API is disabled: {enable}.")
+def check_token(request: Request, tokens: tuple[str, ...]) -> None:
+    """Pass if the request's bearer token is one of ``tokens``; the 401 ApiError if not."""
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
     # compare against every token, always, so timing says nothing about which was close
     matched = False

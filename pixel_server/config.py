@@ -152,7 +152,8 @@ class Settings:
     api_tokens: str = _setting(
         "PIXEL_API_TOKENS",
         "",
-        "Comma-separated bearer tokens for /api (none = API disabled).",
+        "Comma-separated operator bearer tokens that open every /api endpoint"
+        " (none = API keys only: `pixel-server keys create`).",
         secret=True,
         check=v.api_tokens,
         accepts=f"comma-separated tokens of at least {MIN_API_TOKEN_CHARS} visible ASCII "

@@ -270,7 +270,7 @@ def _revocations_path() -> dict[str, Any]:
 
     errors = {
         "401": _error("No valid token or API key."),
-        "403": _error("The API is disabled, or the key lacks the admin scope."),
+        "403": _error("The key lacks the admin scope."),
         "429": _too_many(),
         "503": _error("The store cannot be read or written now."),
     }
@@ -344,7 +344,7 @@ def _query(name: str, description: str) -> dict[str, Any]:
 READ_ERRORS = {
     "400": _error("A filter, cursor or limit that cannot be read."),
     "401": _error("No valid token or API key."),
-    "403": _error("The API is disabled, or the key lacks the read scope."),
+    "403": _error("The key lacks the read scope."),
     "429": _too_many(),
     "503": _error("The store cannot be read now."),
 }
@@ -544,7 +544,7 @@ def _privacy_paths() -> dict[str, Any]:
     """A data subject's export and erasure, the admin log (docs/privacy.md): admin scope."""
     errors = {
         "401": _error("No valid token or API key."),
-        "403": _error("The API is disabled, or the key lacks the admin scope."),
+        "403": _error("The key lacks the admin scope."),
         "429": _too_many(),
         "503": _error("The store cannot be read or written now."),
     }

@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 import pytest
 
+from pixel_server.apikeys import new_key
 from pixel_server.config import Settings
 
 from conftest import Harness, running, store_locked, until
@@ -29,14 +30,28 @@ def assert_error(response: object, status: int, code: str) -> None:
     assert body["error"]["message"]
 
 
-async def test_api_without_configured_tokens_is_disabled(
-    make_settings: Callable[..., Settings],
+@pytest.mark.parametrize("header", [None, "Bearer x", "Bearer  ", "Basic dGVzdA=="])
+async def test_without_configured_tokens_only_keys_open_the_api(
+    make_settings: Callable[..., Settings], header: str | None
 ) -> None:
-    """No PIXEL_API_TOKENS: every API call answers 403 api_disabled with a clear message."""
+    """No PIXEL_API_TOKENS: the API is open to API keys only, so any other request is a 401
+    that says how to make a key with the scope it needs, counted as a wrong secret if it
+    sent one; a key opens it."""
     async with running(make_settings(api_tokens="")) as h:
-        response = await h.client.get("/api/hits", headers={"authorization": "Bearer x"})
-        assert_error(response, 403, "api_disabled")
-        assert "PIXEL_API_TOKENS" in response.json()["error"]["message"]
+        headers = {} if header is None else {"authorization": header}
+        for path, scope in (("/api/hits", "read"), ("/api/revocations", "admin")):
+            response = await h.client.get(path, headers=headers)
+            assert_error(response, 401, "unauthorized")
+            message = response.json()["error"]["message"]
+            assert f"`pixel-server keys create --scope {scope}`" in message
+            assert "PIXEL_API_TOKENS is not set" in message
+            assert response.headers["www-authenticate"].startswith("Bearer")
+        assert h.metric("pixel_auth_failures_total", surface="api") == (header is not None) * 2
+        assert h.rt.store is not None
+        secret, key = new_key("reader", ["read"], 0)
+        await h.rt.store.add_api_key(key)
+        ok = await h.client.get("/api/hits", headers={"authorization": f"Bearer {secret}"})
+        assert ok.status_code == 200
 
 
 @pytest.mark.parametrize(

@@ -177,12 +177,14 @@ async def test_links_need_a_valid_token(api: Harness) -> None:
     assert_error(response, 401, "unauthorized")
 
 
-async def test_links_are_disabled_without_api_tokens(
+async def test_links_need_an_admin_key_without_api_tokens(
     make_settings: Callable[..., Settings],
 ) -> None:
-    """With PIXEL_API_TOKENS unset the endpoint answers 403 api_disabled."""
+    """With PIXEL_API_TOKENS unset only an admin key opens it: a 401 that says how to make one."""
     async with running(make_settings(api_tokens="")) as h:
-        assert_error(await post(h, []), 403, "api_disabled")
+        response = await post(h, [])
+        assert_error(response, 401, "unauthorized")
+        assert "--scope admin" in response.json()["error"]["message"]
 
 
 async def test_get_on_links_is_a_405_in_the_error_shape(api: Harness) -> None:
