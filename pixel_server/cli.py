@@ -29,9 +29,10 @@ from .query import EQUALITY_FILTERS, HitQuery, QueryError, filter_names
 
 if TYPE_CHECKING:
     from collections import Counter
+    from collections.abc import Sequence
 
     from .links import LinkError, Minter, Spec
-    from .recipients import Recipient
+    from .recipients import Recipient, RecipientsError
     from .store import Store
     from .storecopy import Named
 
@@ -106,12 +107,24 @@ def id_options(fn: F) -> F:
         type=click.Choice(FORMATS),
         help="With --recipients: the output format, one row or line per recipient [default: csv].",
     )(fn)
+    fn = carry_option(fn)
     fn = click.option(
         "--recipients",
         type=click.Path(exists=True, dir_okay=False, allow_dash=True),
         help="A CSV with a uid column (other columns: fields): one signed URL per row.",
     )(fn)
     return named_id_options(fn)
+
+
+def carry_option(fn: F) -> F:
+    """``--carry COLUMN``: a recipients column for the output only, signed into nothing."""
+    return click.option(
+        "--carry",
+        multiple=True,
+        metavar="COLUMN",
+        help="With --recipients: a column copied to the output but signed into no token, such"
+        " as the email address to send to (repeatable).",
+    )(fn)
 
 
 def named_id_options(fn: F) -> F:
@@ -190,47 +203,65 @@ def minter(settings: Settings, *, link: bool) -> Minter:
     return Minter.for_links(settings) if link else Minter.for_pixels(settings)
 
 
-def no_bulk_options(fmt: str | None, output: str | None) -> None:
-    if fmt is not None or output is not None:
-        raise click.UsageError("--format and --output go with --recipients")
+def no_bulk_options(fmt: str | None, output: str | None, carry: Sequence[str] = ()) -> None:
+    if fmt is not None or output is not None or carry:
+        raise click.UsageError("--format, --output and --carry go with --recipients")
 
 
 def read_recipients_for(
-    path: str, spec: Spec, column: str, *, link: bool
+    path: str, spec: Spec, column: str, *, link: bool, carry: Sequence[str] = ()
 ) -> tuple[list[str], list[Recipient]]:
     """The recipients CSV at ``path`` (``-``: stdin) for ``spec``: its columns may be neither
-    the output ``column``, nor an id the options give, nor a token key; RecipientsError
-    naming the line otherwise."""
+    the output ``column``, nor an id the options give, nor (unless carried) a token key;
+    RecipientsError naming the line otherwise."""
     from .links import LinkError, add_fields
     from .recipients import RecipientsError, read_recipients
 
     name = "stdin" if path == "-" else path
     with _text_in(path) as fh:
-        columns, recipients = read_recipients(fh, name)
+        columns, recipients = read_recipients(fh, name, carry)
     if column in columns:
         raise RecipientsError(f"{name} line 1: {column!r} is the output column")
     clash = sorted(set(columns) & set(spec.ids))
     if clash:
         raise RecipientsError(f"{name} line 1: column {clash[0]!r} is also given as an option")
     try:
-        add_fields({}, [(c, "") for c in columns], link=link)
+        add_fields({}, [(c, "") for c in columns if c not in carry], link=link)
     except LinkError as exc:
         raise RecipientsError(f"{name} line 1: {exc}") from None
     return columns, recipients
 
 
+def recipient_error(name: str, line: int, exc: LinkError) -> RecipientsError:
+    """A row that cannot be signed, as the error naming its line (and, for a column that
+    holds email addresses, how to keep it in the output without signing it)."""
+    from .links import AddressInToken
+    from .recipients import RecipientsError
+
+    hint = ""
+    if isinstance(exc, AddressInToken) and exc.key != "uid":
+        hint = f"; to copy it to the output unsigned: --carry {exc.key}"
+    return RecipientsError(f"{name} line {line}: {exc}{hint}")
+
+
 def mint_recipients(
-    minter: Minter, spec: Spec, url: str | None, path: str, fmt: str | None, output: str | None
+    minter: Minter,
+    spec: Spec,
+    url: str | None,
+    path: str,
+    bulk: tuple[str | None, str | None, Sequence[str]],
 ) -> None:
-    """``--recipients``: one signed URL per row, all checked before anything is written."""
+    """``--recipients``: one signed URL per row, all checked before anything is written;
+    ``bulk`` is the --format, --output and --carry given."""
     from .links import LinkError
     from .recipients import RecipientsError, write_rows
 
     column = "pixel" if url is None else "link"
     name = "stdin" if path == "-" else path
-    fmt, output = fmt or "csv", output or "-"
+    fmt, output, carry = bulk[0] or "csv", bulk[1] or "-", bulk[2]
     try:
-        columns, recipients = read_recipients_for(path, spec, column, link=url is not None)
+        link = url is not None
+        columns, recipients = read_recipients_for(path, spec, column, link=link, carry=carry)
         mint_one(minter, spec, url)  # the target's problems once, not once per row
         rows = []
         for recipient in recipients:
@@ -238,7 +269,7 @@ def mint_recipients(
                 row_spec = spec.with_fields(recipient.fields, link=url is not None)
                 rows.append((recipient, minter.mint(row_spec, url)))
             except LinkError as exc:
-                raise RecipientsError(f"{name} line {recipient.line}: {exc}") from None
+                raise recipient_error(name, recipient.line, exc) from None
     except RecipientsError as exc:
         raise click.UsageError(str(exc)) from None
     if output == "-":
@@ -369,6 +400,7 @@ def link(
     recipients: str | None,
     fmt: str | None,
     output: str | None,
+    carry: tuple[str, ...],
     **options: Any,
 ) -> None:
     """Print a signed redirect link to URL, or one per recipient with --recipients.
@@ -381,15 +413,15 @@ def link(
       pixel-server link https://shop.example/sale --cid spring --uid r-1042 \\
           --utm-source newsletter --append-utm --expires 90d
       pixel-server link https://shop.example/sale --cid spring --expires 90d \\
-          --recipients recipients.csv --format csv -o links.csv
+          --recipients recipients.csv --carry email --format csv -o links.csv
     """
     settings = load_settings(options)
     spec = collect_spec(options, expires, append_utm, link=True, notrack=notrack)
     signer = minter(settings, link=True)
     if recipients is not None:
-        mint_recipients(signer, spec, url, recipients, fmt, output)
+        mint_recipients(signer, spec, url, recipients, (fmt, output, carry))
     else:
-        no_bulk_options(fmt, output)
+        no_bulk_options(fmt, output, carry)
         click.echo(mint_one(signer, spec, url))
 
 
@@ -400,7 +432,12 @@ def link(
 )
 @settings_options("db", "data_dir", "public_url", "secret_file", "key_id")
 def pixel(
-    unsigned: bool, recipients: str | None, fmt: str | None, output: str | None, **options: Any
+    unsigned: bool,
+    recipients: str | None,
+    fmt: str | None,
+    output: str | None,
+    carry: tuple[str, ...],
+    **options: Any,
 ) -> None:
     """Print a pixel URL and a ready <img> tag, or one URL per recipient with --recipients.
 
@@ -415,7 +452,7 @@ def pixel(
     settings = load_settings(options)
     spec = collect_spec(options, None, False, link=False)
     if recipients is None:
-        no_bulk_options(fmt, output)
+        no_bulk_options(fmt, output, carry)
     if unsigned:
         if recipients is not None:
             raise click.UsageError("--recipients mints signed pixels; drop --unsigned")
@@ -429,7 +466,7 @@ def pixel(
     else:
         signer = minter(settings, link=False)
         if recipients is not None:
-            mint_recipients(signer, spec, None, recipients, fmt, output)
+            mint_recipients(signer, spec, None, recipients, (fmt, output, carry))
             return
         url = mint_one(signer, spec)
     click.echo(url)

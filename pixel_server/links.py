@@ -8,6 +8,10 @@ The same rules whichever way a request comes in (``link``/``pixel``, a recipient
   A field may not be a token key (``u``, ``x``, ``a``), nor ``url`` on a link (a click records
   its target there; both are payload.py's), nor a key given twice with two values
   (``--field cid=x --cid y``);
+* no id or field holds an email address (:data:`EMAIL_ADDRESS`, also percent-encoded): a
+  token is signed, not encrypted, and a URL is seen by mail scanners, proxies, browser
+  history and the next site's Referer; a recipients file carries such a column to its output
+  unsigned with ``--carry`` (cli.py);
 * ``notrack`` (links) signs ``n``: the redirect works, no click is stored;
 * ``expires`` is a duration (``90s`` ... ``4w``) above zero and at most ten years;
 * ``sent_at`` (the send time) is ``now``, epoch seconds or an ISO 8601 time, and
@@ -22,10 +26,12 @@ never to mint): ``pixel-server link`` has to start fast (docs/benchmarks.md).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import unquote
 
 from . import payload
 from .config import ConfigError, Settings
@@ -37,6 +43,11 @@ from .urls import TargetPolicy, TargetRejected, normalize_target
 
 MAX_EXPIRES_DAYS = 3650  # ten years: far beyond any campaign, far below any overflow
 MAX_EXPIRES_S = MAX_EXPIRES_DAYS * 86_400
+# an address anywhere in a value: a local part, @, dotted labels ending in letters; not an
+# image's density suffix (hero@2x.png)
+EMAIL_ADDRESS = re.compile(
+    r"[\w.%+'-]+@(?!\d+(?:\.\d+)?x\.)(?:[\w-]+\.)+(?:[^\W\d_]{2,}|xn--[\w-]+)(?![\w-])"
+)
 # a server listening here has no address a recipient could reach it at
 WILDCARD_HOSTS = frozenset(("0.0.0.0", "::", "[::]"))  # noqa: S104 (compared, never bound)
 # keys of a POST /api/links item besides the named ids
@@ -56,6 +67,18 @@ class LinkError(ValueError):
         super().__init__(message)
         self.param = param
         self.code = f"bad_{param}"
+
+
+class AddressInToken(LinkError):
+    """An id or field that holds an email address (the address is not repeated)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            "field",
+            f"{key!r} holds an email address: a token is signed, not encrypted, so anyone who"
+            " sees the link can read it; give an opaque id instead (docs/tokens.md)",
+        )
+        self.key = key
 
 
 @dataclass(frozen=True)
@@ -102,6 +125,13 @@ def add_fields(ids: dict[str, str], pairs: Iterable[tuple[str, str]], *, link: b
 
 
 def _check_text(key: str, value: str) -> None:
+    """An id or field's name and value: Unicode text, and no email address in the value."""
+    _check_unicode(key, value)
+    if ("@" in value or "%40" in value) and EMAIL_ADDRESS.search(unquote(value)):
+        raise AddressInToken(key)
+
+
+def _check_unicode(key: str, value: str) -> None:
     try:
         key.encode()
         value.encode()
@@ -161,7 +191,7 @@ def check_message(message: str) -> None:
         raise LinkError(
             "message_id", f"the message id is over {payload.MAX_MESSAGE_CHARS} characters"
         )
-    _check_text("message_id", message)
+    _check_unicode("message_id", message)  # a Message-ID has an @: the send's, no person's
     if not message.isprintable():
         raise LinkError("message_id", "the message id has control characters")
 
@@ -177,6 +207,8 @@ def spec_from_options(
 ) -> Spec:
     """The spec of CLI options: named ids (empty ones skipped), ``KEY=VALUE`` fields."""
     ids = {key: value for key, value in named.items() if value}
+    for key, value in ids.items():
+        _check_text(key, value)
     pairs = []
     for item in fields:
         key, sep, value = item.partition("=")

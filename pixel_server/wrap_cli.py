@@ -16,6 +16,7 @@ import click
 
 from .cli import (
     bad_link,
+    carry_option,
     collect_spec,
     load_settings,
     main,
@@ -23,6 +24,7 @@ from .cli import (
     named_id_options,
     note_changed,
     read_recipients_for,
+    recipient_error,
     settings_options,
 )
 from .command import OneLineError
@@ -76,6 +78,7 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")  # a uid that is a f
     help="With --recipients: write UID.html files into this folder, flushed to disk once"
     " for the batch (docs/wrap.md).",
 )
+@carry_option
 @settings_options(
     "db", "data_dir", "public_url", "secret_file", "key_id", "redirect_hosts", "redirect_allow_ip"
 )
@@ -91,6 +94,7 @@ def wrap(
     output: str | None,
     recipients: str | None,
     out_dir: str | None,
+    carry: tuple[str, ...],
     **options: Any,
 ) -> None:
     """Print EMAIL (an HTML file, - for stdin) with every http(s) link wrapped in a signed
@@ -102,7 +106,8 @@ def wrap(
     \b
     Example:
       pixel-server wrap spring.html --cid spring --uid r-1042 --utm-source newsletter -o out.html
-      pixel-server wrap spring.html --cid spring --recipients recipients.csv --out-dir out/
+      pixel-server wrap spring.html --cid spring --recipients recipients.csv --carry email \\
+          -o send.ndjson
     """
     from .links import LinkError, parse_sent, public_base
     from .wrap import Template, skip_patterns
@@ -132,12 +137,11 @@ def wrap(
             no_pixel,
             trap,
             recipients,
-            out_dir,
-            output,
+            (out_dir, output, carry),
         )
         return
-    if out_dir is not None:
-        raise click.UsageError("--out-dir goes with --recipients")
+    if out_dir is not None or carry:
+        raise click.UsageError("--out-dir and --carry go with --recipients")
     try:
         signed = links.mint_each(link_spec, template.targets())
         pixel = None if no_pixel else pixels.mint(pixel_spec)
@@ -162,22 +166,23 @@ def _wrap_recipients(
     no_pixel: bool,
     trap: bool,
     path: str,
-    out_dir: str | None,
-    output: str | None,
+    bulk: tuple[str | None, str | None, tuple[str, ...]],
 ) -> None:
     """One email per recipient row: every token signed (and every problem found, naming its
-    line) before anything is written; the template tokenized once."""
+    line) before anything is written; the template tokenized once. ``bulk`` is the
+    --out-dir, --output and --carry given."""
     from .links import LinkError
     from .recipients import RecipientsError
 
     (link_spec, pixel_spec), (links, pixels) = specs, minters
+    out_dir, output, carry = bulk
     if out_dir is not None and output is not None:
         raise click.UsageError("give --out-dir or --output, not both")
     name = "stdin" if path == "-" else path
     targets = template.targets()
     signed: list[tuple[Recipient, dict[str, str], str | None, str | None]] = []
     try:
-        _, rows = read_recipients_for(path, link_spec, "html", link=True)
+        _, rows = read_recipients_for(path, link_spec, "html", link=True, carry=carry)
         for row in rows:
             try:
                 row_links = link_spec.with_fields(row.fields, link=True)
@@ -186,7 +191,7 @@ def _wrap_recipients(
                 pixel = None if no_pixel else pixels.mint(row_pixel)
                 trap_url = links.mint_trap(row_links) if trap else None
             except LinkError as exc:
-                raise RecipientsError(f"{name} line {row.line}: {exc}") from None
+                raise recipient_error(name, row.line, exc) from None
             if out_dir is not None and not SAFE_NAME.fullmatch(row.cells["uid"]):
                 uid = row.cells["uid"][:40]
                 message = f"uid {uid!r} cannot be a file name; write NDJSON instead of --out-dir"

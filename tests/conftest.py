@@ -75,6 +75,31 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("backend", BACKENDS, indirect=True)
 
 
+WRAP_BASE = "https://t.example.com"
+WRAP_EMAIL = """<html><body style="margin:0">
+<p>Grüße &amp; hello</p>
+<a href="https://shop.example/sale?a=1&amp;b=2">Sale</a>
+<a href="mailto:help@shop.example">Help</a> <a href="{{ unsubscribe }}">Unsubscribe</a>
+<!--[if mso]><v:roundrect href="https://shop.example/vml"><![endif]-->
+</body></html>
+"""
+
+
+@pytest.fixture
+def wrap_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The environment `pixel-server wrap` and friends sign in (a database, the test key,
+    WRAP_BASE as the public URL); returns the path of WRAP_EMAIL written to a file."""
+    for name, value in {
+        "PIXEL_DB": str(tmp_path / "pixel.db"),
+        "PIXEL_SECRET_KEY": SECRET,
+        "PIXEL_PUBLIC_URL": WRAP_BASE,
+    }.items():
+        monkeypatch.setenv(name, value)
+    email = tmp_path / "spring.html"
+    email.write_text(WRAP_EMAIL, encoding="utf-8")
+    return email
+
+
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
     """A PostgreSQL database for this test run (dropped at the end)."""

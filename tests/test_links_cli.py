@@ -340,14 +340,16 @@ def test_unsigned_pixel_refuses_recipients(cli_env: dict[str, str], tmp_path: Pa
     assert "drop --unsigned" in result.output
 
 
-@pytest.mark.parametrize("option", [["--format", "ndjson"], ["-o", "links.csv"]])
+@pytest.mark.parametrize("option", [["--format", "ndjson"], ["-o", "links.csv"], ["--carry", "e"]])
 def test_bulk_output_options_without_recipients_are_refused(
     cli_env: dict[str, str], option: list[str]
 ) -> None:
-    """`--format`/`-o` only shape --recipients output: alone they are an error, not ignored."""
-    result = run("link", "https://shop.example/", *option)
-    assert result.exit_code == 2
-    assert "--format and --output go with --recipients" in result.output
+    """`--format`/`-o`/`--carry` only shape --recipients output: alone they are an error, not
+    ignored."""
+    for command in (["link", "https://shop.example/"], ["pixel"]):
+        result = run(*command, *option)
+        assert result.exit_code == 2
+        assert "--format, --output and --carry go with --recipients" in result.output
 
 
 @pytest.mark.parametrize("command", [["link", "https://shop.example/"], ["pixel"]])

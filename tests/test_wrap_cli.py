@@ -7,43 +7,22 @@ import json
 import re
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner, Result
 
 from pixel_server.cli import main
 from pixel_server.config import Settings
 
-from conftest import SECRET, running, stored_rows
-
-BASE = "https://t.example.com"
-EMAIL = """<html><body style="margin:0">
-<p>Grüße &amp; hello</p>
-<a href="https://shop.example/sale?a=1&amp;b=2">Sale</a>
-<a href="mailto:help@shop.example">Help</a> <a href="{{ unsubscribe }}">Unsubscribe</a>
-<!--[if mso]><v:roundrect href="https://shop.example/vml"><![endif]-->
-</body></html>
-"""
-
-
-@pytest.fixture
-def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name, value in {
-        "PIXEL_DB": str(tmp_path / "pixel.db"),
-        "PIXEL_SECRET_KEY": SECRET,
-        "PIXEL_PUBLIC_URL": BASE,
-    }.items():
-        monkeypatch.setenv(name, value)
-    email = tmp_path / "spring.html"
-    email.write_text(EMAIL, encoding="utf-8")
-    return email
+from conftest import WRAP_BASE as BASE
+from conftest import WRAP_EMAIL as EMAIL
+from conftest import running, stored_rows
 
 
 def run(*args: str, stdin: bytes | None = None) -> Result:
     return CliRunner().invoke(main, list(args), input=stdin)
 
 
-async def test_a_wrapped_email_clicks_and_opens_through_the_server(cli_env: Path) -> None:
-    result = run("wrap", str(cli_env), "--cid", "spring", "--uid", "r-1042", "--utm-source", "nl")
+async def test_a_wrapped_email_clicks_and_opens_through_the_server(wrap_env: Path) -> None:
+    result = run("wrap", str(wrap_env), "--cid", "spring", "--uid", "r-1042", "--utm-source", "nl")
     assert result.exit_code == 0, result.output
     out = result.stdout
     links = re.findall(r'href="(https://t\.example\.com/r/[^"]+)"', out)
@@ -67,9 +46,9 @@ async def test_a_wrapped_email_clicks_and_opens_through_the_server(cli_env: Path
     ]
 
 
-def test_output_file_and_stdin(cli_env: Path, tmp_path: Path) -> None:
+def test_output_file_and_stdin(wrap_env: Path, tmp_path: Path) -> None:
     target = tmp_path / "out.html"
-    result = run("wrap", str(cli_env), "--cid", "c", "-o", str(target))
+    result = run("wrap", str(wrap_env), "--cid", "c", "-o", str(target))
     assert result.exit_code == 0, result.output
     assert "wrote" in result.stderr
     assert target.read_text(encoding="utf-8").count("/r/") == 2
@@ -79,23 +58,23 @@ def test_output_file_and_stdin(cli_env: Path, tmp_path: Path) -> None:
     assert "/p/" not in piped.stdout
 
 
-def test_a_refused_target_writes_nothing(cli_env: Path, tmp_path: Path) -> None:
+def test_a_refused_target_writes_nothing(wrap_env: Path, tmp_path: Path) -> None:
     target = tmp_path / "out.html"
-    result = run("wrap", str(cli_env), "--redirect-hosts", "other.example", "-o", str(target))
+    result = run("wrap", str(wrap_env), "--redirect-hosts", "other.example", "-o", str(target))
     assert result.exit_code == 2
     assert "shop.example" in result.output
     assert "Traceback" not in result.output
     assert not target.exists()
 
 
-def test_a_missing_email_is_one_error(cli_env: Path, tmp_path: Path) -> None:
+def test_a_missing_email_is_one_error(wrap_env: Path, tmp_path: Path) -> None:
     result = run("wrap", str(tmp_path / "missing.html"))
     assert result.exit_code == 2
     assert "cannot read" in result.output
     assert "Traceback" not in result.output
 
 
-def test_not_utf8_is_one_error(cli_env: Path) -> None:
+def test_not_utf8_is_one_error(wrap_env: Path) -> None:
     result = run("wrap", "-", stdin=b"<a href='https://x.example/\xff'>x</a>")
     assert result.exit_code == 2
     assert "not UTF-8" in result.output
@@ -113,13 +92,13 @@ def signed_payload(url: str) -> dict[str, object]:
     return dict(TokenSigner(keys, REDIRECT_SALT).loads(token))
 
 
-def test_recipients_one_file_each_with_their_own_fields(cli_env: Path, tmp_path: Path) -> None:
+def test_recipients_one_file_each_with_their_own_fields(wrap_env: Path, tmp_path: Path) -> None:
     recipients = tmp_path / "recipients.csv"
     recipients.write_text("uid,list\nr-1,vip\nr-2,\n", encoding="utf-8")
     out = tmp_path / "out"
     result = run(
         "wrap",
-        str(cli_env),
+        str(wrap_env),
         "--cid",
         "spring",
         "--recipients",
@@ -141,31 +120,31 @@ def test_recipients_one_file_each_with_their_own_fields(cli_env: Path, tmp_path:
             assert ("list" in payload) == bool(fields)
 
 
-def test_recipients_as_ndjson(cli_env: Path, tmp_path: Path) -> None:
+def test_recipients_as_ndjson(wrap_env: Path, tmp_path: Path) -> None:
     recipients = tmp_path / "recipients.csv"
     recipients.write_text("uid\nr-1\nr-2\n", encoding="utf-8")
-    result = run("wrap", str(cli_env), "--recipients", str(recipients))
+    result = run("wrap", str(wrap_env), "--recipients", str(recipients))
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["uid"] for line in lines] == ["r-1", "r-2"]
     assert all(line["html"].count("/r/") == 2 for line in lines)
 
 
-def test_a_bad_row_writes_nothing(cli_env: Path, tmp_path: Path) -> None:
+def test_a_bad_row_writes_nothing(wrap_env: Path, tmp_path: Path) -> None:
     recipients = tmp_path / "recipients.csv"
     recipients.write_text("uid\nr-1\n../etc\n", encoding="utf-8")
     out = tmp_path / "out"
-    result = run("wrap", str(cli_env), "--recipients", str(recipients), "--out-dir", str(out))
+    result = run("wrap", str(wrap_env), "--recipients", str(recipients), "--out-dir", str(out))
     assert result.exit_code == 2
     assert "line 3" in result.output
     assert not out.exists()
-    clash = run("wrap", str(cli_env), "--uid", "x", "--recipients", str(recipients))
+    clash = run("wrap", str(wrap_env), "--uid", "x", "--recipients", str(recipients))
     assert clash.exit_code == 2
     assert "uid" in clash.output
 
 
-async def test_the_trap_link_is_hidden_first_and_answers_blank(cli_env: Path) -> None:
-    result = run("wrap", str(cli_env), "--cid", "spring", "--uid", "r-7", "--trap")
+async def test_the_trap_link_is_hidden_first_and_answers_blank(wrap_env: Path) -> None:
+    result = run("wrap", str(wrap_env), "--cid", "spring", "--uid", "r-7", "--trap")
     assert result.exit_code == 0, result.output
     out = result.stdout
     links = re.findall(r'href="(https://t\.example\.com/r/[^"]+)"', out)
@@ -179,16 +158,16 @@ async def test_the_trap_link_is_hidden_first_and_answers_blank(cli_env: Path) ->
         assert (answer.status_code, answer.headers.get("location")) == (200, None)
     rows = stored_rows(Settings.from_env(), "SELECT kind, uid, traffic, traffic_reasons FROM hits")
     assert rows == [("click", "r-7", "link_scanner", "trap")]
-    recipients = cli_env.parent / "r.csv"
+    recipients = wrap_env.parent / "r.csv"
     recipients.write_text("uid\nr-1\nr-2\n", encoding="utf-8")
-    result = run("wrap", str(cli_env), "--cid", "c", "--recipients", str(recipients), "--trap")
+    result = run("wrap", str(wrap_env), "--cid", "c", "--recipients", str(recipients), "--trap")
     assert result.exit_code == 0, result.output
     assert [
         json.loads(line)["html"].count('aria-hidden="true"') for line in result.stdout.splitlines()
     ] == [1, 1]
 
 
-def test_own_merge_tags_are_left_alone_with_leave(cli_env: Path, tmp_path: Path) -> None:
+def test_own_merge_tags_are_left_alone_with_leave(wrap_env: Path, tmp_path: Path) -> None:
     """--leave adds the sender's own merge-tag patterns to the usual templated ones."""
     email = tmp_path / "own.html"
     own = '<a href="https://shop.example/u?id=%%RECIPIENT_ID%%">Prefs</a>'
