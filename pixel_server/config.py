@@ -213,6 +213,12 @@ class Settings:
         accepts="comma-separated names among ua, referer, params, url, ref, ip, uid, sid,"
         " msg, visitor",
     )
+    redact_emails: bool = _setting(
+        "PIXEL_REDACT_EMAILS",
+        True,
+        "Replace an email address sent in a hit's parameters, URLs or UTM values with [email]"
+        " (a uid or sid holding one is dropped); false keeps them as sent.",
+    )
     visitor_hash: bool = _setting(
         "PIXEL_VISITOR_HASH",
         True,

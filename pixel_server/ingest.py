@@ -37,6 +37,7 @@ from .eventschema import load as load_registry
 from .hits import (
     COLUMNS,
     Hit,
+    add_flag,
     build_hit,
     request_address,
     request_headers,
@@ -45,7 +46,7 @@ from .hits import (
     set_visitor,
 )
 from .metrics import Children
-from .privacy import CONSENT
+from .privacy import CONSENT, REDACTED_FLAG
 from .runtime import Runtime
 from .traffic import classify
 from .validators import split_list
@@ -331,6 +332,8 @@ class EventsEndpoint:
             if told is not None or (withheld and policy.ip_mode(mode, True) != mode):
                 values[_IP] = stored_ip(told or address, policy.ip_mode(mode, withheld), salt)
             hit = Hit(*values)
+            if policy.redact(hit):  # before the visitor: a uid may go
+                add_flag(hit, REDACTED_FLAG)
             if event.ua is not None:
                 set_user_agent(hit, event.ua)
             if server:  # the client's agent and address if told, never the back end's own

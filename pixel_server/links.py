@@ -8,7 +8,7 @@ The same rules whichever way a request comes in (``link``/``pixel``, a recipient
   A field may not be a token key (``u``, ``x``, ``a``), nor ``url`` on a link (a click records
   its target there; both are payload.py's), nor a key given twice with two values
   (``--field cid=x --cid y``);
-* no id or field holds an email address (:data:`EMAIL_ADDRESS`, also percent-encoded): a
+* no id or field holds an email address (addresses.py, also percent-encoded): a
   token is signed, not encrypted, and a URL is seen by mail scanners, proxies, browser
   history and the next site's Referer; a recipients file carries such a column to its output
   unsigned with ``--carry`` (cli.py);
@@ -26,14 +26,13 @@ never to mint): ``pixel-server link`` has to start fast (docs/benchmarks.md).
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import unquote
 
 from . import payload
+from .addresses import has_address
 from .config import ConfigError, Settings
 from .fields import MAX_KEY_CHARS, NAMED_KEYS
 from .keys import Keyring
@@ -43,11 +42,6 @@ from .urls import TargetPolicy, TargetRejected, normalize_target
 
 MAX_EXPIRES_DAYS = 3650  # ten years: far beyond any campaign, far below any overflow
 MAX_EXPIRES_S = MAX_EXPIRES_DAYS * 86_400
-# an address anywhere in a value: a local part, @, dotted labels ending in letters; not an
-# image's density suffix (hero@2x.png)
-EMAIL_ADDRESS = re.compile(
-    r"[\w.%+'-]+@(?!\d+(?:\.\d+)?x\.)(?:[\w-]+\.)+(?:[^\W\d_]{2,}|xn--[\w-]+)(?![\w-])"
-)
 # a server listening here has no address a recipient could reach it at
 WILDCARD_HOSTS = frozenset(("0.0.0.0", "::", "[::]"))  # noqa: S104 (compared, never bound)
 # keys of a POST /api/links item besides the named ids
@@ -127,7 +121,7 @@ def add_fields(ids: dict[str, str], pairs: Iterable[tuple[str, str]], *, link: b
 def _check_text(key: str, value: str) -> None:
     """An id or field's name and value: Unicode text, and no email address in the value."""
     _check_unicode(key, value)
-    if ("@" in value or "%40" in value) and EMAIL_ADDRESS.search(unquote(value)):
+    if has_address(value):
         raise AddressInToken(key)
 
 

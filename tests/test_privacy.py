@@ -87,15 +87,71 @@ async def test_a_withheld_hit_is_counted_and_keeps_no_identifier(
 async def test_without_a_signal_every_identifier_is_kept(
     make_settings: Callable[..., Settings],
 ) -> None:
-    """The control of the test above: the same requests without a signal store every
-    identifier, and the search finds each."""
-    settings = make_settings()
+    """The control of the test above: the same requests without a signal (and with email
+    addresses kept, PIXEL_REDACT_EMAILS=false) store every identifier, and the search finds
+    each."""
+    settings = make_settings(redact_emails=False)
     async with running(settings) as h:
         await send_all(h, {}, "")
         rows = await h.hits()
     assert {row["uid"] for row in rows} == {UID}
     for needle in IDENTIFIERS:
         assert traces(settings, needle), needle
+
+
+async def test_an_email_address_is_kept_by_no_hit_by_default(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Without a signal the ids are kept, but the address sent in a query parameter, a URL,
+    the Referer and an event's parameters is replaced with [email] everywhere (raw bytes of
+    the file, its WAL and the journals), and each such hit says so in its flags."""
+    settings = make_settings()
+    async with running(settings) as h:
+        await send_all(h, {}, "")
+        rows = await h.hits()
+    assert {row["uid"] for row in rows} == {UID}
+    assert traces(settings, EMAIL) == []
+    for needle in (UID, SID, MSG):
+        assert traces(settings, needle), needle
+    view = next(row for row in rows if row["kind"] == "view")
+    assert view["params"] == {"email": "[email]", "color": "blue"}
+    assert view["referer"] == "https://shop.example/p?email=[email]"
+    events = [row for row in rows if row["kind"] == "event"]
+    assert [e["params"] for e in events] == [{"email": "[email]", "value": 12.5}] * 2
+    for row in rows:
+        assert "email_redacted" in (row["flags"] or []), row
+
+
+@pytest.mark.parametrize(
+    ("query", "field", "stored"),
+    [
+        ("uid=ann%40example.com", "uid", None),  # an id that is an address is dropped
+        ("sid=x-ann@example.com", "sid", None),
+        ("utm_content=ann@example.com", "utm_content", "[email]"),
+        ("url=https%3A%2F%2Fa.example%2F%3Fm%3Dann%2540example.com", "url", None),
+        ("note=Ann%20%3Cann@example.com%3E", "params", {"note": "Ann <[email]>"}),
+        ("utm_content=hero@2x.png", "utm_content", "hero@2x.png"),  # not an address
+    ],
+)
+async def test_each_field_loses_its_address(
+    make_settings: Callable[..., Settings], query: str, field: str, stored: Any
+) -> None:
+    settings = make_settings()
+    async with running(settings) as h:
+        response = await h.client.get(f"/p.gif?cid=c&{query}", headers={"user-agent": UA})
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "image/gif"
+        [row] = await h.hits()
+    if field == "url":
+        assert row["url"] == "https://a.example/?m=[email]"
+    else:
+        assert row[field] == stored
+    flagged = "email_redacted" in (row["flags"] or [])
+    assert flagged == (stored != "hero@2x.png")
+    if field == "uid":
+        assert row["visitor"]  # counted by the daily hash instead
+    assert traces(settings, "ann@example.com") == []
+    assert traces(settings, "ann%40example.com") == []
 
 
 async def test_record_only_keeps_identifiers_and_the_signals(
@@ -220,3 +276,23 @@ def test_the_server_log_holds_no_identifier_nor_secret(
     assert "serving" in text  # the control: this is the server's log
     for needle in (*IDENTIFIERS, SECRET, API_TOKEN):
         assert needle not in text, needle
+
+
+async def test_an_event_loses_its_addresses(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings()
+    async with running(settings) as h:
+        event = {
+            "name": "signup",
+            "uid": "ann@example.com",
+            "params": {"to": "Ann <ann@example.com>", "back": "/u?e=ann%40example.com", "n": 3},
+        }
+        response = await h.client.post("/e", json=[event], headers={"user-agent": UA})
+        assert response.json()["accepted"] == 1, response.text
+        [row] = await h.hits()
+    assert row["uid"] is None
+    assert row["visitor"]
+    assert row["params"] == {"to": "Ann <[email]>", "back": "/u?e=[email]", "n": 3}
+    assert "email_redacted" in row["flags"]
+    assert traces(settings, "ann@example.com") == []

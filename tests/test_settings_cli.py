@@ -69,6 +69,7 @@ BAD: dict[str, tuple[str, ...]] = {
     "hsts_seconds": ("-1", "63072001", "1y"),
     "auth_failures": ("0", "ten", "100001"),
     "visitor_hash": ("maybe", "2"),
+    "redact_emails": ("maybe", "2"),
     "retain_days": ("-1", "36501", "1y"),
     "retain_raw_days": ("-1", "thirty"),
     "retain_raw_fields": ("ts", "ua,cid", "browser"),
