@@ -27,6 +27,9 @@ from privacytest import traces
 
 pytestmark = pytest.mark.both_stores
 
+# addresses as uids, as data stored before PIXEL_REDACT_EMAILS or with it off holds them (the
+# harder case for erasure: percent-encoded forms, values inside others); the tests that send
+# them through the server turn the redaction off
 X = "ann-7c1d@mail.example"
 OTHER = "bob-42e9@mail.example"
 UA = "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0"
@@ -79,7 +82,7 @@ async def totals(store: Store) -> int:
 
 
 async def test_export_then_erasure_through_the_api(make_settings: Callable[..., Settings]) -> None:
-    settings = make_settings()
+    settings = make_settings(redact_emails=False)
     async with running(settings) as h:
         await send(h)
         keys = await admin(h)
@@ -121,7 +124,7 @@ async def test_export_then_erasure_through_the_api(make_settings: Callable[..., 
 async def test_erasure_through_the_cli_and_the_export(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
-    settings = make_settings()
+    settings = make_settings(redact_emails=False)
     async with running(settings) as h:
         await send(h)
     env = run_cli_env(settings)
