@@ -173,14 +173,14 @@ def _open_existing_file(db: str) -> None:
 
 
 def test_workers_reopening_a_closed_file_together_all_start(tmp_path: Path) -> None:
-    """8 processes opening a made file no one has open, 40 times: all start. (The first to
+    """8 processes opening a made file no one has open, 20 times: all start. (The first to
     open a WAL file recovers its index under an exclusive lock; the others' very first read
     can fail at once with "locked", which connect retries; without the retry this test
     failed in each of 3 runs, by round 5.)"""
     ctx = multiprocessing.get_context("fork")
     db = str(tmp_path / "made.db")
     _open_existing_file(db)
-    for round_no in range(40):
+    for round_no in range(20):
         procs = [ctx.Process(target=_open_existing_file, args=(db,)) for _ in range(8)]
         for proc in procs:
             proc.start()
