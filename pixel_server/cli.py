@@ -175,7 +175,15 @@ def collect_spec(
 
 
 def bad_link(exc: LinkError) -> click.BadParameter:
-    return click.BadParameter(str(exc), param_hint=PARAM_HINTS.get(exc.param, exc.param))
+    """The usage error for ``exc``, naming the option at fault (``--uid``, not ``--field``,
+    for a named id that holds an address)."""
+    from .fields import NAMED_KEYS
+    from .links import AddressInToken
+
+    hint = PARAM_HINTS.get(exc.param, exc.param)
+    if isinstance(exc, AddressInToken) and exc.key in NAMED_KEYS:
+        hint = f"--{exc.key.replace('_', '-')}"
+    return click.BadParameter(str(exc), param_hint=hint)
 
 
 def mint_one(minter: Minter, spec: Spec, url: str | None = None) -> str:

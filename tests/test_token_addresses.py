@@ -76,6 +76,7 @@ def test_the_cli_refuses_an_address_without_repeating_it(wrap_env: Path, option:
         result = run(*command, *option)
         assert result.exit_code == 2, (command, result.output)
         assert REFUSED in result.output
+        assert f"Invalid value for {option[0]}" in result.output  # the option given
         assert "ann@example.com" not in result.output
         assert ADDRESS not in result.output
         assert "Traceback" not in result.output
