@@ -18,13 +18,16 @@ ADDRESS = re.compile(
 REDACTED = "[email]"
 
 
+def may_hold(text: str) -> bool:
+    """Whether ``text`` has an ``@`` or ``%40`` at all: the cheap test before the pattern."""
+    return "@" in text or "%40" in text
+
+
 def has_address(text: str) -> bool:
     """Whether ``text`` holds an email address, as given or percent-encoded."""
-    return ("@" in text or "%40" in text) and ADDRESS.search(text) is not None
+    return may_hold(text) and ADDRESS.search(text) is not None
 
 
 def redact(text: str) -> str:
     """``text`` with each email address in it replaced by :data:`REDACTED`."""
-    if "@" not in text and "%40" not in text:
-        return text
-    return ADDRESS.sub(REDACTED, text)
+    return ADDRESS.sub(REDACTED, text) if may_hold(text) else text

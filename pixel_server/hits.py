@@ -28,6 +28,7 @@ from operator import attrgetter
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from .addresses import may_hold
 from .cleaning import UNSAFE, clean_text
 from .clientip import ClientIP, anonymise, stored_ip
 from .fields import COLUMN_KEYS as COLUMN_KEYS
@@ -309,9 +310,7 @@ def _may_hold_address(params: Mapping[str, str], referer: str | None) -> bool:
     field an address is taken out of comes from them, and one C-level join is a fraction of
     what reading the hit's fields costs (the pixel's hot path)."""
     text = "\x00".join(params.values())
-    if referer is not None:
-        text += referer
-    return "@" in text or "%40" in text
+    return may_hold(text if referer is None else text + referer)
 
 
 def add_flag(hit: Hit, flag: str) -> None:

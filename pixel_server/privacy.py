@@ -28,7 +28,7 @@ from operator import attrgetter
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .addresses import redact
+from .addresses import has_address, may_hold, redact
 from .config import split_list
 from .fields import UTM_KEYS
 
@@ -95,13 +95,12 @@ class Policy:
         redacts them; whether there were any."""
         if not self.redact_emails:
             return False
-        text = "\x00".join(filter(None, _TEXT_OF(hit)))  # C-level: no Python call per field
-        if "@" not in text and "%40" not in text:
+        if not may_hold("\x00".join(filter(None, _TEXT_OF(hit)))):  # one join, no call a field
             return False  # the common case: nothing to redact
         found = False
         for name in _DROPPED_IDS:
             value = getattr(hit, name)
-            if value is not None and redact(value) != value:
+            if value is not None and has_address(value):
                 setattr(hit, name, None)
                 found = True
         for name in _REDACTED_TEXT:
@@ -111,7 +110,7 @@ class Policy:
                 if clean != value:
                     setattr(hit, name, clean)
                     found = True
-        if hit.params is not None and ("@" in hit.params or "%40" in hit.params):
+        if hit.params is not None and may_hold(hit.params):
             clean_params = _redacted_json(hit.params)
             if clean_params != hit.params:
                 hit.params = clean_params

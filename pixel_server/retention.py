@@ -56,6 +56,13 @@ class RollupsIncomplete(RuntimeError):
         )
 
 
+def check_complete(plan: Plan, complete: bool) -> None:
+    """Refuse (RollupsIncomplete) to run ``plan`` on a store whose rollups are not
+    ``complete``; a dry run only counts, so it may."""
+    if not complete and not plan.dry_run:
+        raise RollupsIncomplete
+
+
 def window_end(first: int, hi: int) -> int:
     """Where a purge window that starts at the hit at ``first`` (ms) ends: at the end of its
     UTC hour, at most ``hi`` — an hour of hits a transaction, so writers wait milliseconds."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -147,6 +148,18 @@ def test_four_processes_share_one_file_without_loss_or_lock_errors(tmp_path: Pat
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
+def exit_codes_together(target: Callable[[str], None], db: str, n: int = 8) -> list[int | None]:
+    """``target(db)`` in ``n`` processes started at once (forked: cheap starts, so a race at
+    opening is actually hit); their exit codes."""
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=target, args=(db,)) for _ in range(n)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(60)
+    return [proc.exitcode for proc in procs]
+
+
 def _open_new_file(db: str) -> None:
     migrate(connect(db))
 
@@ -154,15 +167,9 @@ def _open_new_file(db: str) -> None:
 def test_workers_starting_together_migrate_once(tmp_path: Path) -> None:
     """8 processes opening a brand-new file at once, 20 times: all start; the schema is made
     once. (Switching a new file to WAL can fail at once with "locked"; connect retries.)"""
-    ctx = multiprocessing.get_context("fork")  # cheap starts, so the race is actually hit
     for round_no in range(20):
         db = str(tmp_path / f"race{round_no}.db")
-        procs = [ctx.Process(target=_open_new_file, args=(db,)) for _ in range(8)]
-        for proc in procs:
-            proc.start()
-        for proc in procs:
-            proc.join(60)
-        assert [proc.exitcode for proc in procs] == [0] * 8, f"round {round_no}"
+        assert exit_codes_together(_open_new_file, db) == [0] * 8, f"round {round_no}"
         assert schema_version(sqlite3.connect(db)) == len(MIGRATIONS)
 
 
@@ -177,16 +184,10 @@ def test_workers_reopening_a_closed_file_together_all_start(tmp_path: Path) -> N
     open a WAL file recovers its index under an exclusive lock; the others' very first read
     can fail at once with "locked", which connect retries; without the retry this test
     failed in each of 3 runs, by round 5.)"""
-    ctx = multiprocessing.get_context("fork")
     db = str(tmp_path / "made.db")
     _open_existing_file(db)
     for round_no in range(20):
-        procs = [ctx.Process(target=_open_existing_file, args=(db,)) for _ in range(8)]
-        for proc in procs:
-            proc.start()
-        for proc in procs:
-            proc.join(60)
-        assert [proc.exitcode for proc in procs] == [0] * 8, f"round {round_no}"
+        assert exit_codes_together(_open_existing_file, db) == [0] * 8, f"round {round_no}"
 
 
 async def test_rows_of_every_shape_are_stored_as_given_in_order(tmp_path: Path) -> None:

@@ -13,15 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..retention import (
-    Plan,
-    Report,
-    RollupsIncomplete,
-    State,
-    next_state,
-    raw_start,
-    window_end,
-)
+from ..retention import Plan, Report, State, check_complete, next_state, raw_start, window_end
 from .pgschema import month_start_ms
 from .privacy_sql import PurgeSQL, purge_sql
 from .sql import numbered
@@ -70,8 +62,7 @@ async def purge(conn: Any, plan: Plan) -> Report:
     report.fields = list(plan.fields)
     report.bytes_before = int(await conn.fetchval(SIZE_SQL))
     complete = await conn.fetchval("SELECT bool_or(complete) FROM rollup_state")
-    if not complete and not plan.dry_run:
-        raise RollupsIncomplete
+    check_complete(plan, bool(complete))
     found: State = tuple(await conn.fetchrow(SQL.state))
     touched: set[str] = set()
     partitions = spans([row[0] for row in await conn.fetch(PARTITIONS_SQL)])

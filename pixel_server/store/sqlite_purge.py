@@ -13,15 +13,7 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from ..retention import (
-    Plan,
-    Report,
-    RollupsIncomplete,
-    State,
-    next_state,
-    raw_start,
-    window_end,
-)
+from ..retention import Plan, Report, State, check_complete, next_state, raw_start, window_end
 from .privacy_sql import PurgeSQL, purge_sql
 from .sqlite_privacy import truncate_wal
 
@@ -54,8 +46,7 @@ def purge(transaction: Transaction[Any], conn: sqlite3.Connection, path: str, pl
     report.fields = list(plan.fields)
     report.bytes_before = file_bytes(path)
     complete = any(row[0] for row in conn.execute("SELECT complete FROM rollup_state"))
-    if not complete and not plan.dry_run:
-        raise RollupsIncomplete
+    check_complete(plan, complete)
     found: State = tuple(conn.execute(SQL.state).fetchone())
     if plan.hits_before is not None:
         if plan.dry_run:
